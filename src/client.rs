@@ -1,0 +1,535 @@
+//! [`NodeClient`]: the node API over HTTP, one answer class per call.
+//!
+//! A request passes two middlewares before reaching the network:
+//!
+//! 1. [`RetryAfterMiddleware`](crate::retry::RetryAfterMiddleware) retries
+//!    transient answers with backoff and `Retry-After`;
+//! 2. [`GateMiddleware`] applies the node's own limits to every attempt: a
+//!    pause after a `429` (so other groups do not hammer a throttling node),
+//!    the `NODE_RATE_LIMIT` token bucket and the `NODE_CONCURRENCY`
+//!    semaphore; it also reads the body (capped at [`MAX_BODY_BYTES`]) so a
+//!    reset in the middle of a body is one more transient attempt.
+//!
+//! What is left for the caller is a [`WriteAnswer`] or a [`ReadAnswer`]. The
+//! client never guesses: any write answer other than the expected success is
+//! [`WriteAnswer::Unresolved`], and the transaction engine reads the node back.
+//! Redirects are followed only to the same scheme, host and port.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::{Extensions, HeaderMap, HeaderValue, StatusCode};
+use reqwest::{Request, Response};
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use url::Url;
+
+use crate::api::{group_item_path, GroupBody, GROUP_COLLECTION_PATH};
+use crate::config::{GroupId, NodeAddress, Secret};
+use crate::retry::{
+    parse_retry_after, Attempts, NodeName, RetryAfterMiddleware, RetrySettings, StopRetrying,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Bodies are read up to this size; node answers are tiny, so anything larger
+/// is cut off rather than buffered.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+const MAX_REDIRECTS: usize = 5;
+
+/// Client settings taken from the configuration.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub retry: RetrySettings,
+    pub auth_token: Option<Secret>,
+    pub node_concurrency: usize,
+    pub node_rate_limit: Option<NonZeroU32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("AUTH_TOKEN is not a valid HTTP header value")]
+    InvalidToken,
+    #[error("cannot build the HTTP client: {0}")]
+    Build(String),
+}
+
+/// The answer to a create or delete, after retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteAnswer {
+    /// The node answered the expected success (`201` create, `200` delete).
+    Applied,
+    /// Anything else: the write may or may not have landed (a `400` on
+    /// create, a `404` on delete, retries exhausted, a refusal after an
+    /// earlier attempt that may have landed). Resolved by reading back.
+    Unresolved { status: Option<u16>, detail: String },
+}
+
+/// The answer to a read of one group on one node, after retries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadAnswer {
+    /// The node holds the group; the record it returned (or the plain
+    /// `{"groupId": ..}` record when its body was not a JSON object).
+    Present(Value),
+    Absent,
+    /// The node's state could not be learnt.
+    Failed {
+        status: Option<u16>,
+        detail: String,
+    },
+}
+
+/// Per-node counters for the run report.
+#[derive(Debug, Default)]
+pub struct NodeStats {
+    attempts: AtomicU64,
+    transport_errors: AtomicU64,
+    statuses: Mutex<BTreeMap<u16, u64>>,
+}
+
+/// A snapshot of [`NodeStats`].
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct NodeStatsSnapshot {
+    pub node: String,
+    pub requests: u64,
+    pub transport_errors: u64,
+    pub statuses: BTreeMap<String, u64>,
+}
+
+impl NodeStats {
+    fn record(&self, result: &reqwest_middleware::Result<Response>) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(response) => {
+                if let Ok(mut statuses) = self.statuses.lock() {
+                    *statuses.entry(response.status().as_u16()).or_default() += 1;
+                }
+            }
+            Err(_) => {
+                self.transport_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The limits applied to every attempt against one node.
+pub struct NodeGate {
+    permits: Semaphore,
+    rate: Option<DefaultDirectRateLimiter>,
+    paused_until: Mutex<Option<Instant>>,
+    stats: NodeStats,
+}
+
+impl NodeGate {
+    fn new(concurrency: usize, rate: Option<NonZeroU32>) -> Self {
+        Self {
+            permits: Semaphore::new(concurrency.max(1)),
+            rate: rate.map(|r| RateLimiter::direct(Quota::per_second(r))),
+            paused_until: Mutex::new(None),
+            stats: NodeStats::default(),
+        }
+    }
+
+    fn pause_for(&self, delay: Duration) {
+        let until = Instant::now() + delay;
+        if let Ok(mut paused) = self.paused_until.lock() {
+            if paused.is_none_or(|current| current < until) {
+                *paused = Some(until);
+            }
+        }
+    }
+
+    /// Waits until the node may receive one more request: its `429` pause is
+    /// over, the rate limit has a token and a concurrency slot is free.
+    async fn admit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.wait_unpaused().await;
+        if let Some(rate) = &self.rate {
+            rate.until_ready().await;
+        }
+        self.permits.acquire().await.ok()
+    }
+
+    async fn wait_unpaused(&self) {
+        loop {
+            let until = self.paused_until.lock().ok().and_then(|paused| *paused);
+            match until {
+                Some(until) if until > Instant::now() => {
+                    tokio::time::sleep_until(until.into()).await;
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Extension carrying the gate of the node a request is for.
+#[derive(Clone)]
+struct GateRef(Arc<NodeGate>);
+
+/// Applies per-node limits to each attempt and buffers the (capped) body.
+struct GateMiddleware;
+
+#[async_trait::async_trait]
+impl Middleware for GateMiddleware {
+    async fn handle(
+        &self,
+        req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let Some(GateRef(gate)) = extensions.get::<GateRef>().cloned() else {
+            return next.run(req, extensions).await;
+        };
+        let stop = extensions
+            .get::<StopRetrying>()
+            .map(|s| s.0.clone())
+            .unwrap_or_default();
+        let _permit = tokio::select! {
+            biased;
+            _ = stop.cancelled() => None,
+            permit = gate.admit() => permit,
+        }
+        .ok_or_else(|| {
+            reqwest_middleware::Error::Middleware(anyhow::anyhow!("cancelled before sending"))
+        })?;
+        let result = match next.run(req, extensions).await {
+            Ok(response) => buffer_body(response).await,
+            Err(error) => Err(error),
+        };
+        gate.stats.record(&result);
+        if let Ok(response) = &result {
+            if response.status() == StatusCode::TOO_MANY_REQUESTS {
+                if let Some(delay) = parse_retry_after(response.headers(), SystemTime::now()) {
+                    gate.pause_for(delay);
+                }
+            }
+        }
+        result
+    }
+}
+
+/// Reads the body up to [`MAX_BODY_BYTES`] and rebuilds the response around it,
+/// so that a body that fails midway is an error of this attempt.
+async fn buffer_body(mut response: Response) -> reqwest_middleware::Result<Response> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_BODY_BYTES - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_BODY_BYTES {
+            break;
+        }
+    }
+    let mut rebuilt = http::Response::new(body);
+    *rebuilt.status_mut() = response.status();
+    *rebuilt.version_mut() = response.version();
+    *rebuilt.headers_mut() = std::mem::take(response.headers_mut());
+    Ok(Response::from(rebuilt))
+}
+
+/// One human-readable line for a transport error, without URLs (which could
+/// carry a path a user considers private) and without headers.
+pub fn describe_error(error: &reqwest_middleware::Error) -> String {
+    match error {
+        reqwest_middleware::Error::Reqwest(e) => {
+            let kind = if e.is_timeout() {
+                "timeout"
+            } else if e.is_connect() {
+                "connection failed"
+            } else if e.is_redirect() {
+                "redirect refused"
+            } else if e.is_body() || e.is_decode() {
+                "body read failed"
+            } else if e.is_request() {
+                "request failed"
+            } else {
+                "transport error"
+            };
+            let mut source = std::error::Error::source(e);
+            let mut root = None;
+            while let Some(s) = source {
+                root = Some(s.to_string());
+                source = s.source();
+            }
+            match root {
+                Some(root) => format!("{kind}: {root}"),
+                None => kind.to_string(),
+            }
+        }
+        reqwest_middleware::Error::Middleware(e) => format!("{e:#}"),
+    }
+}
+
+struct NodeEntry {
+    address: NodeAddress,
+    name: Arc<str>,
+    collection: Url,
+    gate: Arc<NodeGate>,
+}
+
+/// HTTP access to every node of the cluster, indexed as in the configuration.
+pub struct NodeClient {
+    http: ClientWithMiddleware,
+    nodes: Vec<NodeEntry>,
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host() == b.host()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+impl NodeClient {
+    pub fn new(settings: &ClientSettings, nodes: &[NodeAddress]) -> Result<Self, ClientError> {
+        let mut headers = HeaderMap::new();
+        if let Some(token) = &settings.auth_token {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                .map_err(|_| ClientError::InvalidToken)?;
+            // Keeps the value out of any debug output of the request.
+            value.set_sensitive(true);
+            headers.insert(http::header::AUTHORIZATION, value);
+        }
+        let redirects = reqwest::redirect::Policy::custom(|attempt| {
+            let follow = attempt.previous().len() < MAX_REDIRECTS
+                && attempt
+                    .previous()
+                    .first()
+                    .is_some_and(|origin| same_origin(origin, attempt.url()));
+            if follow {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        });
+        let inner = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(settings.request_timeout)
+            .connect_timeout(settings.connect_timeout)
+            .redirect(redirects)
+            .pool_max_idle_per_host(settings.node_concurrency.max(1))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| ClientError::Build(e.to_string()))?;
+        let http = ClientBuilder::new(inner)
+            .with(RetryAfterMiddleware::new(settings.retry))
+            .with(GateMiddleware)
+            .build();
+        let nodes = nodes
+            .iter()
+            .map(|address| {
+                let collection = address
+                    .base
+                    .join(GROUP_COLLECTION_PATH)
+                    .map_err(|e| ClientError::Build(format!("{}: {e}", address.name)))?;
+                Ok(NodeEntry {
+                    name: Arc::from(address.name.as_str()),
+                    address: address.clone(),
+                    collection,
+                    gate: Arc::new(NodeGate::new(
+                        settings.node_concurrency,
+                        settings.node_rate_limit,
+                    )),
+                })
+            })
+            .collect::<Result<Vec<_>, ClientError>>()?;
+        Ok(Self { http, nodes })
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// How logs and reports name node `index`.
+    pub fn node_name(&self, index: usize) -> &str {
+        self.nodes
+            .get(index)
+            .map_or("?", |n| n.address.name.as_str())
+    }
+
+    pub fn stats(&self) -> Vec<NodeStatsSnapshot> {
+        self.nodes
+            .iter()
+            .map(|node| {
+                let stats = &node.gate.stats;
+                let statuses = stats
+                    .statuses
+                    .lock()
+                    .map(|s| s.iter().map(|(k, v)| (k.to_string(), *v)).collect())
+                    .unwrap_or_default();
+                NodeStatsSnapshot {
+                    node: node.address.name.clone(),
+                    requests: stats.attempts.load(Ordering::Relaxed),
+                    transport_errors: stats.transport_errors.load(Ordering::Relaxed),
+                    statuses,
+                }
+            })
+            .collect()
+    }
+
+    fn entry(&self, index: usize) -> Result<&NodeEntry, String> {
+        self.nodes
+            .get(index)
+            .ok_or_else(|| format!("no node with index {index}"))
+    }
+
+    async fn send(
+        &self,
+        node: &NodeEntry,
+        builder: reqwest_middleware::RequestBuilder,
+        stop: &CancellationToken,
+    ) -> (reqwest_middleware::Result<Response>, Attempts) {
+        let mut extensions = Extensions::new();
+        extensions.insert(GateRef(node.gate.clone()));
+        extensions.insert(StopRetrying(stop.clone()));
+        extensions.insert(NodeName(node.name.clone()));
+        let request = match builder.build() {
+            Ok(request) => request,
+            Err(e) => return (Err(e.into()), Attempts::default()),
+        };
+        let result = self
+            .http
+            .execute_with_extensions(request, &mut extensions)
+            .await;
+        let attempts = extensions.get::<Attempts>().copied().unwrap_or_default();
+        (result, attempts)
+    }
+
+    /// `POST /v1/group/` with `record` (normally `{"groupId": id}`; a delete's
+    /// rollback re-creates the exact record it read before deleting).
+    pub async fn create(
+        &self,
+        node: usize,
+        record: &Value,
+        stop: &CancellationToken,
+    ) -> (WriteAnswer, Attempts) {
+        let entry = match self.entry(node) {
+            Ok(entry) => entry,
+            Err(detail) => {
+                return (
+                    WriteAnswer::Unresolved {
+                        status: None,
+                        detail,
+                    },
+                    Attempts::default(),
+                )
+            }
+        };
+        let builder = self.http.post(entry.collection.clone()).json(record);
+        let (result, attempts) = self.send(entry, builder, stop).await;
+        (write_answer(result, StatusCode::CREATED), attempts)
+    }
+
+    /// `DELETE /v1/group/` with `{"groupId": id}`.
+    pub async fn delete(
+        &self,
+        node: usize,
+        group: &GroupId,
+        stop: &CancellationToken,
+    ) -> (WriteAnswer, Attempts) {
+        let entry = match self.entry(node) {
+            Ok(entry) => entry,
+            Err(detail) => {
+                return (
+                    WriteAnswer::Unresolved {
+                        status: None,
+                        detail,
+                    },
+                    Attempts::default(),
+                )
+            }
+        };
+        let builder = self
+            .http
+            .delete(entry.collection.clone())
+            .json(&GroupBody::new(group.as_str()));
+        let (result, attempts) = self.send(entry, builder, stop).await;
+        (write_answer(result, StatusCode::OK), attempts)
+    }
+
+    /// `GET /v1/group/<id>/`.
+    pub async fn read(&self, node: usize, group: &GroupId, stop: &CancellationToken) -> ReadAnswer {
+        let entry = match self.entry(node) {
+            Ok(entry) => entry,
+            Err(detail) => {
+                return ReadAnswer::Failed {
+                    status: None,
+                    detail,
+                }
+            }
+        };
+        let url = match entry.address.base.join(&group_item_path(group.as_str())) {
+            Ok(url) => url,
+            Err(e) => {
+                return ReadAnswer::Failed {
+                    status: None,
+                    detail: format!("cannot build the group's URL: {e}"),
+                }
+            }
+        };
+        let (result, _) = self.send(entry, self.http.get(url), stop).await;
+        read_answer(result, group).await
+    }
+}
+
+fn write_answer(result: reqwest_middleware::Result<Response>, expected: StatusCode) -> WriteAnswer {
+    match result {
+        Ok(response) if response.status() == expected => WriteAnswer::Applied,
+        Ok(response) => WriteAnswer::Unresolved {
+            status: Some(response.status().as_u16()),
+            detail: format!("node answered {}", response.status()),
+        },
+        Err(error) => WriteAnswer::Unresolved {
+            status: None,
+            detail: describe_error(&error),
+        },
+    }
+}
+
+async fn read_answer(result: reqwest_middleware::Result<Response>, group: &GroupId) -> ReadAnswer {
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            return ReadAnswer::Failed {
+                status: None,
+                detail: describe_error(&error),
+            }
+        }
+    };
+    let status = response.status();
+    match status {
+        StatusCode::OK => {
+            let body = response.bytes().await.unwrap_or_default();
+            match serde_json::from_slice::<Value>(&body) {
+                Ok(Value::Object(record)) => match record.get("groupId") {
+                    Some(Value::String(id)) if id == group.as_str() => {
+                        ReadAnswer::Present(Value::Object(record))
+                    }
+                    Some(_) => ReadAnswer::Failed {
+                        status: Some(200),
+                        detail: "node returned a record for a different group id".to_string(),
+                    },
+                    None => ReadAnswer::Present(plain_record(group)),
+                },
+                // Liberal in what we accept: a 200 for the group's own URL
+                // says it exists even when the body is not a JSON object.
+                _ => ReadAnswer::Present(plain_record(group)),
+            }
+        }
+        StatusCode::NOT_FOUND | StatusCode::GONE => ReadAnswer::Absent,
+        _ => ReadAnswer::Failed {
+            status: Some(status.as_u16()),
+            detail: format!("node answered {status} to a read"),
+        },
+    }
+}
+
+/// The record a create sends: `{"groupId": id}`.
+pub fn plain_record(group: &GroupId) -> Value {
+    serde_json::json!({ "groupId": group.as_str() })
+}

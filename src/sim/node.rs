@@ -1,0 +1,525 @@
+//! One simulated node: its state, its fault dice and its HTTP routes.
+//!
+//! Everything a request reads or changes sits behind one mutex per node, so
+//! each call is atomic: of many concurrent creates of one id exactly one gets
+//! `201`. The lock is never held across an await; injected waits happen
+//! outside it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use governor::clock::Clock;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::store::Store;
+use super::SimError;
+use crate::api::{Faults, FaultsPatch, GroupBody, NodeOp, SimState};
+
+pub(crate) struct NodeState {
+    pub(crate) groups: BTreeSet<String>,
+    requests: BTreeMap<String, u64>,
+    responses: BTreeMap<String, u64>,
+    faults: Faults,
+    limiter: Option<DefaultDirectRateLimiter>,
+    rng: SmallRng,
+}
+
+impl NodeState {
+    pub(crate) fn new(faults: Faults, seed: u64, groups: BTreeSet<String>) -> Self {
+        Self {
+            groups,
+            requests: zero_requests(),
+            responses: BTreeMap::new(),
+            limiter: limiter(faults.rate_limit),
+            faults,
+            rng: SmallRng::seed_from_u64(seed),
+        }
+    }
+}
+
+/// Every call name is present from the start, so readers can tell "never
+/// called" (0) from a name they misspelled.
+fn zero_requests() -> BTreeMap<String, u64> {
+    NodeOp::ALL
+        .into_iter()
+        .map(|op| (op.as_str().to_owned(), 0))
+        .collect()
+}
+
+fn limiter(rate_limit: u32) -> Option<DefaultDirectRateLimiter> {
+    // per_second sets the burst to the rate: a client may spend a whole
+    // second's allowance at once, as with most API gateways.
+    NonZeroU32::new(rate_limit).map(|rate| RateLimiter::direct(Quota::per_second(rate)))
+}
+
+/// A poisoned lock only means a panic elsewhere; the state itself is always
+/// consistent between statements, so keep serving.
+pub(crate) fn lock(state: &Mutex<NodeState>) -> MutexGuard<'_, NodeState> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn validate_faults(faults: &Faults) -> Result<(), String> {
+    let rates = [
+        ("fail_rate", faults.fail_rate),
+        ("ambiguous_rate", faults.ambiguous_rate),
+        ("unavailable_rate", faults.unavailable_rate),
+        ("throttle_rate", faults.throttle_rate),
+        ("timeout_rate", faults.timeout_rate),
+    ];
+    for (name, rate) in rates {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(format!("{name} must be between 0 and 1, got {rate}"));
+        }
+    }
+    Ok(())
+}
+
+fn patched(faults: &Faults, patch: FaultsPatch) -> Result<Faults, String> {
+    let mut next = faults.clone();
+    let FaultsPatch {
+        fail_rate,
+        ambiguous_rate,
+        unavailable_rate,
+        throttle_rate,
+        retry_after_secs,
+        timeout_rate,
+        hang_ms,
+        latency_ms,
+        jitter_ms,
+        rate_limit,
+        fail_ops,
+    } = patch;
+    next.fail_rate = fail_rate.unwrap_or(next.fail_rate);
+    next.ambiguous_rate = ambiguous_rate.unwrap_or(next.ambiguous_rate);
+    next.unavailable_rate = unavailable_rate.unwrap_or(next.unavailable_rate);
+    next.throttle_rate = throttle_rate.unwrap_or(next.throttle_rate);
+    next.retry_after_secs = retry_after_secs.unwrap_or(next.retry_after_secs);
+    next.timeout_rate = timeout_rate.unwrap_or(next.timeout_rate);
+    next.hang_ms = hang_ms.unwrap_or(next.hang_ms);
+    next.latency_ms = latency_ms.unwrap_or(next.latency_ms);
+    next.jitter_ms = jitter_ms.unwrap_or(next.jitter_ms);
+    next.rate_limit = rate_limit.unwrap_or(next.rate_limit);
+    next.fail_ops = fail_ops.unwrap_or(next.fail_ops);
+    validate_faults(&next)?;
+    Ok(next)
+}
+
+/// What the dice decided for one request, before it touches any group.
+enum Verdict {
+    Proceed { ambiguous: bool },
+    RateLimited { retry_after_secs: u64 },
+    Timeout { hang: Duration },
+    Throttled { retry_after_secs: u64 },
+    Unavailable,
+    Failed,
+}
+
+pub(crate) struct Node {
+    pub(crate) index: usize,
+    seed: u64,
+    initial_faults: Faults,
+    state: Arc<Mutex<NodeState>>,
+    pub(crate) store: Option<Arc<Store>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("index", &self.index)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    pub(crate) fn new(
+        index: usize,
+        seed: u64,
+        initial_faults: Faults,
+        state: Arc<Mutex<NodeState>>,
+        store: Option<Arc<Store>>,
+    ) -> Self {
+        Self {
+            index,
+            seed,
+            initial_faults,
+            state,
+            store,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, NodeState> {
+        lock(&self.state)
+    }
+
+    pub(crate) fn state(&self) -> SimState {
+        let state = self.lock();
+        SimState {
+            groups: state.groups.iter().cloned().collect(),
+            requests: state.requests.clone(),
+            responses: state.responses.clone(),
+        }
+    }
+
+    pub(crate) fn faults(&self) -> Faults {
+        self.lock().faults.clone()
+    }
+
+    pub(crate) fn set_faults(&self, patch: FaultsPatch) -> Result<Faults, String> {
+        let mut state = self.lock();
+        let next = patched(&state.faults, patch)?;
+        if next.rate_limit != state.faults.rate_limit {
+            state.limiter = limiter(next.rate_limit);
+        }
+        state.faults = next.clone();
+        Ok(next)
+    }
+
+    /// Back to the start-up state, keeping `groups`; the generator is
+    /// reseeded so a scenario replays the same after a reset.
+    pub(crate) fn reboot(&self, groups: BTreeSet<String>) {
+        let mut state = self.lock();
+        *state = NodeState::new(self.initial_faults.clone(), self.seed, groups);
+    }
+
+    pub(crate) async fn reset(&self) -> Result<(), SimError> {
+        self.reboot(BTreeSet::new());
+        self.persist().await
+    }
+
+    pub(crate) async fn insert(&self, group_id: &str) -> Result<bool, SimError> {
+        let inserted = self.lock().groups.insert(group_id.to_owned());
+        if inserted {
+            self.persist().await?;
+        }
+        Ok(inserted)
+    }
+
+    pub(crate) async fn remove(&self, group_id: &str) -> Result<bool, SimError> {
+        let removed = self.lock().groups.remove(group_id);
+        if removed {
+            self.persist().await?;
+        }
+        Ok(removed)
+    }
+
+    async fn persist(&self) -> Result<(), SimError> {
+        match &self.store {
+            Some(store) => store.save().await,
+            None => Ok(()),
+        }
+    }
+
+    fn count_request(&self, op: NodeOp) {
+        *self
+            .lock()
+            .requests
+            .entry(op.as_str().to_owned())
+            .or_default() += 1;
+    }
+
+    fn count_response(&self, status: StatusCode) {
+        *self
+            .lock()
+            .responses
+            .entry(status.as_u16().to_string())
+            .or_default() += 1;
+    }
+
+    fn draw_delay(&self) -> Duration {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let jitter = match state.faults.jitter_ms {
+            0 => 0,
+            jitter_ms => state.rng.random_range(0..=jitter_ms),
+        };
+        Duration::from_millis(state.faults.latency_ms.saturating_add(jitter))
+    }
+
+    /// Rate limit first (it applies to every call, as a real server's would),
+    /// then the probabilities, only for calls in `fail_ops`. The rates are
+    /// drawn in a fixed order and the first hit wins, so a rate of 1 for one
+    /// fault is exact whatever the others are.
+    fn draw_verdict(&self, op: NodeOp) -> Verdict {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        if let Some(limiter) = &state.limiter {
+            if let Err(not_until) = limiter.check() {
+                let wait = not_until.wait_time_from(limiter.clock().now());
+                let whole_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                return Verdict::RateLimited {
+                    retry_after_secs: whole_secs.max(1),
+                };
+            }
+        }
+        let faults = &state.faults;
+        if !faults.fail_ops.contains(&op) {
+            return Verdict::Proceed { ambiguous: false };
+        }
+        let rng = &mut state.rng;
+        // random() is in [0, 1): a rate of 0 never hits, a rate of 1 always.
+        let mut hit = |rate: f64| rng.random::<f64>() < rate;
+        if hit(faults.timeout_rate) {
+            Verdict::Timeout {
+                hang: Duration::from_millis(faults.hang_ms),
+            }
+        } else if hit(faults.throttle_rate) {
+            Verdict::Throttled {
+                retry_after_secs: faults.retry_after_secs,
+            }
+        } else if hit(faults.unavailable_rate) {
+            Verdict::Unavailable
+        } else if hit(faults.fail_rate) {
+            Verdict::Failed
+        } else {
+            Verdict::Proceed {
+                ambiguous: hit(faults.ambiguous_rate),
+            }
+        }
+    }
+}
+
+/// A node-API call with its raw input, parsed only once the dice let it
+/// through, so a faulted request is refused the same whatever it carries.
+enum Call {
+    Create(Bytes),
+    Delete(Bytes),
+    Get(Result<String, String>),
+    List,
+}
+
+impl Call {
+    fn op(&self) -> NodeOp {
+        match self {
+            Call::Create(_) => NodeOp::Create,
+            Call::Delete(_) => NodeOp::Delete,
+            Call::Get(_) => NodeOp::Get,
+            Call::List => NodeOp::List,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct App {
+    node: Arc<Node>,
+    /// Set when this serving instance stops: injected waits end early.
+    stopping: CancellationToken,
+}
+
+pub(crate) fn router(node: Arc<Node>, stopping: CancellationToken) -> Router {
+    let app = App { node, stopping };
+    // Both spellings of each path are served directly: the job must cope with
+    // redirects, but the reference node should not need it to.
+    Router::new()
+        .route("/v1/group/", post(create).delete(delete))
+        .route("/v1/group", post(create).delete(delete))
+        .route("/v1/group/{id}/", get(read))
+        .route("/v1/group/{id}", get(read))
+        .route("/v1/groups", get(list))
+        .route("/v1/groups/", get(list))
+        .route("/healthz", get(healthz))
+        .route("/_sim/state", get(sim_state))
+        .route("/_sim/faults", get(sim_faults).put(sim_set_faults))
+        .route("/_sim/reset", post(sim_reset))
+        .fallback(not_found)
+        .with_state(app)
+}
+
+async fn create(State(app): State<App>, body: Bytes) -> Response {
+    app.serve(Call::Create(body)).await
+}
+
+async fn delete(State(app): State<App>, body: Bytes) -> Response {
+    app.serve(Call::Delete(body)).await
+}
+
+async fn read(State(app): State<App>, id: Result<Path<String>, PathRejection>) -> Response {
+    let id = id
+        .map(|Path(id)| id)
+        .map_err(|rejection| rejection.body_text());
+    app.serve(Call::Get(id)).await
+}
+
+async fn list(State(app): State<App>) -> Response {
+    app.serve(Call::List).await
+}
+
+async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+async fn sim_state(State(app): State<App>) -> Response {
+    Json(app.node.state()).into_response()
+}
+
+async fn sim_faults(State(app): State<App>) -> Response {
+    Json(app.node.faults()).into_response()
+}
+
+async fn sim_set_faults(State(app): State<App>, body: Bytes) -> Response {
+    let patch = match serde_json::from_slice::<FaultsPatch>(&body) {
+        Ok(patch) => patch,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid faults: {e}")),
+    };
+    match app.node.set_faults(patch) {
+        Ok(faults) => Json(faults).into_response(),
+        Err(message) => error(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid faults: {message}"),
+        ),
+    }
+}
+
+async fn sim_reset(State(app): State<App>) -> Response {
+    match app.node.reset().await {
+        Ok(()) => Json(app.node.state()).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such route")
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"error": message}))).into_response()
+}
+
+fn too_many_requests(retry_after_secs: u64, message: &str) -> Response {
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    response
+}
+
+fn shutting_down() -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, "node is shutting down")
+}
+
+/// The id of a create or delete body; the error is the message for a `400`.
+fn parse_body(body: &[u8]) -> Result<String, String> {
+    match serde_json::from_slice::<GroupBody>(body) {
+        Ok(GroupBody { group_id }) if group_id.is_empty() => {
+            Err("groupId must not be empty".to_owned())
+        }
+        Ok(GroupBody { group_id }) => Ok(group_id),
+        Err(e) => Err(format!(
+            "expected a JSON body {{\"groupId\": \"<id>\"}}: {e}"
+        )),
+    }
+}
+
+impl App {
+    async fn serve(&self, call: Call) -> Response {
+        self.node.count_request(call.op());
+        let response = self.serve_counted(call).await;
+        self.node.count_response(response.status());
+        response
+    }
+
+    async fn serve_counted(&self, call: Call) -> Response {
+        if !self.pause(self.node.draw_delay()).await {
+            return shutting_down();
+        }
+        let ambiguous = match self.node.draw_verdict(call.op()) {
+            Verdict::Proceed { ambiguous } => ambiguous,
+            Verdict::RateLimited { retry_after_secs } => {
+                return too_many_requests(retry_after_secs, "rate limit exceeded")
+            }
+            Verdict::Timeout { hang } => {
+                if !self.pause(hang).await {
+                    return shutting_down();
+                }
+                return error(StatusCode::GATEWAY_TIMEOUT, "injected timeout");
+            }
+            Verdict::Throttled { retry_after_secs } => {
+                return too_many_requests(retry_after_secs, "injected throttling")
+            }
+            Verdict::Unavailable => {
+                return error(StatusCode::SERVICE_UNAVAILABLE, "injected unavailability")
+            }
+            Verdict::Failed => return error(StatusCode::INTERNAL_SERVER_ERROR, "injected failure"),
+        };
+        let response = self.apply(call).await;
+        if ambiguous {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "injected failure after the call was applied",
+            );
+        }
+        response
+    }
+
+    /// Sleeps unless the node stops first; false means it stopped.
+    async fn pause(&self, duration: Duration) -> bool {
+        if duration.is_zero() {
+            return true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(duration) => true,
+            () = self.stopping.cancelled() => false,
+        }
+    }
+
+    async fn apply(&self, call: Call) -> Response {
+        match call {
+            Call::Create(body) => {
+                let group_id = match parse_body(&body) {
+                    Ok(id) => id,
+                    Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+                };
+                match self.node.insert(&group_id).await {
+                    Ok(true) => {
+                        (StatusCode::CREATED, Json(GroupBody::new(group_id))).into_response()
+                    }
+                    Ok(false) => error(StatusCode::BAD_REQUEST, "group already exists"),
+                    Err(e) => not_persisted(&e),
+                }
+            }
+            Call::Delete(body) => {
+                let group_id = match parse_body(&body) {
+                    Ok(id) => id,
+                    Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+                };
+                match self.node.remove(&group_id).await {
+                    Ok(true) => Json(GroupBody::new(group_id)).into_response(),
+                    Ok(false) => error(StatusCode::NOT_FOUND, "group not found"),
+                    Err(e) => not_persisted(&e),
+                }
+            }
+            Call::Get(Err(message)) => error(StatusCode::BAD_REQUEST, &message),
+            Call::Get(Ok(group_id)) => {
+                if self.node.lock().groups.contains(&group_id) {
+                    Json(GroupBody::new(group_id)).into_response()
+                } else {
+                    error(StatusCode::NOT_FOUND, "group not found")
+                }
+            }
+            Call::List => {
+                let groups: Vec<String> = self.node.lock().groups.iter().cloned().collect();
+                Json(json!({ "groups": groups })).into_response()
+            }
+        }
+    }
+}
+
+/// The change is in memory but may not survive a restart: a 500 tells the
+/// client the truth, that the call may or may not have been applied.
+fn not_persisted(e: &SimError) -> Response {
+    tracing::error!(error = %e, "group change not persisted");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "change not persisted")
+}

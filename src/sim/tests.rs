@@ -1,0 +1,643 @@
+//! Every test talks real HTTP to nodes on 127.0.0.1 and free ports.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::api::{group_item_path, GroupBody, NodeOp, GROUP_COLLECTION_PATH, GROUP_LIST_PATH};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+async fn start(count: usize, faults: Faults) -> SimCluster {
+    let options = SimOptions {
+        faults,
+        ..SimOptions::default()
+    };
+    SimCluster::start(LOCALHOST, 0, count, options)
+        .await
+        .expect("cluster starts")
+}
+
+fn client() -> Client {
+    Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client builds")
+}
+
+async fn call(method: Method, url: String, group_id: &str) -> reqwest::Response {
+    client()
+        .request(method, url)
+        .json(&GroupBody::new(group_id))
+        .send()
+        .await
+        .expect("request answered")
+}
+
+async fn create(node: &SimNode, group_id: &str) -> reqwest::Response {
+    call(
+        Method::POST,
+        format!("{}/{GROUP_COLLECTION_PATH}", node.url()),
+        group_id,
+    )
+    .await
+}
+
+async fn delete(node: &SimNode, group_id: &str) -> reqwest::Response {
+    call(
+        Method::DELETE,
+        format!("{}/{GROUP_COLLECTION_PATH}", node.url()),
+        group_id,
+    )
+    .await
+}
+
+async fn read(node: &SimNode, group_id: &str) -> reqwest::Response {
+    client()
+        .get(format!("{}/{}", node.url(), group_item_path(group_id)))
+        .send()
+        .await
+        .expect("request answered")
+}
+
+async fn status(response: impl std::future::Future<Output = reqwest::Response>) -> u16 {
+    response.await.status().as_u16()
+}
+
+/// Waits until the node has received an `op` call, so a test stops the node
+/// with that call in flight rather than before it connected.
+async fn arrived(node: &SimNode, op: &str) {
+    while node.state().requests.get(op).copied().unwrap_or(0) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn faults(patch: impl FnOnce(&mut Faults)) -> Faults {
+    let mut faults = Faults::default();
+    patch(&mut faults);
+    faults
+}
+
+#[tokio::test]
+async fn serves_the_node_api() {
+    let cluster = start(1, Faults::default()).await;
+    let node = &cluster.nodes()[0];
+
+    let created = create(node, "g1").await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(
+        created.json::<GroupBody>().await.unwrap(),
+        GroupBody::new("g1")
+    );
+
+    let duplicate = create(node, "g1").await;
+    assert_eq!(duplicate.status(), StatusCode::BAD_REQUEST);
+    assert!(duplicate.json::<Value>().await.unwrap()["error"].is_string());
+
+    let got = read(node, "g1").await;
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.json::<GroupBody>().await.unwrap(), GroupBody::new("g1"));
+    assert_eq!(status(read(node, "other")).await, 404);
+
+    assert_eq!(status(create(node, "a0")).await, 201);
+    let list = client()
+        .get(format!("{}/{GROUP_LIST_PATH}", node.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), StatusCode::OK);
+    assert_eq!(
+        list.json::<Value>().await.unwrap(),
+        json!({"groups": ["a0", "g1"]})
+    );
+
+    assert_eq!(status(delete(node, "g1")).await, 200);
+    assert_eq!(status(delete(node, "g1")).await, 404);
+    assert_eq!(status(read(node, "g1")).await, 404);
+
+    let health = client()
+        .get(format!("{}/healthz", node.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn serves_paths_without_trailing_slash_and_rejects_bad_bodies() {
+    let cluster = start(1, Faults::default()).await;
+    let node = &cluster.nodes()[0];
+    let url = node.url();
+
+    assert_eq!(
+        status(call(Method::POST, format!("{url}/v1/group"), "x")).await,
+        201
+    );
+    let got = client()
+        .get(format!("{url}/v1/group/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(
+        status(call(Method::DELETE, format!("{url}/v1/group"), "x")).await,
+        200
+    );
+
+    for body in ["not json", "{}", r#"{"groupId": 3}"#, r#"{"groupId": ""}"#] {
+        let response = client()
+            .post(format!("{url}/v1/group/"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "body {body}");
+    }
+    assert!(node.state().groups.is_empty());
+    assert_eq!(node.state().responses.get("400"), Some(&4));
+}
+
+#[tokio::test]
+async fn ids_with_reserved_characters_round_trip() {
+    let cluster = start(1, Faults::default()).await;
+    let node = &cluster.nodes()[0];
+    let id = "a/b?c#d%e f é";
+
+    assert_eq!(status(create(node, id)).await, 201);
+    let got = read(node, id).await;
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.json::<GroupBody>().await.unwrap(), GroupBody::new(id));
+    assert_eq!(node.state().groups, vec![id.to_owned()]);
+    assert_eq!(status(read(node, "a/b")).await, 404);
+    assert_eq!(status(delete(node, id)).await, 200);
+}
+
+#[tokio::test]
+async fn concurrent_creates_of_one_id_have_one_winner() {
+    let cluster = start(1, Faults::default()).await;
+    let node = &cluster.nodes()[0];
+    let statuses =
+        futures::future::join_all((0..20).map(|_| status(create(node, "contended")))).await;
+    assert_eq!(statuses.iter().filter(|&&s| s == 201).count(), 1);
+    assert_eq!(statuses.iter().filter(|&&s| s == 400).count(), 19);
+}
+
+#[tokio::test]
+async fn fail_rate_answers_500_without_applying() {
+    let cluster = start(1, faults(|f| f.fail_rate = 1.0)).await;
+    let node = &cluster.nodes()[0];
+    assert_eq!(status(create(node, "g")).await, 500);
+    assert!(node.state().groups.is_empty());
+}
+
+#[tokio::test]
+async fn ambiguous_rate_applies_then_answers_500() {
+    let cluster = start(1, faults(|f| f.ambiguous_rate = 1.0)).await;
+    let node = &cluster.nodes()[0];
+    assert_eq!(status(create(node, "g")).await, 500);
+    assert_eq!(node.state().groups, vec!["g".to_owned()]);
+    assert_eq!(status(delete(node, "g")).await, 500);
+    assert!(node.state().groups.is_empty());
+}
+
+#[tokio::test]
+async fn unavailable_rate_answers_503_without_applying() {
+    let cluster = start(1, faults(|f| f.unavailable_rate = 1.0)).await;
+    let node = &cluster.nodes()[0];
+    assert_eq!(status(create(node, "g")).await, 503);
+    assert!(node.state().groups.is_empty());
+}
+
+#[tokio::test]
+async fn throttle_rate_answers_429_with_retry_after() {
+    let cluster = start(
+        1,
+        faults(|f| {
+            f.throttle_rate = 1.0;
+            f.retry_after_secs = 7;
+        }),
+    )
+    .await;
+    let node = &cluster.nodes()[0];
+    let response = create(node, "g").await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["retry-after"], "7");
+    assert!(node.state().groups.is_empty());
+}
+
+#[tokio::test]
+async fn timeout_rate_hangs_then_answers_504_without_applying() {
+    let cluster = start(
+        1,
+        faults(|f| {
+            f.timeout_rate = 1.0;
+            f.hang_ms = 150;
+        }),
+    )
+    .await;
+    let node = &cluster.nodes()[0];
+    let started = Instant::now();
+    assert_eq!(status(create(node, "g")).await, 504);
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert!(node.state().groups.is_empty());
+}
+
+#[tokio::test]
+async fn latency_delays_every_call() {
+    let cluster = start(
+        1,
+        faults(|f| {
+            f.latency_ms = 100;
+            f.jitter_ms = 20;
+            f.fail_ops = vec![];
+        }),
+    )
+    .await;
+    let node = &cluster.nodes()[0];
+    let started = Instant::now();
+    assert_eq!(status(read(node, "g")).await, 404);
+    assert!(started.elapsed() >= Duration::from_millis(100));
+}
+
+#[tokio::test]
+async fn fail_ops_restricts_faults_to_the_listed_calls() {
+    let cluster = start(
+        1,
+        faults(|f| {
+            f.fail_rate = 1.0;
+            f.fail_ops = vec![NodeOp::Delete];
+        }),
+    )
+    .await;
+    let node = &cluster.nodes()[0];
+    assert_eq!(status(create(node, "g")).await, 201);
+    assert_eq!(status(read(node, "g")).await, 200);
+    assert_eq!(status(delete(node, "g")).await, 500);
+    assert_eq!(node.state().groups, vec!["g".to_owned()]);
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_past_the_burst() {
+    let cluster = start(1, faults(|f| f.rate_limit = 2)).await;
+    let node = &cluster.nodes()[0];
+    assert_eq!(status(read(node, "g")).await, 404);
+    assert_eq!(status(read(node, "g")).await, 404);
+    // The bucket refills one token per 500 ms: however slow the machine,
+    // a few more quick calls meet an empty bucket.
+    let mut limited = None;
+    for _ in 0..5 {
+        let response = read(node, "g").await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(response);
+            break;
+        }
+    }
+    let limited = limited.expect("a call past the burst is refused");
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+
+    // Changing the limit takes effect at once, with a fresh bucket.
+    node.set_faults(FaultsPatch {
+        rate_limit: Some(0),
+        ..FaultsPatch::default()
+    })
+    .unwrap();
+    for _ in 0..5 {
+        assert_eq!(status(read(node, "g")).await, 404);
+    }
+}
+
+#[tokio::test]
+async fn put_faults_changes_only_the_given_fields() {
+    let cluster = start(1, faults(|f| f.latency_ms = 1)).await;
+    let node = &cluster.nodes()[0];
+    let url = format!("{}/_sim/faults", node.url());
+
+    let response = client()
+        .put(&url)
+        .json(&json!({"fail_rate": 0.5, "fail_ops": ["create"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let expected = faults(|f| {
+        f.latency_ms = 1;
+        f.fail_rate = 0.5;
+        f.fail_ops = vec![NodeOp::Create];
+    });
+    assert_eq!(response.json::<Faults>().await.unwrap(), expected);
+
+    for bad in [
+        json!({"fail_rate": 1.5}),
+        json!({"timeout_rate": -0.1}),
+        json!({"no_such_knob": 1}),
+        json!({"fail_ops": ["put"]}),
+    ] {
+        let response = client().put(&url).json(&bad).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert!(response.json::<Value>().await.unwrap()["error"].is_string());
+    }
+
+    let current = client().get(&url).send().await.unwrap();
+    assert_eq!(current.json::<Faults>().await.unwrap(), expected);
+    assert_eq!(node.faults(), expected);
+    assert!(node
+        .set_faults(FaultsPatch {
+            ambiguous_rate: Some(f64::NAN),
+            ..FaultsPatch::default()
+        })
+        .is_err());
+}
+
+#[tokio::test]
+async fn reset_clears_groups_and_counters_and_restores_faults() {
+    let cluster = start(1, faults(|f| f.retry_after_secs = 3)).await;
+    let node = &cluster.nodes()[0];
+    assert_eq!(status(create(node, "g")).await, 201);
+    node.set_faults(FaultsPatch {
+        fail_rate: Some(1.0),
+        ..FaultsPatch::default()
+    })
+    .unwrap();
+
+    let reset = client()
+        .post(format!("{}/_sim/reset", node.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), StatusCode::OK);
+    let state = node.state();
+    assert!(state.groups.is_empty());
+    assert!(state.requests.values().all(|&n| n == 0));
+    assert!(state.responses.is_empty());
+    assert_eq!(node.faults(), faults(|f| f.retry_after_secs = 3));
+}
+
+#[tokio::test]
+async fn counts_node_api_calls_but_not_inspection() {
+    let cluster = start(1, Faults::default()).await;
+    let node = &cluster.nodes()[0];
+    assert_eq!(status(create(node, "g")).await, 201);
+    assert_eq!(status(create(node, "g")).await, 400);
+    assert_eq!(status(read(node, "g")).await, 200);
+    assert_eq!(status(delete(node, "h")).await, 404);
+    let _ = client()
+        .get(format!("{}/{GROUP_LIST_PATH}", node.url()))
+        .send()
+        .await
+        .unwrap();
+    node.insert_group("seeded").await.unwrap();
+    let _ = client()
+        .get(format!("{}/_sim/faults", node.url()))
+        .send()
+        .await
+        .unwrap();
+    let _ = client()
+        .get(format!("{}/healthz", node.url()))
+        .send()
+        .await
+        .unwrap();
+
+    let state: SimState = client()
+        .get(format!("{}/_sim/state", node.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state, node.state());
+    let counts = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+        pairs.iter().map(|&(k, v)| (k.to_owned(), v)).collect()
+    };
+    assert_eq!(
+        state.requests,
+        counts(&[("create", 2), ("delete", 1), ("get", 1), ("list", 1)])
+    );
+    assert_eq!(
+        state.responses,
+        counts(&[("200", 2), ("201", 1), ("400", 1), ("404", 1)])
+    );
+    assert_eq!(state.groups, vec!["g".to_owned(), "seeded".to_owned()]);
+}
+
+#[tokio::test]
+async fn nodes_are_independent_and_seeded() {
+    let flaky = faults(|f| {
+        f.fail_rate = 0.5;
+        f.fail_ops = vec![NodeOp::Get];
+    });
+    let outcomes = |cluster: SimCluster| async move {
+        let mut seen = Vec::new();
+        for node in cluster.nodes() {
+            for _ in 0..16 {
+                seen.push(status(read(node, "g")).await);
+            }
+        }
+        seen
+    };
+    let first = outcomes(start(2, flaky.clone()).await).await;
+    let second = outcomes(start(2, flaky).await).await;
+    assert_eq!(first, second);
+    assert!(first.contains(&500) && first.contains(&404));
+    // Seeds differ per node, so the two nodes do not fail in lockstep.
+    assert_ne!(first[..16], first[16..]);
+
+    let cluster = start(2, Faults::default()).await;
+    assert_eq!(status(create(&cluster.nodes()[0], "only-here")).await, 201);
+    assert_eq!(status(read(&cluster.nodes()[1], "only-here")).await, 404);
+}
+
+#[tokio::test]
+async fn data_file_keeps_groups_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("groups.json");
+    let options = SimOptions {
+        data_file: Some(path.clone()),
+        ..SimOptions::default()
+    };
+    let cluster = SimCluster::start(LOCALHOST, 0, 2, options.clone())
+        .await
+        .unwrap();
+    let [zero, one] = cluster.nodes() else {
+        panic!("two nodes")
+    };
+    assert_eq!(status(create(zero, "a/b é")).await, 201);
+    assert_eq!(status(create(one, "y")).await, 201);
+    let on_disk: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(on_disk, json!({"nodes": {"0": ["a/b é"], "1": ["y"]}}));
+
+    zero.kill().await;
+    assert!(!zero.is_running().await);
+    assert!(client()
+        .get(format!("{}/healthz", zero.url()))
+        .send()
+        .await
+        .is_err());
+    zero.restart().await.unwrap();
+    assert_eq!(status(read(zero, "a/b é")).await, 200);
+    assert_eq!(zero.state().requests.get("create"), Some(&0));
+
+    cluster.shutdown().await;
+    let again = SimCluster::start(LOCALHOST, 0, 2, options).await.unwrap();
+    assert_eq!(again.nodes()[0].state().groups, vec!["a/b é".to_owned()]);
+    assert_eq!(status(read(&again.nodes()[1], "y")).await, 200);
+    assert!(again.nodes()[1].remove_group("y").await.unwrap());
+    again.shutdown().await;
+
+    // A run with fewer nodes keeps the others' entries.
+    let options = SimOptions {
+        data_file: Some(path.clone()),
+        ..SimOptions::default()
+    };
+    let single = SimCluster::start(LOCALHOST, 0, 1, options).await.unwrap();
+    single.nodes()[0].reset().await.unwrap();
+    let on_disk: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(on_disk, json!({"nodes": {"0": [], "1": []}}));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temporary files left behind");
+}
+
+#[tokio::test]
+async fn restart_without_data_file_comes_back_empty() {
+    let cluster = start(1, faults(|f| f.latency_ms = 1)).await;
+    let node = &cluster.nodes()[0];
+    node.insert_group("g").await.unwrap();
+    node.set_faults(FaultsPatch {
+        fail_rate: Some(1.0),
+        ..FaultsPatch::default()
+    })
+    .unwrap();
+    node.restart().await.unwrap();
+    assert!(node.is_running().await);
+    assert_eq!(status(read(node, "g")).await, 404);
+    assert_eq!(node.faults(), faults(|f| f.latency_ms = 1));
+}
+
+#[tokio::test]
+async fn data_file_missing_is_empty_and_corrupt_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.json");
+    let options = SimOptions {
+        data_file: Some(path.clone()),
+        ..SimOptions::default()
+    };
+    let cluster = SimCluster::start(LOCALHOST, 0, 1, options).await.unwrap();
+    assert!(cluster.nodes()[0].state().groups.is_empty());
+    assert!(
+        path.exists(),
+        "written at start, so an unwritable path fails early"
+    );
+
+    let corrupt = dir.path().join("corrupt.json");
+    std::fs::write(&corrupt, "{\"nodes\": [").unwrap();
+    let options = SimOptions {
+        data_file: Some(corrupt.clone()),
+        ..SimOptions::default()
+    };
+    let error = SimCluster::start(LOCALHOST, 0, 1, options)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SimError::DataFile { .. }), "{error}");
+    assert!(error.to_string().contains("corrupt.json"), "{error}");
+    assert_eq!(std::fs::read_to_string(&corrupt).unwrap(), "{\"nodes\": [");
+
+    let options = SimOptions {
+        data_file: Some(dir.path().join("no-such-dir").join("f.json")),
+        ..SimOptions::default()
+    };
+    let error = SimCluster::start(LOCALHOST, 0, 1, options)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SimError::DataFile { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn kill_drops_requests_in_flight() {
+    let cluster = start(
+        1,
+        faults(|f| {
+            f.timeout_rate = 1.0;
+            f.hang_ms = 10_000;
+        }),
+    )
+    .await;
+    let node = &cluster.nodes()[0];
+    let started = Instant::now();
+    let pending = tokio::spawn(
+        client()
+            .post(format!("{}/{GROUP_COLLECTION_PATH}", node.url()))
+            .json(&GroupBody::new("g"))
+            .send(),
+    );
+    arrived(node, "create").await;
+    node.kill().await;
+    let outcome = pending.await.unwrap();
+    assert!(
+        outcome.is_err(),
+        "no answer from a killed node: {outcome:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn graceful_stop_cuts_injected_waits_short() {
+    let cluster = start(
+        1,
+        faults(|f| {
+            f.timeout_rate = 1.0;
+            f.hang_ms = 10_000;
+        }),
+    )
+    .await;
+    let node = &cluster.nodes()[0];
+    let started = Instant::now();
+    let pending = tokio::spawn(
+        client()
+            .get(format!("{}/{}", node.url(), group_item_path("g")))
+            .send(),
+    );
+    arrived(node, "get").await;
+    cluster.shutdown().await;
+    let response = pending.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn start_rejects_bad_arguments() {
+    let error = SimCluster::start(LOCALHOST, 0, 0, SimOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SimError::NoNodes));
+    let error = SimCluster::start(LOCALHOST, 65_535, 2, SimOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SimError::PortRange { .. }));
+    let options = SimOptions {
+        faults: faults(|f| f.throttle_rate = 2.0),
+        ..SimOptions::default()
+    };
+    let error = SimCluster::start(LOCALHOST, 0, 1, options)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SimError::InvalidFaults(_)));
+
+    let taken = start(1, Faults::default()).await;
+    let port = taken.nodes()[0].addr().port();
+    let error = SimCluster::start(LOCALHOST, port, 1, SimOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SimError::Bind { .. }), "{error}");
+}

@@ -1,0 +1,601 @@
+//! Logging: JSON lines (the default, for `kubectl logs` and log collectors)
+//! or tracing's human format, always on stdout.
+//!
+//! A JSON line is one flat object whose first keys are always, in order:
+//! `timestamp` (RFC 3339 UTC with milliseconds, e.g.
+//! `2026-11-23T06:01:02.345Z`), `level` and `severity` (the same value, e.g.
+//! `INFO`; collectors differ in which key they read), `message` and
+//! `target`. The event's fields follow at the top level, then the fields of
+//! the spans around it that the event does not already have (inner spans
+//! win). Numbers and booleans stay JSON numbers and booleans. A field whose
+//! name is one of the five fixed keys is written as `fields.<name>`.
+//!
+//! Each line reaches stdout in one write, so lines from concurrent tasks
+//! never interleave, and strings are escaped by `serde_json`, so a value
+//! with a newline or an escape sequence cannot break or colour a line.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::io::IsTerminal as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// `level` is not a valid `EnvFilter` directive string.
+    #[error("LOG_LEVEL: invalid log filter {filter:?}: {reason}")]
+    InvalidFilter { filter: String, reason: String },
+    /// A global subscriber (or `log` logger) was installed before.
+    #[error("logging is already set up: {0}")]
+    AlreadyInstalled(String),
+}
+
+/// Installs the global subscriber: `format` on stdout, filtered by `level`
+/// (an `EnvFilter` directive string such as `info` or
+/// `api_consumer=debug,info`). Records of the `log` crate are forwarded too.
+pub fn init(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
+    let filter = filter(level)?;
+    let installed = match format {
+        LogFormat::Json => json_subscriber(filter, std::io::stdout).try_init(),
+        LogFormat::Pretty => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stdout)
+            // Colour codes only for a person at a terminal, never in files
+            // or collected logs.
+            .with_ansi(std::io::stdout().is_terminal())
+            .finish()
+            .try_init(),
+    };
+    installed.map_err(|e| TelemetryError::AlreadyInstalled(e.to_string()))
+}
+
+fn filter(level: &str) -> Result<EnvFilter, TelemetryError> {
+    EnvFilter::try_new(level).map_err(|e| TelemetryError::InvalidFilter {
+        filter: level.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// The JSON-lines subscriber writing to `writer`; [`init`] installs it on
+/// stdout, tests render into a buffer.
+pub fn json_subscriber<W>(filter: EnvFilter, writer: W) -> impl Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(false)
+        // Span fields are kept as JSON objects so that the event formatter
+        // can merge them into the line with their types intact.
+        .fmt_fields(JsonFields::new())
+        .event_format(JsonLine)
+        .finish()
+}
+
+/// Formats an event as one flat JSON object followed by a newline.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonLine;
+
+/// Keys every line starts with; fields with these names are renamed.
+const FIXED_KEYS: [&str; 5] = ["timestamp", "level", "severity", "message", "target"];
+
+impl<S, N> FormatEvent<S, N> for JsonLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let metadata = event.metadata();
+        let mut fields = EventFields::default();
+        event.record(&mut fields);
+
+        let level = metadata.level().as_str();
+        let target = fields.log_target.as_deref().unwrap_or(metadata.target());
+        let message = fields.message.as_deref().unwrap_or("");
+
+        let mut line = String::with_capacity(256);
+        line.push('{');
+        push_entry(
+            &mut line,
+            "timestamp",
+            &Value::from(rfc3339(SystemTime::now())),
+        );
+        push_entry(&mut line, "level", &Value::from(level));
+        push_entry(&mut line, "severity", &Value::from(level));
+        push_entry(&mut line, "message", &Value::from(message));
+        push_entry(&mut line, "target", &Value::from(target));
+
+        let mut seen: HashSet<String> = HashSet::new();
+        for (name, value) in &fields.values {
+            if seen.insert((*name).to_owned()) {
+                push_field(&mut line, name, value);
+            }
+        }
+        if let Some(scope) = ctx.event_scope() {
+            // Leaf first: an inner span's field shadows an outer one's.
+            for span in scope {
+                let extensions = span.extensions();
+                let Some(formatted) = extensions.get::<FormattedFields<N>>() else {
+                    continue;
+                };
+                // JsonFields stores an object; anything else (another field
+                // formatter) is skipped rather than written half-parsed.
+                let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&formatted.fields)
+                else {
+                    continue;
+                };
+                for (name, value) in map {
+                    if seen.insert(name.clone()) {
+                        push_field(&mut line, &name, &value);
+                    }
+                }
+            }
+        }
+        line.push_str("}\n");
+        writer.write_str(&line)
+    }
+}
+
+fn push_entry(line: &mut String, key: &str, value: &Value) {
+    if !line.ends_with('{') {
+        line.push(',');
+    }
+    // Serialising a `str` or a `Value` into a String cannot fail.
+    line.push_str(&serde_json::to_string(key).unwrap_or_default());
+    line.push(':');
+    line.push_str(&serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned()));
+}
+
+fn push_field(line: &mut String, name: &str, value: &Value) {
+    if FIXED_KEYS.contains(&name) {
+        push_entry(line, &format!("fields.{name}"), value);
+    } else {
+        push_entry(line, name, value);
+    }
+}
+
+/// An event's fields with their JSON types.
+#[derive(Default)]
+struct EventFields {
+    message: Option<String>,
+    /// The real target of a record forwarded from the `log` crate.
+    log_target: Option<String>,
+    values: Vec<(&'static str, Value)>,
+}
+
+impl EventFields {
+    fn record(&mut self, field: &Field, value: Value) {
+        match field.name() {
+            "message" => {
+                self.message = Some(match value {
+                    Value::String(text) => text,
+                    other => other.to_string(),
+                });
+            }
+            "log.target" => {
+                if let Value::String(text) = value {
+                    self.log_target = Some(text);
+                }
+            }
+            // Source locations of forwarded `log` records: noise in a line.
+            "log.module_path" | "log.file" | "log.line" => {}
+            name => self.values.push((name, value)),
+        }
+    }
+}
+
+impl Visit for EventFields {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // JSON has no NaN or infinities; keep them readable as strings.
+        let value = serde_json::Number::from_f64(value)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(value.to_string()));
+        self.record(field, value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.record(field, Value::from(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.record(field, Value::from(value));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        let value = i64::try_from(value)
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(value.to_string()));
+        self.record(field, value);
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        let value = u64::try_from(value)
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(value.to_string()));
+        self.record(field, value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.record(field, Value::from(value));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record(field, Value::from(value));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        // The error and its causes on one line: "outer: inner: root".
+        let mut text = value.to_string();
+        let mut source = value.source();
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.ends_with(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        self.record(field, Value::from(text));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.record(field, Value::from(format!("{value:?}")));
+    }
+}
+
+/// Formats `time` as RFC 3339 UTC with milliseconds: `2026-11-23T06:01:02.345Z`.
+/// Instants before 1970 are supported; sub-millisecond parts are truncated
+/// towards the past.
+pub fn rfc3339(time: SystemTime) -> String {
+    let nanos: i128 = match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
+        Err(before) => -i128::try_from(before.duration().as_nanos()).unwrap_or(i128::MAX),
+    };
+    let millis = nanos.div_euclid(1_000_000);
+    let secs = millis.div_euclid(1000);
+    let milli = millis.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let of_day = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{milli:03}Z",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day number (days since 1970-01-01);
+/// Howard Hinnant's `civil_from_days`, exact for every day in range.
+fn civil_from_days(days: i128) -> (i128, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March-based month
+    let day = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
+    let month = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
+    let year = yoe + era * 400 + i128::from(month <= 2);
+    // Both are in 1..=31 and 1..=12 by construction.
+    (year, month as u32, day as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_known_instants() {
+        let cases: &[(i64, &str)] = &[
+            (0, "1970-01-01T00:00:00.000Z"),
+            (1, "1970-01-01T00:00:00.001Z"),
+            (-1, "1969-12-31T23:59:59.999Z"),
+            (-86_400_000, "1969-12-31T00:00:00.000Z"),
+            (951_782_400_000, "2000-02-29T00:00:00.000Z"),
+            (951_868_799_999, "2000-02-29T23:59:59.999Z"),
+            (978_307_200_000, "2001-01-01T00:00:00.000Z"),
+            (1_700_000_000_123, "2023-11-14T22:13:20.123Z"),
+            (1_709_164_800_000, "2024-02-29T00:00:00.000Z"),
+            (1_795_413_662_345, "2026-11-23T06:01:02.345Z"),
+            (4_102_444_799_999, "2099-12-31T23:59:59.999Z"),
+            (4_107_542_400_000, "2100-03-01T00:00:00.000Z"),
+            (253_402_300_799_000, "9999-12-31T23:59:59.000Z"),
+            (-2_208_988_800_000, "1900-01-01T00:00:00.000Z"),
+        ];
+        for (millis, expected) in cases {
+            let offset = Duration::from_millis(millis.unsigned_abs());
+            let time = if *millis >= 0 {
+                UNIX_EPOCH + offset
+            } else {
+                UNIX_EPOCH - offset
+            };
+            assert_eq!(rfc3339(time), *expected, "{millis} ms");
+        }
+        // Sub-millisecond parts are truncated, not rounded.
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_nanos(1_999_999)),
+            "1970-01-01T00:00:00.001Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH - Duration::from_nanos(1)),
+            "1969-12-31T23:59:59.999Z"
+        );
+    }
+
+    #[test]
+    fn every_day_of_four_centuries_round_trips() {
+        // Walk day by day from 1900 to 2300, checking each date follows the
+        // previous one under the Gregorian calendar.
+        let leap = |y: i128| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let month_days = |y: i128, m: u32| match m {
+            2 if leap(y) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        let mut expected = (1900_i128, 1_u32, 1_u32);
+        for days in -25_567..(-25_567 + 146_097) {
+            assert_eq!(civil_from_days(days), expected, "day {days}");
+            let (y, m, d) = expected;
+            expected = if d < month_days(y, m) {
+                (y, m, d + 1)
+            } else if m < 12 {
+                (y, m + 1, 1)
+            } else {
+                (y + 1, 1, 1)
+            };
+        }
+    }
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            let mut inner = self
+                .0
+                .lock()
+                .map_err(|_| io::Error::other("buffer lock poisoned"))?;
+            inner.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+
+        fn make_writer(&'a self) -> Buffer {
+            self.clone()
+        }
+    }
+
+    impl Buffer {
+        fn lines(&self) -> Vec<String> {
+            let bytes = match self.0.lock() {
+                Ok(bytes) => bytes.clone(),
+                Err(_) => panic!("buffer lock poisoned"),
+            };
+            match String::from_utf8(bytes) {
+                Ok(text) => text.lines().map(str::to_owned).collect(),
+                Err(e) => panic!("output is not UTF-8: {e}"),
+            }
+        }
+    }
+
+    fn render(level: &str, emit: impl FnOnce()) -> Vec<String> {
+        let buffer = Buffer::default();
+        let filter = match filter(level) {
+            Ok(filter) => filter,
+            Err(e) => panic!("{e}"),
+        };
+        tracing::subscriber::with_default(json_subscriber(filter, buffer.clone()), emit);
+        buffer.lines()
+    }
+
+    fn parse(line: &str) -> serde_json::Map<String, Value> {
+        match serde_json::from_str::<Value>(line) {
+            Ok(Value::Object(map)) => map,
+            other => panic!("not a JSON object: {line:?} ({other:?})"),
+        }
+    }
+
+    /// Top-level keys of a flat JSON line, in the order they are written.
+    fn keys_in_order(line: &str) -> Vec<String> {
+        let map = parse(line);
+        let mut keys: Vec<(usize, String)> = map
+            .keys()
+            .map(|key| {
+                let quoted = format!("{}:", Value::from(key.as_str()));
+                match line.find(&quoted) {
+                    Some(at) => (at, key.clone()),
+                    None => panic!("key {key} not found in {line}"),
+                }
+            })
+            .collect();
+        keys.sort();
+        keys.into_iter().map(|(_, key)| key).collect()
+    }
+
+    #[derive(Debug)]
+    struct Outer(Inner);
+    #[derive(Debug)]
+    struct Inner;
+    impl fmt::Display for Outer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("request failed")
+        }
+    }
+    impl fmt::Display for Inner {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("connection reset")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    impl std::error::Error for Inner {}
+
+    #[test]
+    fn json_lines_are_flat_typed_and_ordered() {
+        let lines = render("info", || {
+            let run = tracing::info_span!("run", operation = "create", attempt = 0_u64);
+            let group =
+                tracing::info_span!(parent: &run, "group", group_id = "g1", outer_only = true);
+            let entered = group.enter();
+            tracing::info!(
+                node = "http://127.0.0.1:8080",
+                attempt = 2_u64,
+                status = 503_u16,
+                delta = -3_i64,
+                ratio = 0.5_f64,
+                retried = true,
+                not_a_number = f64::NAN,
+                "request {} of {}",
+                2,
+                6
+            );
+            tracing::warn!(
+                error = &Outer(Inner) as &(dyn std::error::Error + 'static),
+                target = "shadowed",
+                "with \"quotes\"\nnewline and \u{1b}[31mescape"
+            );
+            tracing::debug!("filtered out at info");
+            drop(entered);
+            tracing::error!(exit_code = 3_u8, "summary");
+        });
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+
+        let first = parse(&lines[0]);
+        assert_eq!(
+            keys_in_order(&lines[0]),
+            [
+                "timestamp",
+                "level",
+                "severity",
+                "message",
+                "target",
+                "node",
+                "attempt",
+                "status",
+                "delta",
+                "ratio",
+                "retried",
+                "not_a_number",
+                "group_id",
+                "outer_only",
+                "operation",
+            ]
+        );
+        let timestamp = first["timestamp"].as_str().unwrap_or_default();
+        assert_eq!(
+            timestamp.len(),
+            "2026-11-23T06:01:02.345Z".len(),
+            "{timestamp}"
+        );
+        assert!(timestamp.ends_with('Z') && timestamp.as_bytes()[10] == b'T');
+        assert_eq!(first["level"], "INFO");
+        assert_eq!(first["severity"], "INFO");
+        assert_eq!(first["message"], "request 2 of 6");
+        assert_eq!(first["target"], module_path!());
+        assert_eq!(first["node"], "http://127.0.0.1:8080");
+        // The event's attempt wins over the span's.
+        assert_eq!(first["attempt"], 2);
+        assert_eq!(first["status"], 503);
+        assert_eq!(first["delta"], -3);
+        assert_eq!(first["ratio"], 0.5);
+        assert_eq!(first["retried"], true);
+        assert_eq!(first["not_a_number"], "NaN");
+        assert_eq!(first["group_id"], "g1");
+        assert_eq!(first["outer_only"], true);
+        assert_eq!(first["operation"], "create");
+
+        let second = parse(&lines[1]);
+        assert_eq!(second["level"], "WARN");
+        assert_eq!(second["severity"], "WARN");
+        assert_eq!(
+            second["message"],
+            "with \"quotes\"\nnewline and \u{1b}[31mescape"
+        );
+        assert_eq!(second["error"], "request failed: connection reset");
+        assert_eq!(second["target"], module_path!());
+        assert_eq!(second["fields.target"], "shadowed");
+        assert!(!lines[1].contains('\u{1b}'), "raw escape in {:?}", lines[1]);
+
+        let third = parse(&lines[2]);
+        assert_eq!(third["level"], "ERROR");
+        assert_eq!(third["exit_code"], 3);
+        assert_eq!(
+            keys_in_order(&lines[2]),
+            [
+                "timestamp",
+                "level",
+                "severity",
+                "message",
+                "target",
+                "exit_code"
+            ]
+        );
+    }
+
+    #[test]
+    fn span_fields_recorded_later_are_included() {
+        let directive = format!("{}=debug,warn", module_path!());
+        let lines = render(&directive, || {
+            let span =
+                tracing::info_span!("group", group_id = "g7", outcome = tracing::field::Empty);
+            let _entered = span.enter();
+            span.record("outcome", "committed");
+            tracing::debug!(duration_ms = 12_u64, "done");
+            tracing::debug!(target: "other_crate", "filtered out by the directive");
+        });
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        let line = parse(&lines[0]);
+        assert_eq!(line["level"], "DEBUG");
+        assert_eq!(line["group_id"], "g7");
+        assert_eq!(line["outcome"], "committed");
+        assert_eq!(line["duration_ms"], 12);
+    }
+
+    #[test]
+    fn event_without_message_still_has_the_key() {
+        let lines = render("info", || tracing::info!(count = 1_u64));
+        assert_eq!(lines.len(), 1);
+        assert_eq!(parse(&lines[0])["message"], "");
+    }
+
+    #[test]
+    fn invalid_filter_is_an_error_naming_log_level() {
+        match filter("api_consumer=loud") {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => assert!(e.to_string().starts_with("LOG_LEVEL: "), "{e}"),
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Shared helpers: clusters on random ports, node state read over HTTP,
+//! configurations with fast retries.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_consumer::api::{FaultsPatch, NodeOp, SimState};
+use api_consumer::config::Config;
+use api_consumer::job::run_job;
+use api_consumer::run::RunReport;
+use api_consumer::sim::{SimCluster, SimOptions};
+use api_consumer::transaction::{Control, GroupReport};
+
+pub async fn cluster(count: usize) -> SimCluster {
+    cluster_with(count, SimOptions::default()).await
+}
+
+pub async fn cluster_with(count: usize, options: SimOptions) -> SimCluster {
+    SimCluster::start(IpAddr::V4(Ipv4Addr::LOCALHOST), 0, count, options)
+        .await
+        .expect("start simulated nodes")
+}
+
+/// Reads a node's state the way an outside observer does: `GET /_sim/state`.
+pub async fn sim_state(url: &str) -> SimState {
+    let response = reqwest::get(format!("{url}/_sim/state"))
+        .await
+        .expect("GET /_sim/state");
+    assert!(response.status().is_success());
+    response.json().await.expect("SimState JSON")
+}
+
+/// Every node's state, in node order.
+pub async fn states(cluster: &SimCluster) -> Vec<SimState> {
+    let mut out = Vec::new();
+    for url in cluster.urls() {
+        out.push(sim_state(&url).await);
+    }
+    out
+}
+
+/// Which nodes hold `group`, in node order.
+pub async fn holders(cluster: &SimCluster, group: &str) -> Vec<bool> {
+    states(cluster)
+        .await
+        .iter()
+        .map(|s| s.groups.iter().any(|g| g == group))
+        .collect()
+}
+
+pub fn count(map: &std::collections::BTreeMap<String, u64>, key: &str) -> u64 {
+    map.get(key).copied().unwrap_or(0)
+}
+
+/// Faults of one kind limited to some calls.
+pub fn faults_on(ops: &[NodeOp], patch: FaultsPatch) -> FaultsPatch {
+    FaultsPatch {
+        fail_ops: Some(ops.to_vec()),
+        ..patch
+    }
+}
+
+/// A configuration with fast retries; `extra` overrides or adds variables.
+pub fn config(nodes: &[String], operation: &str, ids: &[&str], extra: &[(&str, &str)]) -> Config {
+    let joined_nodes = nodes.join(",");
+    let joined_ids = ids.join(",");
+    let mut vars: Vec<(String, String)> = [
+        ("NODES", joined_nodes.as_str()),
+        ("OPERATION", operation),
+        ("GROUP_IDS", joined_ids.as_str()),
+        ("MAX_RETRIES", "3"),
+        ("RETRY_BASE_DELAY_MS", "5"),
+        ("RETRY_MAX_DELAY_MS", "50"),
+        ("REQUEST_TIMEOUT_MS", "2000"),
+        ("ROLLBACK_TIMEOUT_SECS", "30"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (key, value) in extra {
+        vars.retain(|(k, _)| k != key);
+        vars.push((key.to_string(), value.to_string()));
+    }
+    Config::from_vars(vars).expect("valid test configuration")
+}
+
+pub async fn run(config: &Config) -> RunReport {
+    run_job(config, Arc::new(Control::default()))
+        .await
+        .expect("client builds")
+}
+
+/// The report of one group that did not commit.
+pub fn group<'a>(report: &'a RunReport, id: &str) -> &'a GroupReport {
+    report
+        .groups
+        .iter()
+        .find(|g| g.group_id.as_str() == id)
+        .unwrap_or_else(|| panic!("group {id} not in the report: {report:#?}"))
+}
+
+/// Polls `probe` every 2 ms until it holds (at most `limit`).
+pub async fn wait_for(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if probe() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    probe()
+}
+
+/// A loopback port with nothing listening: connections are refused.
+pub fn dead_node() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}

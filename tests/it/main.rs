@@ -1,0 +1,9 @@
+//! Integration tests, compiled into one binary: every test talks real HTTP to
+//! `node-sim` nodes on loopback, and the process tests run the real binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod answers;
+mod common;
+mod process;
+mod randomized;

@@ -1,0 +1,248 @@
+//! Seeded randomized transactions: random prior states, random fault mixes,
+//! random operations; after every batch every node is read through
+//! `/_sim/state` and I1–I3 and the exit code are checked for every group.
+//!
+//! `RANDOMIZED_SEED` picks the seed (default fixed, so a failure reproduces);
+//! `RANDOMIZED_ROUNDS` scales the number of batches.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use api_consumer::api::{FaultsPatch, NodeOp, SimState};
+use api_consumer::config::Operation;
+use api_consumer::run::{ExitStatus, RunReport};
+use api_consumer::transaction::{NodeState, Outcome};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::common::*;
+
+const NODES: usize = 5;
+const GROUPS_PER_ROUND: usize = 25;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rate(rng: &mut SmallRng) -> f64 {
+    const RATES: [f64; 6] = [0.0, 0.0, 0.05, 0.15, 0.3, 1.0];
+    RATES[rng.random_range(0..RATES.len())]
+}
+
+/// A random fault mix: most nodes mildly flaky, now and then one that fails
+/// a whole kind of call.
+fn random_faults(rng: &mut SmallRng) -> FaultsPatch {
+    let all = [NodeOp::Create, NodeOp::Delete, NodeOp::Get];
+    let mut ops: Vec<NodeOp> = all.into_iter().filter(|_| rng.random_bool(0.7)).collect();
+    if ops.is_empty() {
+        ops.push(all[rng.random_range(0..all.len())]);
+    }
+    let mut patch = FaultsPatch {
+        fail_rate: Some(rate(rng)),
+        ambiguous_rate: Some(rate(rng)),
+        unavailable_rate: Some(rate(rng)),
+        throttle_rate: Some(if rng.random_bool(0.2) { 0.1 } else { 0.0 }),
+        retry_after_secs: Some(0),
+        timeout_rate: Some(if rng.random_bool(0.2) { 0.1 } else { 0.0 }),
+        hang_ms: Some(500),
+        latency_ms: Some(0),
+        jitter_ms: Some(rng.random_range(0..3)),
+        rate_limit: Some(0),
+        fail_ops: Some(ops),
+    };
+    // Keep most rounds converging: a 1.0 rate on every call leaves nothing
+    // but prior-state failures to test.
+    if rng.random_bool(0.5) {
+        patch.fail_rate = Some(patch.fail_rate.unwrap_or(0.0).min(0.3));
+        patch.ambiguous_rate = Some(patch.ambiguous_rate.unwrap_or(0.0).min(0.3));
+        patch.unavailable_rate = Some(patch.unavailable_rate.unwrap_or(0.0).min(0.3));
+    }
+    patch
+}
+
+fn held(states: &[SimState]) -> Vec<BTreeSet<String>> {
+    states
+        .iter()
+        .map(|s| s.groups.iter().cloned().collect())
+        .collect()
+}
+
+fn state_of(present: bool) -> NodeState {
+    if present {
+        NodeState::Present
+    } else {
+        NodeState::Absent
+    }
+}
+
+/// Checks I1–I3 for every group of one round against what the nodes hold.
+fn check_round(
+    round: u64,
+    report: &RunReport,
+    operation: Operation,
+    priors: &BTreeMap<String, Vec<bool>>,
+    after: &[BTreeSet<String>],
+    urls: &[String],
+) -> BTreeMap<Outcome, u64> {
+    let goal = operation == Operation::Create;
+    let mut outcomes = BTreeMap::new();
+    let detailed: BTreeMap<&str, _> = report
+        .groups
+        .iter()
+        .map(|g| (g.group_id.as_str(), g))
+        .collect();
+    for (id, prior) in priors {
+        let actual: Vec<bool> = after.iter().map(|held| held.contains(id)).collect();
+        let ctx =
+            format!("round {round} group {id} {operation}: prior {prior:?} actual {actual:?}");
+        // I2: what existed before a create, or was absent before a delete,
+        // is never undone.
+        for (node, (&before, &now)) in prior.iter().zip(&actual).enumerate() {
+            if before == goal {
+                assert_eq!(now, goal, "I2 violated on node {node}: {ctx}");
+            }
+        }
+        let outcome = detailed
+            .get(id.as_str())
+            .map_or(Outcome::Committed, |g| g.outcome);
+        *outcomes.entry(outcome).or_insert(0) += 1;
+        match outcome {
+            Outcome::Committed => {
+                assert!(actual.iter().all(|&p| p == goal), "I1 committed: {ctx}");
+            }
+            Outcome::RolledBack | Outcome::NotStarted => {
+                assert_eq!(&actual, prior, "I1 rolled back: {ctx}");
+            }
+            Outcome::Inconsistent => {
+                let g = detailed[id.as_str()];
+                let named: BTreeSet<&str> = g.diverged_nodes().map(|n| n.node.as_str()).collect();
+                for (node, detail) in g.nodes.iter().enumerate() {
+                    if detail.final_state != NodeState::Unknown {
+                        assert_eq!(
+                            detail.final_state,
+                            state_of(actual[node]),
+                            "I3 reported state of node {node}: {ctx}\n{g:#?}"
+                        );
+                    }
+                    if actual[node] != prior[node] {
+                        assert!(
+                            named.contains(urls[node].as_str()),
+                            "I3 node {node} diverged but is not named: {ctx}\n{g:#?}"
+                        );
+                    }
+                }
+                assert!(
+                    !actual.iter().all(|&p| p == goal)
+                        || g.nodes.iter().any(|n| n.final_state == NodeState::Unknown),
+                    "inconsistent but every node is at the goal: {ctx}\n{g:#?}"
+                );
+            }
+        }
+    }
+    outcomes
+}
+
+fn expected_exit(report: &RunReport) -> ExitStatus {
+    let t = &report.totals;
+    if t.inconsistent > 0 {
+        ExitStatus::Inconsistent
+    } else if t.rolled_back + t.not_started > 0 {
+        ExitStatus::RolledBack
+    } else {
+        ExitStatus::AllAtGoal
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomized_transactions_keep_every_invariant() {
+    let seed = env_number("RANDOMIZED_SEED", 20_261_123);
+    let rounds = env_number("RANDOMIZED_ROUNDS", 48);
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let cluster = cluster_with(
+        NODES,
+        api_consumer::sim::SimOptions {
+            seed,
+            ..Default::default()
+        },
+    )
+    .await;
+    let urls = cluster.urls();
+    let mut totals: BTreeMap<Outcome, u64> = BTreeMap::new();
+    let mut transactions = 0u64;
+    for round in 0..rounds {
+        for node in cluster.nodes() {
+            node.reset().await.expect("reset");
+        }
+        let operation = if rng.random_bool(0.5) {
+            Operation::Create
+        } else {
+            Operation::Delete
+        };
+        // Random prior states; a third of the groups start consistent.
+        let mut priors = BTreeMap::new();
+        for g in 0..GROUPS_PER_ROUND {
+            let id = format!("r{round}-g{g}");
+            let prior: Vec<bool> = match rng.random_range(0..6) {
+                0 => vec![true; NODES],
+                1 => vec![false; NODES],
+                _ => (0..NODES).map(|_| rng.random_bool(0.5)).collect(),
+            };
+            for (node, &present) in cluster.nodes().iter().zip(&prior) {
+                if present {
+                    node.insert_group(&id).await.expect("seed group");
+                }
+            }
+            priors.insert(id, prior);
+        }
+        for node in cluster.nodes() {
+            node.set_faults(random_faults(&mut rng)).expect("faults");
+        }
+        let ids: Vec<&str> = priors.keys().map(String::as_str).collect();
+        let extra = [
+            ("MAX_RETRIES", "3"),
+            ("RETRY_BASE_DELAY_MS", "1"),
+            ("RETRY_MAX_DELAY_MS", "5"),
+            ("REQUEST_TIMEOUT_MS", "250"),
+            ("CONCURRENCY", "8"),
+            ("NODE_CONCURRENCY", "4"),
+        ];
+        let config = config(&urls, operation.as_str(), &ids, &extra);
+        let report = run(&config).await;
+        // Read every node as an outside observer, with faults off.
+        for node in cluster.nodes() {
+            node.set_faults(FaultsPatch {
+                fail_rate: Some(0.0),
+                ambiguous_rate: Some(0.0),
+                unavailable_rate: Some(0.0),
+                throttle_rate: Some(0.0),
+                timeout_rate: Some(0.0),
+                jitter_ms: Some(0),
+                ..FaultsPatch::default()
+            })
+            .expect("faults off");
+        }
+        let after = held(&states(&cluster).await);
+        let outcomes = check_round(round, &report, operation, &priors, &after, &urls);
+        assert_eq!(report.exit_code, expected_exit(&report), "round {round}");
+        assert_eq!(report.totals.groups, GROUPS_PER_ROUND as u64);
+        for (outcome, n) in outcomes {
+            *totals.entry(outcome).or_insert(0) += n;
+        }
+        transactions += GROUPS_PER_ROUND as u64;
+    }
+    eprintln!(
+        "randomized: seed {seed}, {transactions} transactions over {NODES} nodes: {totals:?}"
+    );
+    assert!(transactions >= 1_000 || rounds < 40);
+    // The mix must exercise every path, or the test proves little.
+    if rounds >= 40 {
+        for outcome in [Outcome::Committed, Outcome::RolledBack] {
+            assert!(
+                totals.get(&outcome).copied().unwrap_or(0) > 0,
+                "no {outcome:?} in {totals:?}"
+            );
+        }
+    }
+}
