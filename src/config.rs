@@ -47,7 +47,8 @@ impl fmt::Display for Operation {
     }
 }
 
-/// A validated group id: non-empty, at most 256 bytes, no control characters.
+/// A validated group id: non-empty, at most 256 bytes, no control characters,
+/// not `.` or `..`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
 pub struct GroupId(String);
@@ -56,7 +57,8 @@ impl GroupId {
     pub const MAX_BYTES: usize = 256;
 
     /// Validates `id` as given (no trimming): non-empty, at most
-    /// [`GroupId::MAX_BYTES`] bytes of UTF-8, no control characters.
+    /// [`GroupId::MAX_BYTES`] bytes of UTF-8, no control characters, and not
+    /// exactly `.` or `..`.
     /// The error describes the problem without repeating the id.
     pub fn new(id: impl Into<String>) -> Result<GroupId, String> {
         let id = id.into();
@@ -74,6 +76,14 @@ impl GroupId {
             return Err(format!(
                 "group id contains the control character U+{:04X} at byte {at}",
                 u32::from(c)
+            ));
+        }
+        // URL parsers resolve a path segment of `.` or `..` (even encoded as
+        // `%2E`) against its parent, so `GET /v1/group/<id>/` cannot address
+        // these two ids: reading them back would read something else.
+        if id == "." || id == ".." {
+            return Err(format!(
+                "group id {id:?} cannot be addressed in a URL path (GET /v1/group/<id>/)"
             ));
         }
         Ok(GroupId(id))
@@ -338,7 +348,8 @@ const GROUP_IDS: VariableDoc = VariableDoc {
     default: DefaultValue::Unset("ids come only from GROUP_IDS_FILE"),
     range: None,
     description: "Comma-separated group ids, each trimmed. A group id is 1 to 256 bytes of \
-        UTF-8 without control characters. GROUP_IDS and GROUP_IDS_FILE together must give \
+        UTF-8 without control characters, and not exactly . or .. (which no URL path can \
+        address). GROUP_IDS and GROUP_IDS_FILE together must give \
         at least one id; repeated ids are processed once (the first occurrence counts).",
 };
 const GROUP_IDS_FILE: VariableDoc = VariableDoc {
