@@ -37,6 +37,8 @@ pub struct Attempts {
     /// Whether an attempt before the last one may have been applied by the
     /// node. Only a `429` or a refused connection proves it was not.
     pub earlier_maybe_applied: bool,
+    /// Whether any attempt, the last included, may have been applied.
+    pub maybe_applied: bool,
 }
 
 /// Whether an answer proves the node did not apply the request.
@@ -169,6 +171,7 @@ impl<S: RetryableStrategy + Send + Sync + 'static> Middleware for RetryAfterMidd
             extensions.insert(Attempts {
                 count: past_retries + 1,
                 earlier_maybe_applied,
+                maybe_applied: earlier_maybe_applied || !proves_not_applied(&result),
             });
             let stopped = stop.as_ref().is_some_and(|s| s.is_cancelled());
             if stopped || self.strategy.handle(&result) != Some(Retryable::Transient) {

@@ -210,6 +210,14 @@ fn goal_state(operation: Operation) -> NodeState {
     }
 }
 
+/// The state a node that needs the operation starts from.
+fn prior_state(operation: Operation) -> NodeState {
+    match operation {
+        Operation::Create => NodeState::Absent,
+        Operation::Delete => NodeState::Present,
+    }
+}
+
 fn state_of(answer: &ReadAnswer) -> NodeState {
     match answer {
         ReadAnswer::Present(_) => NodeState::Present,
@@ -231,6 +239,8 @@ struct Step {
     detail: Option<String>,
     /// The node was found at the goal by someone else's doing.
     foreign: bool,
+    /// No write of this run can have landed on the node.
+    unchanged: bool,
 }
 
 impl Step {
@@ -239,6 +249,7 @@ impl Step {
             state,
             detail,
             foreign: false,
+            unchanged: false,
         }
     }
 }
@@ -410,6 +421,8 @@ impl<'a> Transaction<'a> {
                 w.detail = step.detail;
                 if step.foreign {
                     w.prior = step.state;
+                }
+                if step.unchanged {
                     w.written = false;
                 }
             }
@@ -447,8 +460,17 @@ impl<'a> Transaction<'a> {
                         "{detail}: already at the goal before this run's write (changed by another writer)"
                     )),
                     foreign: true,
+                    unchanged: true,
                 }
             }
+            // Every attempt was refused unapplied (429, connection refused,
+            // cancelled before sending): the node is still at its prior state.
+            WriteAnswer::Unresolved { detail, .. } if !attempts.maybe_applied => Step {
+                state: prior_state(self.operation),
+                detail: Some(format!("{detail} (not applied)")),
+                foreign: false,
+                unchanged: true,
+            },
             // The rollback reads the node back itself.
             WriteAnswer::Unresolved { detail, .. } if cancel.is_cancelled() => Step::at(
                 NodeState::Unknown,
@@ -521,10 +543,7 @@ impl<'a> Transaction<'a> {
         record: Option<Value>,
     ) -> (NodeState, bool, Option<String>) {
         let name = self.client.node_name(node);
-        let prior = match self.operation {
-            Operation::Create => NodeState::Absent,
-            Operation::Delete => NodeState::Present,
-        };
+        let prior = prior_state(self.operation);
         let kill = &self.control.kill;
         let mut state = known;
         if state == NodeState::Unknown {

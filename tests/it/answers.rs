@@ -480,3 +480,83 @@ async fn ids_with_reserved_characters_are_read_back_exactly() {
         assert!(state.groups.is_empty());
     }
 }
+
+/// A node that redirects creates: to another host (never followed), or to
+/// another path of its own (followed).
+mod redirects {
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::{Path, State};
+    use axum::http::{header::LOCATION, StatusCode};
+    use axum::routing::{get, post};
+    use axum::Router;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Held(Arc<Mutex<Vec<String>>>);
+
+    /// Serves `GET /v1/group/{id}/` from `held`, answers `POST /v1/group/`
+    /// with a 307 to `location`, and creates on `POST /moved/v1/group/`.
+    async fn redirecting_node(location: String, held: Held) -> String {
+        let app = Router::new()
+            .route(
+                "/v1/group/",
+                post(
+                    move || async move { (StatusCode::TEMPORARY_REDIRECT, [(LOCATION, location)]) },
+                ),
+            )
+            .route(
+                "/moved/v1/group/",
+                post(|State(held): State<Held>, body: String| async move {
+                    let record: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    held.0
+                        .lock()
+                        .unwrap()
+                        .push(record["groupId"].as_str().unwrap().to_string());
+                    StatusCode::CREATED
+                }),
+            )
+            .route(
+                "/v1/group/{id}/",
+                get(
+                    |State(held): State<Held>, Path(id): Path<String>| async move {
+                        if held.0.lock().unwrap().contains(&id) {
+                            (StatusCode::OK, format!("{{\"groupId\":\"{id}\"}}"))
+                        } else {
+                            (StatusCode::NOT_FOUND, String::new())
+                        }
+                    },
+                ),
+            )
+            .with_state(held);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn redirect_to_another_host_is_never_followed() {
+        let cluster = cluster(2).await;
+        let elsewhere = format!("{}/v1/group/", cluster.urls()[1]);
+        let redirecting = redirecting_node(elsewhere, Held::default()).await;
+        let nodes = [cluster.urls()[0].clone(), redirecting];
+        let report = run(&config(&nodes, "create", &["g"], &[])).await;
+        assert_eq!(report.exit_code, ExitStatus::RolledBack);
+        let other = sim_state(&cluster.urls()[1]).await;
+        assert!(other.requests.values().all(|&n| n == 0), "{other:?}");
+        assert_eq!(holders(&cluster, "g").await, [false, false]);
+    }
+
+    #[tokio::test]
+    async fn redirect_within_the_same_node_is_followed() {
+        let cluster = cluster(1).await;
+        let held = Held::default();
+        let redirecting = redirecting_node("/moved/v1/group/".to_string(), held.clone()).await;
+        let nodes = [cluster.urls()[0].clone(), redirecting];
+        let report = run(&config(&nodes, "create", &["g"], &[])).await;
+        assert_eq!(report.exit_code, ExitStatus::AllAtGoal, "{report:#?}");
+        assert_eq!(*held.0.lock().unwrap(), ["g"]);
+    }
+}

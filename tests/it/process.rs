@@ -292,33 +292,73 @@ fn spawn_with_lines(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
     (child, rx)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_stops_new_work_and_leaves_every_group_all_or_nothing() {
-    let cluster = cluster(3).await;
-    for node in cluster.nodes() {
-        node.set_faults(FaultsPatch {
-            latency_ms: Some(20),
-            ..FaultsPatch::default()
-        })
-        .unwrap();
+/// A batch of groups against three nodes slow enough (20 ms a request) that
+/// a run can be stopped in the middle.
+struct SlowBatch {
+    cluster: api_consumer::sim::SimCluster,
+    ids: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl SlowBatch {
+    async fn new(prefix: &str, count: usize) -> Self {
+        let cluster = cluster(3).await;
+        for node in cluster.nodes() {
+            node.set_faults(FaultsPatch {
+                latency_ms: Some(20),
+                ..FaultsPatch::default()
+            })
+            .unwrap();
+        }
+        let ids = (0..count).map(|i| format!("{prefix}-{i}")).collect();
+        let dir = tempfile::tempdir().unwrap();
+        SlowBatch { cluster, ids, dir }
     }
-    let ids: Vec<String> = (0..300).map(|i| format!("sig-{i}")).collect();
-    let joined = ids.join(",");
-    let nodes = cluster.urls().join(",");
-    let dir = tempfile::tempdir().unwrap();
-    let report_path = dir.path().join("report.json");
-    let cmd = command(
-        &dir,
-        &[
+
+    fn report_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("report.json")
+    }
+
+    /// The job creating every id, with a report file and `extra` settings.
+    fn command(&self, extra: &[(&str, &str)]) -> Command {
+        let nodes = self.cluster.urls().join(",");
+        let ids = self.ids.join(",");
+        let report = self.report_path();
+        let mut vars = vec![
             ("NODES", nodes.as_str()),
             ("OPERATION", "create"),
-            ("GROUP_IDS", joined.as_str()),
-            ("CONCURRENCY", "4"),
-            ("ROLLBACK_TIMEOUT_SECS", "10"),
-            ("REPORT_PATH", report_path.to_str().unwrap()),
-        ],
-    );
-    let (mut child, lines) = spawn_with_lines(cmd);
+            ("GROUP_IDS", ids.as_str()),
+            ("REPORT_PATH", report.to_str().unwrap()),
+        ];
+        vars.extend_from_slice(extra);
+        command(&self.dir, &vars)
+    }
+
+    /// Checks every group is on all nodes or none; returns how many are on all.
+    async fn assert_all_or_nothing(&self) -> u64 {
+        let after = states(&self.cluster).await;
+        let mut on_all = 0;
+        for id in &self.ids {
+            let held = after.iter().filter(|s| s.groups.contains(id)).count();
+            assert!(held == 0 || held == after.len(), "{id} on {held} nodes");
+            if held == after.len() {
+                on_all += 1;
+            }
+        }
+        on_all
+    }
+}
+
+fn sigterm(child: &Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_new_work_and_leaves_every_group_all_or_nothing() {
+    let batch = SlowBatch::new("sig", 300).await;
+    let cmd = batch.command(&[("CONCURRENCY", "4"), ("ROLLBACK_TIMEOUT_SECS", "10")]);
+    let (child, lines) = spawn_with_lines(cmd);
     let mut seen = Vec::new();
     loop {
         let line = lines
@@ -330,12 +370,8 @@ async fn sigterm_stops_new_work_and_leaves_every_group_all_or_nothing() {
             break;
         }
     }
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .expect("wait");
+    sigterm(&child);
+    let status = wait_within(child, Duration::from_secs(30)).await;
     seen.extend(lines.try_iter());
     let stdout = seen.join("\n");
     let parsed = json_lines(stdout.as_bytes());
@@ -344,16 +380,153 @@ async fn sigterm_stops_new_work_and_leaves_every_group_all_or_nothing() {
     assert_eq!(status.code(), Some(1), "{stdout}");
     assert_eq!(last["exit_code"], 1);
     assert!(last["not_started"].as_u64().unwrap() > 0, "{stdout}");
-    let report: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
-    assert_eq!(report["stop_reason"], "signal");
-    let after = states(&cluster).await;
-    let mut on_all = 0;
-    for id in &ids {
-        let held = after.iter().filter(|s| s.groups.contains(id)).count();
-        assert!(held == 0 || held == after.len(), "{id} on {held} nodes");
-        if held == after.len() {
-            on_all += 1;
+    assert_eq!(read_report(&batch.report_path())["stop_reason"], "signal");
+    let on_all = batch.assert_all_or_nothing().await;
+    assert_eq!(Some(on_all), last["committed"].as_u64());
+}
+
+/// Waits for the process, at most `limit`; kills it and fails past that.
+async fn wait_within(mut child: Child, limit: Duration) -> std::process::ExitStatus {
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the process did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap()
+}
+
+fn read_report(path: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).expect("report written")).expect("report JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_deadline_stops_new_work_with_exit_1() {
+    let batch = SlowBatch::new("dl", 400).await;
+    let child = batch
+        .command(&[("CONCURRENCY", "2"), ("RUN_TIMEOUT_SECS", "1")])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = wait_within(child, Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(1));
+    let report = read_report(&batch.report_path());
+    assert_eq!(report["stop_reason"], "deadline");
+    assert!(report["totals"]["not_started"].as_u64().unwrap() > 0);
+    let on_all = batch.assert_all_or_nothing().await;
+    assert_eq!(Some(on_all), report["totals"]["committed"].as_u64());
+}
+
+/// A rollback that cannot finish (the node hangs on deletes) is cut off at
+/// ROLLBACK_TIMEOUT_SECS after the signal: the process exits 3 and names
+/// the node whose state is in doubt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_is_cut_off_by_its_budget_and_reported() {
+    let cluster = cluster(3).await;
+    cluster.nodes()[1]
+        .set_faults(FaultsPatch {
+            timeout_rate: Some(1.0),
+            hang_ms: Some(60_000),
+            fail_ops: Some(vec![NodeOp::Delete]),
+            ..FaultsPatch::default()
+        })
+        .unwrap();
+    cluster.nodes()[2]
+        .set_faults(FaultsPatch {
+            throttle_rate: Some(1.0),
+            retry_after_secs: Some(60),
+            fail_ops: Some(vec![NodeOp::Create]),
+            ..FaultsPatch::default()
+        })
+        .unwrap();
+    let nodes = cluster.urls().join(",");
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("report.json");
+    let cmd = command(
+        &dir,
+        &[
+            ("NODES", nodes.as_str()),
+            ("OPERATION", "create"),
+            ("GROUP_IDS", "g"),
+            ("REQUEST_TIMEOUT_MS", "30000"),
+            ("ROLLBACK_TIMEOUT_SECS", "2"),
+            ("REPORT_PATH", report_path.to_str().unwrap()),
+        ],
+    );
+    let (child, lines) = spawn_with_lines(cmd);
+    // Node 3 throttles the create for a minute: the group is in flight.
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a retry line");
+        if line.contains("\"status\":429") {
+            break;
         }
     }
-    assert_eq!(Some(on_all), last["committed"].as_u64());
+    sigterm(&child);
+    let status = wait_within(child, Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(3));
+    let report = read_report(&report_path);
+    let group = &report["groups"][0];
+    assert_eq!(group["outcome"], "inconsistent");
+    let node2 = &group["nodes"][1];
+    assert_eq!(node2["node"], cluster.urls()[1].as_str());
+    assert_eq!(node2["state"], "unknown");
+    // Node 1 was rolled back; node 3 only ever answered 429, so it is known
+    // to be untouched without a read (it asked for a minute's pause).
+    assert_eq!(group["nodes"][0]["state"], "absent");
+    assert_eq!(group["nodes"][0]["compensated"], true);
+    assert_eq!(group["nodes"][2]["state"], "absent");
+    assert_eq!(group["nodes"][2]["written"], false);
+    let all: Vec<String> = lines.try_iter().collect();
+    let last = json_lines(all.join("\n").as_bytes()).pop().unwrap();
+    assert_eq!(last["message"], "run summary");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_sim_binary_serves_the_job() {
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_node-sim"))
+        .args(["--nodes", "2", "--base-port", "0", "--seed", "1"])
+        .env_clear()
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(sim.stdout.take().unwrap());
+    let mut urls = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        urls.push(line.trim().to_string());
+    }
+    assert!(
+        urls.iter().all(|u| u.starts_with("http://127.0.0.1:")),
+        "{urls:?}"
+    );
+    let nodes = urls.join(",");
+    let output = tokio::task::spawn_blocking(move || {
+        run_binary(&[
+            ("NODES", nodes.as_str()),
+            ("OPERATION", "create"),
+            ("GROUP_IDS", "a,b"),
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    for url in &urls {
+        assert_eq!(sim_state(url).await.groups, ["a", "b"]);
+    }
+    sigterm(&sim);
+    assert_eq!(
+        wait_within(sim, Duration::from_secs(20)).await.code(),
+        Some(0)
+    );
 }
