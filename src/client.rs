@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use http::{Extensions, HeaderMap, HeaderValue, StatusCode};
+use http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode};
 use reqwest::{Request, Response};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 use serde::Serialize;
@@ -408,21 +408,8 @@ impl NodeClient {
         record: &Value,
         stop: &CancellationToken,
     ) -> (WriteAnswer, Attempts) {
-        let entry = match self.entry(node) {
-            Ok(entry) => entry,
-            Err(detail) => {
-                return (
-                    WriteAnswer::Unresolved {
-                        status: None,
-                        detail,
-                    },
-                    Attempts::default(),
-                )
-            }
-        };
-        let builder = self.http.post(entry.collection.clone()).json(record);
-        let (result, attempts) = self.send(entry, builder, stop).await;
-        (write_answer(result, StatusCode::CREATED), attempts)
+        self.write(node, Method::POST, record, StatusCode::CREATED, stop)
+            .await
     }
 
     /// `DELETE /v1/group/` with `{"groupId": id}`.
@@ -432,24 +419,35 @@ impl NodeClient {
         group: &GroupId,
         stop: &CancellationToken,
     ) -> (WriteAnswer, Attempts) {
+        let body = GroupBody::new(group.as_str());
+        self.write(node, Method::DELETE, &body, StatusCode::OK, stop)
+            .await
+    }
+
+    async fn write<B: Serialize + ?Sized>(
+        &self,
+        node: usize,
+        method: Method,
+        body: &B,
+        expected: StatusCode,
+        stop: &CancellationToken,
+    ) -> (WriteAnswer, Attempts) {
         let entry = match self.entry(node) {
             Ok(entry) => entry,
             Err(detail) => {
-                return (
-                    WriteAnswer::Unresolved {
-                        status: None,
-                        detail,
-                    },
-                    Attempts::default(),
-                )
+                let answer = WriteAnswer::Unresolved {
+                    status: None,
+                    detail,
+                };
+                return (answer, Attempts::default());
             }
         };
         let builder = self
             .http
-            .delete(entry.collection.clone())
-            .json(&GroupBody::new(group.as_str()));
+            .request(method, entry.collection.clone())
+            .json(body);
         let (result, attempts) = self.send(entry, builder, stop).await;
-        (write_answer(result, StatusCode::OK), attempts)
+        (write_answer(result, expected), attempts)
     }
 
     /// `GET /v1/group/<id>/`.
@@ -529,7 +527,7 @@ async fn read_answer(result: reqwest_middleware::Result<Response>, group: &Group
     }
 }
 
-/// The record a create sends: `{"groupId": id}`.
+/// The record a create sends: [`GroupBody`] as JSON, `{"groupId": id}`.
 pub fn plain_record(group: &GroupId) -> Value {
     serde_json::json!({ "groupId": group.as_str() })
 }

@@ -11,23 +11,17 @@ use api_consumer::transaction::{NodeState, Outcome};
 use crate::common::*;
 
 fn fail_creates() -> FaultsPatch {
-    faults_on(
-        &[NodeOp::Create],
-        FaultsPatch {
-            fail_rate: Some(1.0),
-            ..FaultsPatch::default()
-        },
-    )
+    FaultsPatch {
+        fail_rate: Some(1.0),
+        ..on(&[NodeOp::Create])
+    }
 }
 
 fn fail_deletes() -> FaultsPatch {
-    faults_on(
-        &[NodeOp::Delete],
-        FaultsPatch {
-            fail_rate: Some(1.0),
-            ..FaultsPatch::default()
-        },
-    )
+    FaultsPatch {
+        fail_rate: Some(1.0),
+        ..on(&[NodeOp::Delete])
+    }
 }
 
 /// Starts fresh clusters with seeds 0, 1, ... until `shape` holds for node
@@ -67,7 +61,7 @@ where
 #[tokio::test]
 async fn created_everywhere_with_201() {
     let cluster = cluster(3).await;
-    let report = run(&config(&cluster.urls(), "create", &["g1", "g2"], &[])).await;
+    let report = run_on(&cluster, "create", &["g1", "g2"], &[]).await;
     assert_eq!(report.exit_code, ExitStatus::AllAtGoal);
     assert_eq!(report.totals.committed, 2);
     for state in states(&cluster).await {
@@ -82,8 +76,8 @@ async fn created_everywhere_with_201() {
 async fn pre_existing_group_is_not_written_and_survives_a_rollback() {
     let cluster = cluster(3).await;
     cluster.nodes()[0].insert_group("g").await.unwrap();
-    cluster.nodes()[2].set_faults(fail_creates()).unwrap();
-    let report = run(&config(&cluster.urls(), "create", &["g"], &[])).await;
+    fault(&cluster, 2, fail_creates());
+    let report = run_on(&cluster, "create", &["g"], &[]).await;
     assert_eq!(report.exit_code, ExitStatus::RolledBack);
     assert_eq!(group(&report, "g").outcome, Outcome::RolledBack);
     assert_eq!(holders(&cluster, "g").await, [true, false, false]);
@@ -102,7 +96,7 @@ async fn group_already_everywhere_is_committed_without_writes() {
     for node in cluster.nodes() {
         node.insert_group("g").await.unwrap();
     }
-    let report = run(&config(&cluster.urls(), "create", &["g"], &[])).await;
+    let report = run_on(&cluster, "create", &["g"], &[]).await;
     assert_eq!(report.exit_code, ExitStatus::AllAtGoal);
     for state in states(&cluster).await {
         assert_eq!(count(&state.requests, "create"), 0);
@@ -116,13 +110,15 @@ async fn create_answered_400_for_a_group_created_meanwhile_is_left_alone() {
     let cluster = cluster(3).await;
     // Node 2 is slow, so the test can create the group there between the
     // job's read (answered 404) and its create.
-    cluster.nodes()[1]
-        .set_faults(FaultsPatch {
+    fault(
+        &cluster,
+        1,
+        FaultsPatch {
             latency_ms: Some(300),
             ..FaultsPatch::default()
-        })
-        .unwrap();
-    cluster.nodes()[2].set_faults(fail_creates()).unwrap();
+        },
+    );
+    fault(&cluster, 2, fail_creates());
     let config = config(&cluster.urls(), "create", &["g"], &[]);
     let job = tokio::spawn(async move { run(&config).await });
     let node2 = &cluster.nodes()[1];
@@ -151,20 +147,17 @@ async fn create_answered_400_for_a_group_created_meanwhile_is_left_alone() {
 /// and a rollback removes it.
 #[tokio::test]
 async fn create_answered_400_after_our_own_attempt_landed_is_ours() {
-    let patch = faults_on(
-        &[NodeOp::Create],
-        FaultsPatch {
-            ambiguous_rate: Some(0.5),
-            ..FaultsPatch::default()
-        },
-    );
+    let patch = FaultsPatch {
+        ambiguous_rate: Some(0.5),
+        ..on(&[NodeOp::Create])
+    };
     // Commit: the landed attempt is recognised as present.
     let cluster = find_seed(
         3,
         1,
         patch.clone(),
         |cluster| async move {
-            let report = run(&config(&cluster.urls(), "create", &["g"], &[])).await;
+            let report = run_on(&cluster, "create", &["g"], &[]).await;
             assert_eq!(report.exit_code, ExitStatus::AllAtGoal, "{report:#?}");
             assert_eq!(holders(&cluster, "g").await, [true, true, true]);
             cluster
@@ -179,8 +172,8 @@ async fn create_answered_400_after_our_own_attempt_landed_is_ours() {
         1,
         patch,
         |cluster| async move {
-            cluster.nodes()[2].set_faults(fail_creates()).unwrap();
-            let report = run(&config(&cluster.urls(), "create", &["g"], &[])).await;
+            fault(&cluster, 2, fail_creates());
+            let report = run_on(&cluster, "create", &["g"], &[]).await;
             assert_eq!(report.exit_code, ExitStatus::RolledBack, "{report:#?}");
             assert_eq!(holders(&cluster, "g").await, [false, false, false]);
             cluster
@@ -193,13 +186,10 @@ async fn create_answered_400_after_our_own_attempt_landed_is_ours() {
 /// A delete that was applied behind a `500`, retried, answered `404`.
 #[tokio::test]
 async fn delete_answered_404_after_our_own_attempt_landed() {
-    let patch = faults_on(
-        &[NodeOp::Delete],
-        FaultsPatch {
-            ambiguous_rate: Some(0.5),
-            ..FaultsPatch::default()
-        },
-    );
+    let patch = FaultsPatch {
+        ambiguous_rate: Some(0.5),
+        ..on(&[NodeOp::Delete])
+    };
     find_seed(
         3,
         1,
@@ -208,7 +198,7 @@ async fn delete_answered_404_after_our_own_attempt_landed() {
             for node in cluster.nodes() {
                 node.insert_group("g").await.unwrap();
             }
-            let report = run(&config(&cluster.urls(), "delete", &["g"], &[])).await;
+            let report = run_on(&cluster, "delete", &["g"], &[]).await;
             assert_eq!(report.exit_code, ExitStatus::AllAtGoal, "{report:#?}");
             assert_eq!(holders(&cluster, "g").await, [false, false, false]);
             cluster
@@ -225,8 +215,8 @@ async fn delete_of_a_group_absent_from_a_node_never_creates_it() {
     let cluster = cluster(3).await;
     cluster.nodes()[0].insert_group("g").await.unwrap();
     cluster.nodes()[2].insert_group("g").await.unwrap();
-    cluster.nodes()[2].set_faults(fail_deletes()).unwrap();
-    let report = run(&config(&cluster.urls(), "delete", &["g"], &[])).await;
+    fault(&cluster, 2, fail_deletes());
+    let report = run_on(&cluster, "delete", &["g"], &[]).await;
     assert_eq!(report.exit_code, ExitStatus::RolledBack);
     assert_eq!(holders(&cluster, "g").await, [true, false, true]);
     let node2 = sim_state(&cluster.urls()[1]).await;
@@ -242,14 +232,8 @@ async fn delete_of_a_group_absent_from_a_node_never_creates_it() {
 #[tokio::test]
 async fn create_answered_500_not_applied_is_retried_then_rolled_back() {
     let cluster = cluster(3).await;
-    cluster.nodes()[2].set_faults(fail_creates()).unwrap();
-    let report = run(&config(
-        &cluster.urls(),
-        "create",
-        &["g"],
-        &[("MAX_RETRIES", "2")],
-    ))
-    .await;
+    fault(&cluster, 2, fail_creates());
+    let report = run_on(&cluster, "create", &["g"], &[("MAX_RETRIES", "2")]).await;
     assert_eq!(report.exit_code, ExitStatus::RolledBack);
     let g = group(&report, "g");
     assert!(
@@ -271,22 +255,15 @@ async fn create_answered_500_not_applied_is_retried_then_rolled_back() {
 #[tokio::test]
 async fn create_answered_500_after_applying_is_read_back_as_present() {
     let cluster = cluster(3).await;
-    cluster.nodes()[1]
-        .set_faults(faults_on(
-            &[NodeOp::Create],
-            FaultsPatch {
-                ambiguous_rate: Some(1.0),
-                ..FaultsPatch::default()
-            },
-        ))
-        .unwrap();
-    let report = run(&config(
-        &cluster.urls(),
-        "create",
-        &["g"],
-        &[("MAX_RETRIES", "0")],
-    ))
-    .await;
+    fault(
+        &cluster,
+        1,
+        FaultsPatch {
+            ambiguous_rate: Some(1.0),
+            ..on(&[NodeOp::Create])
+        },
+    );
+    let report = run_on(&cluster, "create", &["g"], &[("MAX_RETRIES", "0")]).await;
     assert_eq!(report.exit_code, ExitStatus::AllAtGoal);
     assert_eq!(holders(&cluster, "g").await, [true, true, true]);
     let node2 = sim_state(&cluster.urls()[1]).await;
@@ -296,25 +273,16 @@ async fn create_answered_500_after_applying_is_read_back_as_present() {
 
 #[tokio::test]
 async fn answered_503_is_retried_until_it_commits() {
-    let patch = faults_on(
-        &[NodeOp::Create],
-        FaultsPatch {
-            unavailable_rate: Some(0.3),
-            ..FaultsPatch::default()
-        },
-    );
+    let patch = FaultsPatch {
+        unavailable_rate: Some(0.3),
+        ..on(&[NodeOp::Create])
+    };
     find_seed(
         3,
         0,
         patch,
         |cluster| async move {
-            let report = run(&config(
-                &cluster.urls(),
-                "create",
-                &["g"],
-                &[("MAX_RETRIES", "8")],
-            ))
-            .await;
+            let report = run_on(&cluster, "create", &["g"], &[("MAX_RETRIES", "8")]).await;
             assert_eq!(report.exit_code, ExitStatus::AllAtGoal, "{report:#?}");
             assert_eq!(holders(&cluster, "g").await, [true, true, true]);
             cluster
@@ -327,22 +295,15 @@ async fn answered_503_is_retried_until_it_commits() {
 #[tokio::test]
 async fn answered_503_every_time_rolls_back() {
     let cluster = cluster(3).await;
-    cluster.nodes()[0]
-        .set_faults(faults_on(
-            &[NodeOp::Create],
-            FaultsPatch {
-                unavailable_rate: Some(1.0),
-                ..FaultsPatch::default()
-            },
-        ))
-        .unwrap();
-    let report = run(&config(
-        &cluster.urls(),
-        "create",
-        &["g"],
-        &[("MAX_RETRIES", "2")],
-    ))
-    .await;
+    fault(
+        &cluster,
+        0,
+        FaultsPatch {
+            unavailable_rate: Some(1.0),
+            ..on(&[NodeOp::Create])
+        },
+    );
+    let report = run_on(&cluster, "create", &["g"], &[("MAX_RETRIES", "2")]).await;
     assert_eq!(report.exit_code, ExitStatus::RolledBack);
     assert_eq!(holders(&cluster, "g").await, [false, false, false]);
     assert_eq!(
@@ -357,14 +318,11 @@ async fn answered_503_every_time_rolls_back() {
 async fn answered_429_waits_for_retry_after() {
     let cluster = cluster(3).await;
     let node = &cluster.nodes()[1];
-    node.set_faults(faults_on(
-        &[NodeOp::Create],
-        FaultsPatch {
-            throttle_rate: Some(1.0),
-            retry_after_secs: Some(2),
-            ..FaultsPatch::default()
-        },
-    ))
+    node.set_faults(FaultsPatch {
+        throttle_rate: Some(1.0),
+        retry_after_secs: Some(2),
+        ..on(&[NodeOp::Create])
+    })
     .unwrap();
     let config = config(&cluster.urls(), "create", &["g"], &[("MAX_RETRIES", "5")]);
     let job = tokio::spawn(async move { run(&config).await });
@@ -401,18 +359,17 @@ async fn answered_429_waits_for_retry_after() {
 #[tokio::test]
 async fn timeout_rolls_back_and_reads_the_node_back() {
     let cluster = cluster(3).await;
-    cluster.nodes()[1]
-        .set_faults(faults_on(
-            &[NodeOp::Create],
-            FaultsPatch {
-                timeout_rate: Some(1.0),
-                hang_ms: Some(3_000),
-                ..FaultsPatch::default()
-            },
-        ))
-        .unwrap();
+    fault(
+        &cluster,
+        1,
+        FaultsPatch {
+            timeout_rate: Some(1.0),
+            hang_ms: Some(3_000),
+            ..on(&[NodeOp::Create])
+        },
+    );
     let extra = [("MAX_RETRIES", "1"), ("REQUEST_TIMEOUT_MS", "200")];
-    let report = run(&config(&cluster.urls(), "create", &["g"], &extra)).await;
+    let report = run_on(&cluster, "create", &["g"], &extra).await;
     assert_eq!(report.exit_code, ExitStatus::RolledBack);
     let g = group(&report, "g");
     assert!(
@@ -450,9 +407,9 @@ async fn node_down_stops_the_group_before_any_write() {
 #[tokio::test]
 async fn node_failing_deletes_during_rollback_is_inconsistent_and_named() {
     let cluster = cluster(3).await;
-    cluster.nodes()[1].set_faults(fail_deletes()).unwrap();
-    cluster.nodes()[2].set_faults(fail_creates()).unwrap();
-    let report = run(&config(&cluster.urls(), "create", &["g"], &[])).await;
+    fault(&cluster, 1, fail_deletes());
+    fault(&cluster, 2, fail_creates());
+    let report = run_on(&cluster, "create", &["g"], &[]).await;
     assert_eq!(report.exit_code, ExitStatus::Inconsistent);
     assert_eq!(report.totals.inconsistent, 1);
     let g = group(&report, "g");

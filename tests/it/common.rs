@@ -53,11 +53,12 @@ pub fn count(map: &std::collections::BTreeMap<String, u64>, key: &str) -> u64 {
     map.get(key).copied().unwrap_or(0)
 }
 
-/// Faults of one kind limited to some calls.
-pub fn faults_on(ops: &[NodeOp], patch: FaultsPatch) -> FaultsPatch {
+/// A faults patch that limits the rates to `ops`; set the rates with
+/// `FaultsPatch { fail_rate: Some(1.0), ..on(&[NodeOp::Create]) }`.
+pub fn on(ops: &[NodeOp]) -> FaultsPatch {
     FaultsPatch {
         fail_ops: Some(ops.to_vec()),
-        ..patch
+        ..FaultsPatch::default()
     }
 }
 
@@ -83,6 +84,23 @@ pub fn config(nodes: &[String], operation: &str, ids: &[&str], extra: &[(&str, &
         vars.push((key.to_string(), value.to_string()));
     }
     Config::from_vars(vars).expect("valid test configuration")
+}
+
+/// Runs the job over every node of `cluster` (see [`config`]).
+pub async fn run_on(
+    cluster: &SimCluster,
+    operation: &str,
+    ids: &[&str],
+    extra: &[(&str, &str)],
+) -> RunReport {
+    run(&config(&cluster.urls(), operation, ids, extra)).await
+}
+
+/// Sets faults on node `index`.
+pub fn fault(cluster: &SimCluster, index: usize, patch: FaultsPatch) {
+    cluster.nodes()[index]
+        .set_faults(patch)
+        .expect("valid faults");
 }
 
 pub async fn run(config: &Config) -> RunReport {
