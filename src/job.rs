@@ -36,8 +36,9 @@ impl From<&Config> for RunSettings {
     }
 }
 
-/// Runs every group of `config`, writes the report file if one is asked for,
-/// and logs the run summary as the last line.
+/// Runs every group of `config` and writes the report file if one is asked
+/// for. The caller logs the summary ([`log_summary`]) once nothing else can
+/// log, so that it is the last line.
 pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport, ClientError> {
     let client = Arc::new(NodeClient::new(
         &ClientSettings::from(config),
@@ -65,7 +66,6 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
             tracing::error!(path = %path.display(), error = %error, "cannot write the run report");
         }
     }
-    log_summary(&report);
     Ok(report)
 }
 
@@ -79,7 +79,8 @@ pub fn write_report(path: &Path, report: &RunReport) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-fn log_summary(report: &RunReport) {
+/// Logs the run summary: totals per outcome, requests, exit code, duration.
+pub fn log_summary(report: &RunReport) {
     let totals = &report.totals;
     let requests: u64 = report.nodes.iter().map(|n| n.requests).sum();
     tracing::info!(

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use api_consumer::config::{self, Config};
-use api_consumer::job::run_job;
+use api_consumer::job::{log_summary, run_job};
 use api_consumer::run::ExitStatus;
 use api_consumer::telemetry;
 use api_consumer::transaction::{Control, StopReason};
@@ -65,9 +65,14 @@ fn main() -> ExitCode {
     };
     let status = runtime.block_on(async {
         let control = Arc::new(Control::default());
-        tokio::spawn(watch_signals(control.clone()));
-        match run_job(&config, control).await {
-            Ok(report) => report.exit_code,
+        let signals = tokio::spawn(watch_signals(control.clone()));
+        let result = run_job(&config, control).await;
+        signals.abort();
+        match result {
+            Ok(report) => {
+                log_summary(&report);
+                report.exit_code
+            }
             Err(error) => {
                 tracing::error!(
                     exit_code = u8::from(ExitStatus::ConfigError),
