@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use api_consumer::api::{FaultsPatch, NodeOp};
 use api_consumer::config::Config;
-use api_consumer::job::{log_summary, run_job};
+use api_consumer::job::run_job;
 use api_consumer::sim::{SimCluster, SimOptions};
 use api_consumer::telemetry;
 use api_consumer::transaction::Control;
@@ -104,8 +104,14 @@ async fn main() -> anyhow::Result<()> {
             logging = true;
         }
         let report = run_job(&config, Arc::new(Control::default())).await?;
-        log_summary(&report);
-        println!("exit code {}", u8::from(report.exit_code));
+        let t = &report.totals;
+        println!(
+            "run summary: {} committed, {} rolled back, {} inconsistent; exit code {}",
+            t.committed,
+            t.rolled_back,
+            t.inconsistent,
+            u8::from(report.exit_code)
+        );
         for (i, node) in cluster.nodes().iter().enumerate() {
             println!("  node {} holds {:?}", i + 1, node.state().groups);
         }

@@ -51,6 +51,8 @@ pub struct ClientSettings {
     pub auth_token: Option<Secret>,
     pub node_concurrency: usize,
     pub node_rate_limit: Option<NonZeroU32>,
+    /// Trust anchors added to the system's for https nodes.
+    pub ca_certificates: Vec<reqwest::Certificate>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -238,7 +240,9 @@ async fn buffer_body(mut response: Response) -> reqwest_middleware::Result<Respo
 pub fn describe_error(error: &reqwest_middleware::Error) -> String {
     match error {
         reqwest_middleware::Error::Reqwest(e) => {
-            let kind = if e.is_timeout() {
+            let kind = if is_tls_error(error) {
+                "TLS handshake failed"
+            } else if e.is_timeout() {
                 "timeout"
             } else if e.is_connect() {
                 "connection failed"
@@ -264,6 +268,38 @@ pub fn describe_error(error: &reqwest_middleware::Error) -> String {
         }
         reqwest_middleware::Error::Middleware(e) => format!("{e:#}"),
     }
+}
+
+/// Installs the process-wide rustls crypto provider (ring) that every
+/// reqwest client of this crate uses; call it before building any other
+/// `reqwest::Client`. Installing it again is harmless.
+pub fn install_tls_provider() {
+    // The only error is "already installed", which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Whether a transport error is a TLS failure (an untrusted or invalid
+/// certificate, a handshake refused): retrying cannot fix it.
+pub fn is_tls_error(error: &reqwest_middleware::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = match error {
+        reqwest_middleware::Error::Reqwest(e) => Some(e),
+        reqwest_middleware::Error::Middleware(_) => None,
+    };
+    while let Some(current) = next {
+        if current.is::<rustls::Error>() {
+            return true;
+        }
+        // `io::Error::source` skips the error it wraps (and the TLS error
+        // sits inside two of them): step into it instead.
+        next = match current
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
+    }
+    false
 }
 
 struct NodeEntry {
@@ -307,7 +343,9 @@ impl NodeClient {
                 attempt.stop()
             }
         });
+        install_tls_provider();
         let inner = reqwest::Client::builder()
+            .tls_certs_merge(settings.ca_certificates.iter().cloned())
             .default_headers(headers)
             .timeout(settings.request_timeout)
             .connect_timeout(settings.connect_timeout)
@@ -442,12 +480,10 @@ impl NodeClient {
                 return (answer, Attempts::default());
             }
         };
-        let builder = self
-            .http
-            .request(method, entry.collection.clone())
-            .json(body);
+        let url = &entry.collection;
+        let builder = self.http.request(method, url.clone()).json(body);
         let (result, attempts) = self.send(entry, builder, stop).await;
-        (write_answer(result, expected), attempts)
+        (write_answer(result, expected, url), attempts)
     }
 
     /// `GET /v1/group/<id>/`.
@@ -470,17 +506,43 @@ impl NodeClient {
                 }
             }
         };
-        let (result, _) = self.send(entry, self.http.get(url), stop).await;
-        read_answer(result, group).await
+        let (result, _) = self.send(entry, self.http.get(url.clone()), stop).await;
+        read_answer(result, group, &url).await
     }
 }
 
-fn write_answer(result: reqwest_middleware::Result<Response>, expected: StatusCode) -> WriteAnswer {
+/// What an unexpected status says, in words: redirects the client did not
+/// follow are told apart, since they point at a misconfigured node address.
+fn describe_status(response: &Response, url: &Url) -> String {
+    let status = response.status();
+    if !status.is_redirection() {
+        return format!("node answered {status}");
+    }
+    let location = response
+        .headers()
+        .get(http::header::LOCATION)
+        .and_then(|l| l.to_str().ok());
+    match location.map(|l| url.join(l)) {
+        Some(Ok(target)) if !same_origin(url, &target) => format!(
+            "node answered {status}: a redirect to another host ({}://{}), not followed",
+            target.scheme(),
+            target.host_str().unwrap_or("?")
+        ),
+        Some(Ok(_)) => format!("node answered {status}: more than {MAX_REDIRECTS} redirects"),
+        Some(Err(_)) | None => format!("node answered {status} without a usable Location"),
+    }
+}
+
+fn write_answer(
+    result: reqwest_middleware::Result<Response>,
+    expected: StatusCode,
+    url: &Url,
+) -> WriteAnswer {
     match result {
         Ok(response) if response.status() == expected => WriteAnswer::Applied,
         Ok(response) => WriteAnswer::Unresolved {
             status: Some(response.status().as_u16()),
-            detail: format!("node answered {}", response.status()),
+            detail: describe_status(&response, url),
         },
         Err(error) => WriteAnswer::Unresolved {
             status: None,
@@ -489,7 +551,11 @@ fn write_answer(result: reqwest_middleware::Result<Response>, expected: StatusCo
     }
 }
 
-async fn read_answer(result: reqwest_middleware::Result<Response>, group: &GroupId) -> ReadAnswer {
+async fn read_answer(
+    result: reqwest_middleware::Result<Response>,
+    group: &GroupId,
+    url: &Url,
+) -> ReadAnswer {
     let response = match result {
         Ok(response) => response,
         Err(error) => {
@@ -522,7 +588,7 @@ async fn read_answer(result: reqwest_middleware::Result<Response>, group: &Group
         StatusCode::NOT_FOUND | StatusCode::GONE => ReadAnswer::Absent,
         _ => ReadAnswer::Failed {
             status: Some(status.as_u16()),
-            detail: format!("node answered {status} to a read"),
+            detail: format!("{} to a read", describe_status(&response, url)),
         },
     }
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use url::Url;
 
 /// What the run does to every group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Operation {
     /// Goal: the group is present on every node.
@@ -91,6 +91,12 @@ impl GroupId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Wraps an id read back from the job's own journal, for reporting it
+    /// when it no longer validates; nothing is sent for such an id.
+    pub(crate) fn unchecked(id: &str) -> GroupId {
+        GroupId(id.to_string())
     }
 }
 
@@ -266,9 +272,13 @@ pub struct Config {
     /// Requests per second per node; `None` = unlimited.
     pub node_rate_limit: Option<std::num::NonZeroU32>,
     pub auth_token: Option<Secret>,
+    /// Extra trust anchors from `CA_CERT_PATH` (empty = system store only).
+    pub ca_certificates: Vec<reqwest::Certificate>,
     pub log_format: LogFormat,
     pub log_level: String,
     pub report_path: Option<PathBuf>,
+    /// Where the crash journal lives; `None` = no journal.
+    pub journal_path: Option<PathBuf>,
 }
 
 /// A configuration problem: which variable, and what is wrong with it.
@@ -458,6 +468,23 @@ const REPORT_PATH: VariableDoc = VariableDoc {
     description: "Path of the JSON run report written at the end of the run (its \
         directory must exist).",
 };
+const CA_CERT_PATH: VariableDoc = VariableDoc {
+    name: "CA_CERT_PATH",
+    default: DefaultValue::Unset("the system's trust store only"),
+    range: None,
+    description: "PEM file with the certificate(s) of a private CA that signs the nodes' \
+        https certificates; trusted in addition to the system's trust store. Certificate \
+        errors are never retried.",
+};
+const JOURNAL_PATH: VariableDoc = VariableDoc {
+    name: "JOURNAL_PATH",
+    default: DefaultValue::Unset("no journal"),
+    range: None,
+    description: "Path of the crash journal (on a volume that outlives the pod). Before \
+        changing a group the job records its intent there; a run started after a killed \
+        one first returns every group the killed run left unfinished to all-or-nothing, \
+        restoring deleted records exactly. Its directory must exist.",
+};
 
 /// Every variable the job reads, in documentation order.
 pub const VARIABLES: &[VariableDoc] = &[
@@ -476,9 +503,11 @@ pub const VARIABLES: &[VariableDoc] = &[
     NODE_CONCURRENCY,
     NODE_RATE_LIMIT,
     AUTH_TOKEN,
+    CA_CERT_PATH,
     LOG_FORMAT,
     LOG_LEVEL,
     REPORT_PATH,
+    JOURNAL_PATH,
 ];
 
 /// Most nodes one run accepts: beyond this a typo (a pasted id list?) is
@@ -508,9 +537,11 @@ struct Raw {
     node_concurrency: Option<String>,
     node_rate_limit: Option<String>,
     auth_token: Option<String>,
+    ca_cert_path: Option<String>,
     log_format: Option<String>,
     log_level: Option<String>,
     report_path: Option<String>,
+    journal_path: Option<String>,
 }
 
 impl Raw {
@@ -580,6 +611,11 @@ impl Config {
             .map(|token| parse_auth_token(&token))
             .transpose()?;
 
+        let ca_certificates = match present(&CA_CERT_PATH, raw.ca_cert_path)? {
+            Some(path) => read_ca_certificates(Path::new(&path))?,
+            None => Vec::new(),
+        };
+
         let log_format_text = with_default(&LOG_FORMAT, raw.log_format)?;
         let log_format = LogFormat::parse(&log_format_text).ok_or_else(|| {
             ConfigError::new(
@@ -590,7 +626,12 @@ impl Config {
         let log_level = with_default(&LOG_LEVEL, raw.log_level)?;
         validate_log_level(&log_level)?;
 
-        let report_path = present(&REPORT_PATH, raw.report_path)?.map(PathBuf::from);
+        let report_path = present(&REPORT_PATH, raw.report_path)?
+            .map(|path| writable_file_path(&REPORT_PATH, PathBuf::from(path)))
+            .transpose()?;
+        let journal_path = present(&JOURNAL_PATH, raw.journal_path)?
+            .map(|path| writable_file_path(&JOURNAL_PATH, PathBuf::from(path)))
+            .transpose()?;
 
         Ok(Config {
             nodes,
@@ -608,9 +649,11 @@ impl Config {
             node_concurrency,
             node_rate_limit: NonZeroU32::new(node_rate_limit),
             auth_token,
+            ca_certificates,
             log_format,
             log_level,
             report_path,
+            journal_path,
         })
     }
 }
@@ -928,7 +971,7 @@ fn parse_nodes(value: &str) -> Result<Vec<NodeAddress>, ConfigError> {
                 NODES.name,
                 format!(
                     "entries {first} and {position} are the same node ({})",
-                    node.name
+                    quote(&node.name)
                 ),
             ));
         }
@@ -1013,6 +1056,53 @@ fn collect_group_ids(
     Ok((ids, duplicates))
 }
 
+/// A path the job will write a file at: not a directory, in a directory that
+/// exists. Checked up front so a bad path fails before any request.
+fn writable_file_path(doc: &VariableDoc, path: PathBuf) -> Result<PathBuf, ConfigError> {
+    let shown = quote(&path.display().to_string());
+    if path.is_dir() {
+        return Err(ConfigError::new(
+            doc.name,
+            format!("{shown} is a directory"),
+        ));
+    }
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(ConfigError::new(
+            doc.name,
+            format!("the directory of {shown} does not exist"),
+        ));
+    }
+    Ok(path)
+}
+
+/// The certificates of a PEM bundle; at least one.
+fn read_ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+    let shown = quote(&path.display().to_string());
+    let bytes = std::fs::read(path).map_err(|e| {
+        ConfigError::new(
+            CA_CERT_PATH.name,
+            format!("cannot read {shown}: {}: {e}", e.kind()),
+        )
+    })?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&bytes).map_err(|_| {
+        ConfigError::new(
+            CA_CERT_PATH.name,
+            format!("{shown} is not a PEM certificate bundle"),
+        )
+    })?;
+    if certificates.is_empty() {
+        return Err(ConfigError::new(
+            CA_CERT_PATH.name,
+            format!("{shown} holds no PEM certificate"),
+        ));
+    }
+    Ok(certificates)
+}
+
 /// One id per line; lines trimmed (so `\r\n` works); blank lines and lines
 /// starting with `#` skipped; a leading UTF-8 byte order mark ignored.
 fn read_group_ids_file(path: &Path) -> Result<Vec<GroupId>, ConfigError> {
@@ -1068,6 +1158,22 @@ fn parse_auth_token(token: &str) -> Result<Secret, ConfigError> {
 }
 
 fn validate_log_level(value: &str) -> Result<(), ConfigError> {
+    // A directive without `=` is a level, or a target to log at every
+    // level; a misspelt level (`verbose`, `warning`) would then silently
+    // become a target and hide every line, so bare words must be levels.
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if !directive.contains('=') && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Err(ConfigError::new(
+                LOG_LEVEL.name,
+                format!(
+                    "{} is not a level; use off, error, warn, info, debug or trace, or \
+                     target=level directives such as api_consumer=debug,info",
+                    quote(directive)
+                ),
+            ));
+        }
+    }
     tracing_subscriber::EnvFilter::try_new(value)
         .map(|_| ())
         .map_err(|e| {
@@ -1109,6 +1215,21 @@ mod tests {
         let mut all = vars(BASE);
         all.extend(vars(overrides));
         all
+    }
+
+    #[test]
+    fn ca_cert_path_must_name_a_pem_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let missing = dir.path().join("missing.pem");
+        for path in [&not_pem, &missing] {
+            let error =
+                Config::from_vars(with(&[("CA_CERT_PATH", path.to_str().unwrap())])).unwrap_err();
+            assert_eq!(error.variable, "CA_CERT_PATH", "{error}");
+        }
+        let config = Config::from_vars(with(&[])).unwrap();
+        assert!(config.ca_certificates.is_empty());
     }
 
     fn without(name: &str, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -1349,7 +1470,7 @@ mod tests {
             (
                 with(&[("NODES", "node1,http://node1/")]),
                 "NODES",
-                "entries 1 and 2 are the same node (http://node1)",
+                "entries 1 and 2 are the same node (\"http://node1\")",
             ),
             (
                 with(&[("NODES", "a,HTTP://B:80,c,b")]),

@@ -4,10 +4,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::client::{ClientError, ClientSettings, NodeClient};
-use crate::config::Config;
+use crate::config::{Config, GroupId, NodeAddress};
+use crate::journal::{Intent, Journal, JournalError};
 use crate::retry::RetrySettings;
-use crate::run::{run_groups, RunReport, RunSettings};
-use crate::transaction::Control;
+use crate::run::{run_groups, supervise, ExitStatus, RunReport, RunSettings};
+use crate::transaction::{Control, GroupReport, Outcome, Transaction};
 
 impl From<&Config> for ClientSettings {
     fn from(config: &Config) -> Self {
@@ -22,6 +23,7 @@ impl From<&Config> for ClientSettings {
             auth_token: config.auth_token.clone(),
             node_concurrency: config.node_concurrency,
             node_rate_limit: config.node_rate_limit,
+            ca_certificates: config.ca_certificates.clone(),
         }
     }
 }
@@ -36,14 +38,40 @@ impl From<&Config> for RunSettings {
     }
 }
 
+/// Why a job could not run at all (before any request was sent).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("JOURNAL_PATH: {0}")]
+    Journal(#[from] JournalError),
+}
+
+impl JobError {
+    /// The variable to blame, for the error's log line.
+    pub fn variable(&self) -> Option<&'static str> {
+        match self {
+            JobError::Client(ClientError::InvalidToken) => Some("AUTH_TOKEN"),
+            JobError::Client(ClientError::Build(_)) => None,
+            JobError::Journal(_) => Some("JOURNAL_PATH"),
+        }
+    }
+}
+
 /// Runs every group of `config` and writes the report file if one is asked
-/// for. The caller logs the summary ([`log_summary`]) once nothing else can
+/// for. With a journal, the groups a killed run left unfinished are resolved
+/// first. The caller logs the summary ([`log_summary`]) once nothing else can
 /// log, so that it is the last line.
-pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport, ClientError> {
-    let client = Arc::new(NodeClient::new(
-        &ClientSettings::from(config),
-        &config.nodes,
-    )?);
+pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport, JobError> {
+    let settings = ClientSettings::from(config);
+    let client = Arc::new(NodeClient::new(&settings, &config.nodes)?);
+    let (journal, unfinished) = match &config.journal_path {
+        Some(path) => {
+            let (journal, unfinished) = Journal::open(path)?;
+            (Some(Arc::new(journal)), unfinished)
+        }
+        None => (None, Vec::new()),
+    };
     tracing::info!(
         operation = config.operation.as_str(),
         nodes = config.nodes.len(),
@@ -51,22 +79,68 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
         duplicate_ids_skipped = config.duplicate_ids,
         concurrency = config.concurrency,
         node_concurrency = config.node_concurrency,
+        unfinished_in_journal = unfinished.len(),
         "run started"
     );
-    let report = run_groups(
+    let supervisor = supervise(control.clone(), RunSettings::from(config));
+    let mut recovered = Vec::new();
+    if let Some(journal) = &journal {
+        for intent in unfinished {
+            recovered.push(recover(&settings, journal, intent, &control).await);
+        }
+    }
+    let mut report = run_groups(
         client,
         config.group_ids.iter().cloned(),
         config.operation,
         RunSettings::from(config),
         control,
+        journal,
     )
     .await;
+    supervisor.abort();
+    if recovered.iter().any(|r| r.outcome == Outcome::Inconsistent) {
+        report.exit_code = ExitStatus::Inconsistent;
+    }
+    report.recovered = recovered;
     if let Some(path) = &config.report_path {
         if let Err(error) = write_report(path, &report) {
             tracing::error!(path = %path.display(), error = %error, "cannot write the run report");
         }
     }
     Ok(report)
+}
+
+/// Resolves one unfinished intent over the nodes it names (which may differ
+/// from this run's `NODES`).
+async fn recover(
+    settings: &ClientSettings,
+    journal: &Journal,
+    intent: Intent,
+    control: &Control,
+) -> GroupReport {
+    let nodes: Result<Vec<NodeAddress>, String> = intent
+        .nodes
+        .iter()
+        .map(|n| NodeAddress::parse(&n.node))
+        .collect();
+    let group = GroupId::new(intent.group_id.clone());
+    let client =
+        nodes.and_then(|nodes| NodeClient::new(settings, &nodes).map_err(|e| e.to_string()));
+    match (group, client) {
+        (Ok(group), Ok(client)) => {
+            tracing::warn!(group_id = %group, operation = intent.operation.as_str(), "resolving a group a killed run left unfinished");
+            Transaction::new(&client, &group, intent.operation, control)
+                .with_journal(Some(journal))
+                .recover(&intent.nodes)
+                .await
+        }
+        (group, client) => {
+            let problem = group.err().or(client.err()).unwrap_or_default();
+            tracing::error!(group_id = %intent.group_id, problem = %problem, "a journal intent cannot be resolved");
+            GroupReport::unresolvable(&intent, problem)
+        }
+    }
 }
 
 /// Writes the report next to its final path, then renames it into place, so
@@ -80,10 +154,13 @@ pub fn write_report(path: &Path, report: &RunReport) -> std::io::Result<()> {
 }
 
 /// Logs the run summary: totals per outcome, requests, exit code, duration.
+/// It is the last line: nothing is logged after it (see
+/// [`crate::telemetry::SUMMARY_TARGET`]).
 pub fn log_summary(report: &RunReport) {
     let totals = &report.totals;
     let requests: u64 = report.nodes.iter().map(|n| n.requests).sum();
     tracing::info!(
+        target: "api_consumer::summary",
         operation = report.operation.as_str(),
         groups = totals.groups,
         committed = totals.committed,

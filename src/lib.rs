@@ -10,6 +10,7 @@
 //! - [`transaction`]: the all-or-nothing rules for one group (I1–I4).
 //! - [`run`]: many groups under the run's limits, deadline and signals.
 //! - [`job`]: the whole job as one call, as the binary runs it.
+//! - [`journal`]: the optional crash journal (`JOURNAL_PATH`).
 //! - [`telemetry`]: JSON-lines (or pretty) logging.
 //! - [`sim`]: `node-sim`, the reference node with fault injection.
 //!
@@ -26,6 +27,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod job;
+pub mod journal;
 pub mod retry;
 pub mod run;
 pub mod sim;

@@ -87,10 +87,12 @@ pub fn is_transient_status(status: StatusCode) -> bool {
 }
 
 /// Transport failures worth another attempt: the node may answer next time.
+/// A TLS failure is not one: a certificate does not fix itself.
 pub fn is_transient_error(error: &reqwest_middleware::Error) -> bool {
     match error {
         reqwest_middleware::Error::Reqwest(e) => {
-            e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()
+            (e.is_timeout() || e.is_connect() || e.is_request() || e.is_body())
+                && !crate::client::is_tls_error(error)
         }
         reqwest_middleware::Error::Middleware(_) => false,
     }

@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 
 use crate::client::{NodeClient, NodeStatsSnapshot};
 use crate::config::{GroupId, Operation};
+use crate::journal::Journal;
 use crate::transaction::{Control, GroupReport, Outcome, StopReason, Transaction};
 
 /// Limits of one run.
@@ -98,20 +99,26 @@ pub struct RunReport {
     pub nodes: Vec<NodeStatsSnapshot>,
     /// Every group whose outcome is not `committed`.
     pub groups: Vec<GroupReport>,
+    /// Groups a killed run left unfinished, resolved from the journal before
+    /// this run's own groups (not counted in `totals`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recovered: Vec<GroupReport>,
 }
 
 /// Runs every group and returns the report. Committed groups are counted,
 /// not kept, so memory follows the groups in flight and the failures.
+/// The stages of `control` are driven by [`supervise`], which the caller
+/// starts (so that it also covers the journal's recovery).
 pub async fn run_groups(
     client: Arc<NodeClient>,
     ids: impl IntoIterator<Item = GroupId>,
     operation: Operation,
     settings: RunSettings,
     control: Arc<Control>,
+    journal: Option<Arc<Journal>>,
 ) -> RunReport {
     let started = Instant::now();
     let started_at = crate::telemetry::rfc3339(SystemTime::now());
-    let supervisor = tokio::spawn(supervise(control.clone(), settings));
     let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let mut running = JoinSet::new();
     let mut totals = Totals::default();
@@ -131,9 +138,10 @@ pub async fn run_groups(
         while let Some(done) = running.try_join_next() {
             collect(done, &mut totals, &mut failed);
         }
-        let (client, control) = (client.clone(), control.clone());
+        let (client, control, journal) = (client.clone(), control.clone(), journal.clone());
         running.spawn(async move {
             let report = Transaction::new(&client, &id, operation, &control)
+                .with_journal(journal.as_deref())
                 .run()
                 .await;
             drop(slot);
@@ -146,7 +154,6 @@ pub async fn run_groups(
     while let Some(done) = running.join_next().await {
         collect(done, &mut totals, &mut failed);
     }
-    supervisor.abort();
     RunReport {
         operation,
         started_at,
@@ -156,6 +163,7 @@ pub async fn run_groups(
         totals,
         nodes: client.stats(),
         groups: failed,
+        recovered: Vec::new(),
     }
 }
 
@@ -193,8 +201,13 @@ fn collect(
     }
 }
 
-/// Escalates from stop to abort to kill on the run's clock.
-async fn supervise(control: Arc<Control>, settings: RunSettings) {
+/// Escalates from stop to abort to kill on the run's clock, from now on;
+/// abort the returned task when the run is over.
+pub fn supervise(control: Arc<Control>, settings: RunSettings) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(escalate(control, settings))
+}
+
+async fn escalate(control: Arc<Control>, settings: RunSettings) {
     tokio::select! {
         _ = tokio::time::sleep(settings.run_timeout) => {
             tracing::warn!(run_timeout_secs = settings.run_timeout.as_secs(), "run deadline reached; no new group starts");

@@ -17,6 +17,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::io::IsTerminal as _;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -46,11 +47,12 @@ pub enum TelemetryError {
 /// `api_consumer=debug,info`). Records of the `log` crate are forwarded too.
 pub fn init(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
     let filter = filter(level)?;
+    let stdout = SealableStdout;
     let installed = match format {
-        LogFormat::Json => json_subscriber(filter, std::io::stdout).try_init(),
+        LogFormat::Json => json_subscriber(filter, stdout).try_init(),
         LogFormat::Pretty => tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stdout)
+            .with_writer(stdout)
             // Colour codes only for a person at a terminal, never in files
             // or collected logs.
             .with_ansi(std::io::stdout().is_terminal())
@@ -58,6 +60,67 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
             .try_init(),
     };
     installed.map_err(|e| TelemetryError::AlreadyInstalled(e.to_string()))
+}
+
+/// The target of the run summary. Writing an event with this target ends
+/// logging for good, so that what libraries log while the process winds down
+/// (connection pools closing, at trace level) cannot follow the summary.
+pub const SUMMARY_TARGET: &str = "api_consumer::summary";
+
+/// Whether the summary was written. Held while a line is written, so that
+/// no line can slip in after the summary.
+static SEALED: Mutex<bool> = Mutex::new(false);
+
+/// stdout, until the summary has been written.
+struct SealableStdout;
+
+/// One line's writer; it holds the seal's lock until the line is out.
+struct LineWriter {
+    sealed: MutexGuard<'static, bool>,
+    seals: bool,
+}
+
+impl LineWriter {
+    fn new(seals: bool) -> Self {
+        let sealed = SEALED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Self { sealed, seals }
+    }
+}
+
+impl std::io::Write for LineWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if *self.sealed {
+            return Ok(buf.len());
+        }
+        std::io::stdout().write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if self.seals {
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            *self.sealed = true;
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for SealableStdout {
+    type Writer = LineWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LineWriter::new(false)
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        LineWriter::new(meta.target() == SUMMARY_TARGET)
+    }
 }
 
 fn filter(level: &str) -> Result<EnvFilter, TelemetryError> {

@@ -46,18 +46,19 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::client::{plain_record, NodeClient, ReadAnswer, WriteAnswer};
 use crate::config::{GroupId, Operation};
+use crate::journal::{Intent, IntentNode, Journal};
 
 const CUT_OFF: &str = "cut off by the shutdown budget (ROLLBACK_TIMEOUT_SECS)";
 
 /// A node's state for one group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
     Present,
@@ -77,7 +78,7 @@ impl NodeState {
 }
 
 /// How a group's transaction ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Every node is at the goal (including "already there").
@@ -194,6 +195,31 @@ pub struct GroupReport {
 }
 
 impl GroupReport {
+    /// A journal intent that names an id or node this build cannot parse:
+    /// reported inconsistent, with every node in doubt, and left in the
+    /// journal.
+    pub fn unresolvable(intent: &Intent, problem: String) -> GroupReport {
+        GroupReport {
+            group_id: GroupId::unchecked(&intent.group_id),
+            operation: intent.operation,
+            outcome: Outcome::Inconsistent,
+            reason: Some(format!("journal intent cannot be resolved: {problem}")),
+            duration_ms: 0,
+            nodes: intent
+                .nodes
+                .iter()
+                .map(|n| NodeDetail {
+                    node: n.node.clone(),
+                    prior: n.prior,
+                    final_state: NodeState::Unknown,
+                    written: true,
+                    compensated: false,
+                    detail: None,
+                })
+                .collect(),
+        }
+    }
+
     /// Nodes whose final state is not their prior state (or is unknown):
     /// what an inconsistent outcome must name.
     pub fn diverged_nodes(&self) -> impl Iterator<Item = &NodeDetail> {
@@ -269,6 +295,9 @@ pub struct Transaction<'a> {
     group: &'a GroupId,
     operation: Operation,
     control: &'a Control,
+    journal: Option<&'a Journal>,
+    /// Whether the journal holds an intent of this group awaiting its outcome.
+    intent_recorded: std::sync::atomic::AtomicBool,
 }
 
 impl<'a> Transaction<'a> {
@@ -283,7 +312,16 @@ impl<'a> Transaction<'a> {
             group,
             operation,
             control,
+            journal: None,
+            intent_recorded: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Records the group's intent in `journal` before changing any node,
+    /// and its outcome at the end (see [`crate::journal`]).
+    pub fn with_journal(mut self, journal: Option<&'a Journal>) -> Self {
+        self.journal = journal;
+        self
     }
 
     /// Runs the transaction to one of its outcomes and logs it.
@@ -295,6 +333,66 @@ impl<'a> Transaction<'a> {
         );
         let started = Instant::now();
         let (outcome, reason, work) = self.execute().instrument(span).await;
+        self.report(started, outcome, reason, work).await
+    }
+
+    /// Resolves an intent a killed run left in the journal: the nodes are
+    /// read back; a group at its goal everywhere is committed, any other is
+    /// rolled back to the recorded prior state. `self`'s client must hold
+    /// the intent's nodes in the intent's order.
+    pub async fn recover(self, nodes: &[IntentNode]) -> GroupReport {
+        let span = tracing::info_span!(
+            "recovery",
+            group_id = %self.group,
+            operation = self.operation.as_str()
+        );
+        let started = Instant::now();
+        self.intent_recorded
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let goal = goal_state(self.operation);
+        let work: Vec<NodeWork> = nodes
+            .iter()
+            .map(|n| NodeWork {
+                prior: n.prior,
+                record: n.record.clone(),
+                state: NodeState::Unknown,
+                written: n.prior != goal,
+                compensated: false,
+                detail: None,
+            })
+            .collect();
+        let (outcome, reason, work) = self.resolve(work).instrument(span).await;
+        self.report(started, outcome, reason, work).await
+    }
+
+    async fn resolve(&self, mut work: Vec<NodeWork>) -> (Outcome, Option<String>, Vec<NodeWork>) {
+        let goal = goal_state(self.operation);
+        let kill = &self.control.kill;
+        let reads = (0..work.len()).map(|i| self.client.read(i, self.group, kill));
+        let answers = tokio::select! {
+            biased;
+            _ = kill.cancelled() => Vec::new(),
+            answers = futures::future::join_all(reads) => answers,
+        };
+        for (w, answer) in work.iter_mut().zip(&answers) {
+            w.state = state_of(answer);
+            w.detail = read_detail(answer);
+        }
+        if work.iter().all(|w| w.state == goal) {
+            let reason = "recovered from the journal: already at the goal everywhere";
+            return (Outcome::Committed, Some(reason.to_string()), work);
+        }
+        let reason = "recovered from the journal: a killed run left the group unfinished";
+        self.finish(work, reason.to_string()).await
+    }
+
+    async fn report(
+        &self,
+        started: Instant,
+        outcome: Outcome,
+        reason: Option<String>,
+        work: Vec<NodeWork>,
+    ) -> GroupReport {
         let report = GroupReport {
             group_id: self.group.clone(),
             operation: self.operation,
@@ -315,6 +413,18 @@ impl<'a> Transaction<'a> {
                 .collect(),
         };
         log_outcome(&report);
+        if let Some(journal) = self.journal {
+            // An inconsistent group keeps its intent, so the next run with
+            // the journal tries again to return it to its prior state.
+            let recorded = self
+                .intent_recorded
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if recorded && report.outcome != Outcome::Inconsistent {
+                if let Err(error) = journal.outcome(self.group.as_str(), report.outcome).await {
+                    tracing::error!(group_id = %self.group, error = %error, "cannot record the outcome in the journal; the next run will check the group again");
+                }
+            }
+        }
         report
     }
 
@@ -352,11 +462,24 @@ impl<'a> Transaction<'a> {
         if work.iter().all(|w| w.prior == goal) {
             return (Outcome::Committed, None, work);
         }
+        if let Err(reason) = self.record_intent(&work).await {
+            return (Outcome::RolledBack, Some(reason), work);
+        }
         let failure = self.apply(&mut work, goal).await;
         if work.iter().all(|w| w.state == goal) {
             return (Outcome::Committed, None, work);
         }
         let reason = failure.unwrap_or_else(|| self.control.stop_detail());
+        self.finish(work, reason).await
+    }
+
+    /// Rolls back and names the outcome from what the nodes hold.
+    async fn finish(
+        &self,
+        mut work: Vec<NodeWork>,
+        reason: String,
+    ) -> (Outcome, Option<String>, Vec<NodeWork>) {
+        let goal = goal_state(self.operation);
         self.roll_back(&mut work).await;
         let outcome = if work.iter().all(|w| w.state == w.prior) {
             Outcome::RolledBack
@@ -366,6 +489,34 @@ impl<'a> Transaction<'a> {
             Outcome::Inconsistent
         };
         (outcome, Some(reason), work)
+    }
+
+    /// Writes the intent before the first change; without a journal, there
+    /// is nothing to write.
+    async fn record_intent(&self, work: &[NodeWork]) -> Result<(), String> {
+        let Some(journal) = self.journal else {
+            return Ok(());
+        };
+        let intent = Intent {
+            group_id: self.group.as_str().to_string(),
+            operation: self.operation,
+            nodes: work
+                .iter()
+                .enumerate()
+                .map(|(i, w)| IntentNode {
+                    node: self.client.node_name(i).to_string(),
+                    prior: w.prior,
+                    record: w.record.clone(),
+                })
+                .collect(),
+        };
+        journal
+            .intent(intent)
+            .await
+            .map_err(|e| format!("cannot record the intent, so no node was changed: {e}"))?;
+        self.intent_recorded
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// Reads every node; `None` when the run was aborted first.

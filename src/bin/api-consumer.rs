@@ -36,7 +36,12 @@ fn main() -> ExitCode {
     let config = Config::from_env();
     let (format, level) = match &config {
         Ok(config) => (config.log_format, config.log_level.clone()),
-        Err(_) => config::log_settings_from_env_lenient(),
+        // The one line that follows is an error, which must show whatever
+        // LOG_LEVEL says (even `off`, or an invalid filter).
+        Err(_) => (
+            config::log_settings_from_env_lenient().0,
+            "error".to_string(),
+        ),
     };
     if let Err(error) = telemetry::init(format, &level) {
         eprintln!("api-consumer: cannot set up logging: {error}");
@@ -75,8 +80,9 @@ fn main() -> ExitCode {
             }
             Err(error) => {
                 tracing::error!(
+                    variable = error.variable(),
                     exit_code = u8::from(ExitStatus::ConfigError),
-                    "configuration error: {error}"
+                    "cannot start: {error}"
                 );
                 ExitStatus::ConfigError
             }

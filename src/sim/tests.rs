@@ -23,6 +23,7 @@ async fn start(count: usize, faults: Faults) -> SimCluster {
 }
 
 fn client() -> Client {
+    crate::client::install_tls_provider();
     Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))

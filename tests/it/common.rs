@@ -2,6 +2,7 @@
 //! configurations with fast retries.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use api_consumer::job::run_job;
 use api_consumer::run::RunReport;
 use api_consumer::sim::{SimCluster, SimOptions};
 use api_consumer::transaction::{Control, GroupReport};
+use serde_json::Value;
 
 pub async fn cluster(count: usize) -> SimCluster {
     cluster_with(count, SimOptions::default()).await
@@ -24,6 +26,7 @@ pub async fn cluster_with(count: usize, options: SimOptions) -> SimCluster {
 
 /// Reads a node's state the way an outside observer does: `GET /_sim/state`.
 pub async fn sim_state(url: &str) -> SimState {
+    api_consumer::client::install_tls_provider();
     let response = reqwest::get(format!("{url}/_sim/state"))
         .await
         .expect("GET /_sim/state");
@@ -136,4 +139,48 @@ pub fn dead_node() -> String {
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
     format!("http://127.0.0.1:{port}")
+}
+
+/// The `api-consumer` binary with only `vars` in its environment, run in
+/// `dir`.
+pub fn command(dir: &tempfile::TempDir, vars: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_api-consumer"));
+    // A clean environment in an empty directory: no stray `.env`.
+    cmd.env_clear().current_dir(dir.path());
+    for (key, value) in vars {
+        cmd.env(key, value);
+    }
+    cmd
+}
+
+/// Every stdout line parsed as a flat JSON object with the common keys.
+pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Map<String, Value>> {
+    let text = String::from_utf8(stdout.to_vec()).expect("stdout is UTF-8");
+    text.lines()
+        .map(|line| {
+            let value: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let object = value.as_object().cloned().expect("a JSON object");
+            for key in ["timestamp", "level", "severity", "message"] {
+                assert!(object.contains_key(key), "no {key}: {line}");
+            }
+            assert_eq!(object["level"], object["severity"]);
+            assert!(!line.contains('\u{1b}'), "colour codes in JSON: {line}");
+            object
+        })
+        .collect()
+}
+
+/// What every configuration error looks like: exit code 2 and exactly one
+/// JSON line, at `ERROR`, naming `variable` in its `variable` field and in
+/// its message.
+pub fn assert_config_error(output: &Output, variable: &str) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{variable}: {stdout}");
+    let lines = json_lines(&output.stdout);
+    assert_eq!(lines.len(), 1, "{variable}: one line: {stdout}");
+    assert_eq!(lines[0]["level"], "ERROR", "{stdout}");
+    assert_eq!(lines[0]["variable"], variable, "{stdout}");
+    let message = lines[0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(variable), "{variable}: {stdout}");
 }

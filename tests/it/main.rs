@@ -5,5 +5,10 @@
 
 mod answers;
 mod common;
+mod crash;
+mod hostile_config;
+mod hostile_nodes;
+mod ids_and_secrets;
 mod process;
 mod randomized;
+mod tls;

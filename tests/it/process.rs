@@ -1,5 +1,5 @@
 //! The `api-consumer` binary as a process: exit codes, JSON lines on stdout,
-//! the summary line, signals, bad input.
+//! the summary line, signals (bad input: `hostile_config`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
@@ -14,37 +14,9 @@ use crate::common::*;
 
 const SECRET: &str = "tok-5ecret-d0-not-print";
 
-fn command(dir: &tempfile::TempDir, vars: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_api-consumer"));
-    // A clean environment in an empty directory: no stray `.env`.
-    cmd.env_clear().current_dir(dir.path());
-    for (key, value) in vars {
-        cmd.env(key, value);
-    }
-    cmd
-}
-
 fn run_binary(vars: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().expect("temp dir");
     command(&dir, vars).output().expect("run api-consumer")
-}
-
-/// Every stdout line parsed as a flat JSON object with the common keys.
-fn json_lines(stdout: &[u8]) -> Vec<serde_json::Map<String, Value>> {
-    let text = String::from_utf8(stdout.to_vec()).expect("stdout is UTF-8");
-    text.lines()
-        .map(|line| {
-            let value: Value =
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-            let object = value.as_object().cloned().expect("a JSON object");
-            for key in ["timestamp", "level", "severity", "message"] {
-                assert!(object.contains_key(key), "no {key}: {line}");
-            }
-            assert_eq!(object["level"], object["severity"]);
-            assert!(!line.contains('\u{1b}'), "colour codes in JSON: {line}");
-            object
-        })
-        .collect()
 }
 
 #[test]
@@ -67,147 +39,6 @@ fn help_lists_every_variable_and_version_prints_it() {
     );
     let unknown = command(&dir, &[]).arg("--frobnicate").output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_exits_2_names_the_variable_and_sends_nothing() {
-    let cluster = cluster(2).await;
-    let nodes = cluster.urls().join(",");
-    let nodes = nodes.as_str();
-    let dir = tempfile::tempdir().unwrap();
-    let missing_file = dir.path().join("missing.txt");
-    let missing_file = missing_file.to_str().unwrap();
-    let long_id = "x".repeat(257);
-    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
-        ("NODES", vec![("OPERATION", "create"), ("GROUP_IDS", "g")]),
-        (
-            "NODES",
-            vec![("NODES", "  "), ("OPERATION", "create"), ("GROUP_IDS", "g")],
-        ),
-        (
-            "NODES",
-            vec![
-                ("NODES", "http://a:1,http://a:1"),
-                ("OPERATION", "create"),
-                ("GROUP_IDS", "g"),
-            ],
-        ),
-        (
-            "NODES",
-            vec![
-                ("NODES", "ftp://a"),
-                ("OPERATION", "create"),
-                ("GROUP_IDS", "g"),
-            ],
-        ),
-        ("OPERATION", vec![("NODES", nodes), ("GROUP_IDS", "g")]),
-        (
-            "OPERATION",
-            vec![
-                ("NODES", nodes),
-                ("OPERATION", "upsert"),
-                ("GROUP_IDS", "g"),
-            ],
-        ),
-        ("GROUP_IDS", vec![("NODES", nodes), ("OPERATION", "create")]),
-        (
-            "GROUP_IDS",
-            vec![
-                ("NODES", nodes),
-                ("OPERATION", "create"),
-                ("GROUP_IDS", "a,,b"),
-            ],
-        ),
-        (
-            "GROUP_IDS",
-            vec![
-                ("NODES", nodes),
-                ("OPERATION", "create"),
-                ("GROUP_IDS", long_id.as_str()),
-            ],
-        ),
-        (
-            "GROUP_IDS",
-            vec![
-                ("NODES", nodes),
-                ("OPERATION", "create"),
-                ("GROUP_IDS", "bad\u{7}id"),
-            ],
-        ),
-        (
-            "GROUP_IDS_FILE",
-            vec![
-                ("NODES", nodes),
-                ("OPERATION", "create"),
-                ("GROUP_IDS_FILE", missing_file),
-            ],
-        ),
-        (
-            "MAX_RETRIES",
-            vec![
-                ("NODES", nodes),
-                ("OPERATION", "create"),
-                ("GROUP_IDS", "g"),
-                ("MAX_RETRIES", "-1"),
-            ],
-        ),
-        (
-            "CONCURRENCY",
-            vec![
-                ("NODES", nodes),
-                ("OPERATION", "create"),
-                ("GROUP_IDS", "g"),
-                ("CONCURRENCY", "0"),
-            ],
-        ),
-        (
-            "REQUEST_TIMEOUT_MS",
-            vec![
-                ("NODES", nodes),
-                ("OPERATION", "create"),
-                ("GROUP_IDS", "g"),
-                ("REQUEST_TIMEOUT_MS", "99999999999999999999999"),
-            ],
-        ),
-        (
-            "LOG_FORMAT",
-            vec![
-                ("NODES", nodes),
-                ("OPERATION", "create"),
-                ("GROUP_IDS", "g"),
-                ("LOG_FORMAT", "xml"),
-            ],
-        ),
-        (
-            "AUTH_TOKEN",
-            vec![
-                ("NODES", nodes),
-                ("OPERATION", "create"),
-                ("GROUP_IDS", "g"),
-                ("AUTH_TOKEN", "tok-5ecret d0-not-print"),
-            ],
-        ),
-    ];
-    for (variable, vars) in &cases {
-        let output = command(&dir, vars).output().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert_eq!(output.status.code(), Some(2), "{variable}: {stdout}");
-        let lines = json_lines(&output.stdout);
-        assert_eq!(lines.len(), 1, "{variable}: one line: {stdout}");
-        assert_eq!(lines[0]["level"], "ERROR");
-        assert_eq!(lines[0]["variable"], *variable, "{stdout}");
-        assert!(
-            lines[0]["message"].as_str().unwrap().contains(variable),
-            "{stdout}"
-        );
-        assert!(!stdout.contains("5ecret"), "secret echoed: {stdout}");
-    }
-    for state in states(&cluster).await {
-        assert!(
-            state.requests.values().all(|&n| n == 0),
-            "a request was sent: {state:?}"
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,9 +7,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::time::Duration;
+
 use api_consumer::api::{FaultsPatch, NodeOp, SimState};
 use api_consumer::config::Operation;
 use api_consumer::run::{ExitStatus, RunReport};
+use api_consumer::sim::{SimCluster, SimOptions};
 use api_consumer::transaction::{NodeState, Outcome};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -155,94 +158,182 @@ fn expected_exit(report: &RunReport) -> ExitStatus {
     }
 }
 
+/// How hostile a series of rounds is.
+struct Chaos {
+    seed: u64,
+    rounds: u64,
+    /// Latency, server-side rate limits and throttling with `Retry-After`
+    /// on top of the failure rates.
+    every_knob: bool,
+    /// One node is killed and restarted (keeping its data file) during each
+    /// round.
+    restarts: bool,
+}
+
+/// Latency, rate limit and throttling for [`Chaos::every_knob`]: small
+/// enough that a request always answers within the job's timeout.
+fn more_knobs(rng: &mut SmallRng, patch: FaultsPatch) -> FaultsPatch {
+    FaultsPatch {
+        latency_ms: Some(rng.random_range(0..8)),
+        jitter_ms: Some(rng.random_range(0..5)),
+        rate_limit: Some(if rng.random_bool(0.1) { 400 } else { 0 }),
+        throttle_rate: Some(if rng.random_bool(0.3) { 0.1 } else { 0.0 }),
+        retry_after_secs: Some(u64::from(rng.random_bool(0.05))),
+        ..patch
+    }
+}
+
+/// Kills node `index` after a while and brings it back on the same port.
+async fn kill_and_restart(cluster: &SimCluster, index: usize, after: Duration, down: Duration) {
+    tokio::time::sleep(after).await;
+    let node = &cluster.nodes()[index];
+    node.kill().await;
+    tokio::time::sleep(down).await;
+    node.restart().await.expect("restart");
+}
+
+impl Chaos {
+    /// Runs every round and checks every group; returns the outcome totals.
+    async fn run(&self) -> BTreeMap<Outcome, u64> {
+        let mut rng = SmallRng::seed_from_u64(self.seed);
+        let data = tempfile::tempdir().expect("temp dir");
+        let options = SimOptions {
+            seed: self.seed,
+            data_file: self.restarts.then(|| data.path().join("nodes.json")),
+            ..SimOptions::default()
+        };
+        let cluster = cluster_with(NODES, options).await;
+        let urls = cluster.urls();
+        let mut totals: BTreeMap<Outcome, u64> = BTreeMap::new();
+        for round in 0..self.rounds {
+            let (operation, priors) = seed_round(&cluster, &mut rng, round).await;
+            for node in cluster.nodes() {
+                let mut faults = random_faults(&mut rng);
+                if self.every_knob {
+                    faults = more_knobs(&mut rng, faults);
+                }
+                node.set_faults(faults).expect("faults");
+            }
+            let ids: Vec<&str> = priors.keys().map(String::as_str).collect();
+            let extra = [
+                ("MAX_RETRIES", "3"),
+                ("RETRY_BASE_DELAY_MS", "1"),
+                ("RETRY_MAX_DELAY_MS", "5"),
+                ("REQUEST_TIMEOUT_MS", "250"),
+                ("CONCURRENCY", "8"),
+                ("NODE_CONCURRENCY", "4"),
+            ];
+            let config = config(&urls, operation.as_str(), &ids, &extra);
+            let report = if self.restarts {
+                let victim = rng.random_range(0..NODES);
+                let after = Duration::from_millis(rng.random_range(0..40));
+                let down = Duration::from_millis(rng.random_range(10..120));
+                let restart = kill_and_restart(&cluster, victim, after, down);
+                tokio::join!(run(&config), restart).0
+            } else {
+                run(&config).await
+            };
+            // Read every node as an outside observer, with faults off.
+            for node in cluster.nodes() {
+                node.set_faults(no_faults()).expect("faults off");
+            }
+            let after = held(&states(&cluster).await);
+            let outcomes = check_round(round, &report, operation, &priors, &after, &urls);
+            assert_eq!(report.exit_code, expected_exit(&report), "round {round}");
+            assert_eq!(report.totals.groups, GROUPS_PER_ROUND as u64);
+            for (outcome, n) in outcomes {
+                *totals.entry(outcome).or_insert(0) += n;
+            }
+        }
+        totals
+    }
+}
+
+fn no_faults() -> FaultsPatch {
+    FaultsPatch {
+        fail_rate: Some(0.0),
+        ambiguous_rate: Some(0.0),
+        unavailable_rate: Some(0.0),
+        throttle_rate: Some(0.0),
+        timeout_rate: Some(0.0),
+        latency_ms: Some(0),
+        jitter_ms: Some(0),
+        rate_limit: Some(0),
+        ..FaultsPatch::default()
+    }
+}
+
+/// Resets the nodes and gives every group of the round a random prior
+/// state; a third of the groups start consistent.
+async fn seed_round(
+    cluster: &SimCluster,
+    rng: &mut SmallRng,
+    round: u64,
+) -> (Operation, BTreeMap<String, Vec<bool>>) {
+    for node in cluster.nodes() {
+        node.reset().await.expect("reset");
+    }
+    let operation = if rng.random_bool(0.5) {
+        Operation::Create
+    } else {
+        Operation::Delete
+    };
+    let mut priors = BTreeMap::new();
+    for g in 0..GROUPS_PER_ROUND {
+        let id = format!("r{round}-g{g}");
+        let prior: Vec<bool> = match rng.random_range(0..6) {
+            0 => vec![true; NODES],
+            1 => vec![false; NODES],
+            _ => (0..NODES).map(|_| rng.random_bool(0.5)).collect(),
+        };
+        for (node, &present) in cluster.nodes().iter().zip(&prior) {
+            if present {
+                node.insert_group(&id).await.expect("seed group");
+            }
+        }
+        priors.insert(id, prior);
+    }
+    (operation, priors)
+}
+
+fn assert_every_path(name: &str, totals: &BTreeMap<Outcome, u64>) {
+    let transactions: u64 = totals.values().sum();
+    eprintln!("{name}: {transactions} transactions over {NODES} nodes: {totals:?}");
+    for outcome in [Outcome::Committed, Outcome::RolledBack] {
+        assert!(
+            totals.get(&outcome).copied().unwrap_or(0) > 0,
+            "no {outcome:?} in {totals:?}: the mix proves little"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn randomized_transactions_keep_every_invariant() {
-    let seed = env_number("RANDOMIZED_SEED", 20_261_123);
-    let rounds = env_number("RANDOMIZED_ROUNDS", 48);
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let cluster = cluster_with(
-        NODES,
-        api_consumer::sim::SimOptions {
-            seed,
-            ..Default::default()
-        },
-    )
-    .await;
-    let urls = cluster.urls();
-    let mut totals: BTreeMap<Outcome, u64> = BTreeMap::new();
-    let mut transactions = 0u64;
-    for round in 0..rounds {
-        for node in cluster.nodes() {
-            node.reset().await.expect("reset");
-        }
-        let operation = if rng.random_bool(0.5) {
-            Operation::Create
-        } else {
-            Operation::Delete
-        };
-        // Random prior states; a third of the groups start consistent.
-        let mut priors = BTreeMap::new();
-        for g in 0..GROUPS_PER_ROUND {
-            let id = format!("r{round}-g{g}");
-            let prior: Vec<bool> = match rng.random_range(0..6) {
-                0 => vec![true; NODES],
-                1 => vec![false; NODES],
-                _ => (0..NODES).map(|_| rng.random_bool(0.5)).collect(),
-            };
-            for (node, &present) in cluster.nodes().iter().zip(&prior) {
-                if present {
-                    node.insert_group(&id).await.expect("seed group");
-                }
-            }
-            priors.insert(id, prior);
-        }
-        for node in cluster.nodes() {
-            node.set_faults(random_faults(&mut rng)).expect("faults");
-        }
-        let ids: Vec<&str> = priors.keys().map(String::as_str).collect();
-        let extra = [
-            ("MAX_RETRIES", "3"),
-            ("RETRY_BASE_DELAY_MS", "1"),
-            ("RETRY_MAX_DELAY_MS", "5"),
-            ("REQUEST_TIMEOUT_MS", "250"),
-            ("CONCURRENCY", "8"),
-            ("NODE_CONCURRENCY", "4"),
-        ];
-        let config = config(&urls, operation.as_str(), &ids, &extra);
-        let report = run(&config).await;
-        // Read every node as an outside observer, with faults off.
-        for node in cluster.nodes() {
-            node.set_faults(FaultsPatch {
-                fail_rate: Some(0.0),
-                ambiguous_rate: Some(0.0),
-                unavailable_rate: Some(0.0),
-                throttle_rate: Some(0.0),
-                timeout_rate: Some(0.0),
-                jitter_ms: Some(0),
-                ..FaultsPatch::default()
-            })
-            .expect("faults off");
-        }
-        let after = held(&states(&cluster).await);
-        let outcomes = check_round(round, &report, operation, &priors, &after, &urls);
-        assert_eq!(report.exit_code, expected_exit(&report), "round {round}");
-        assert_eq!(report.totals.groups, GROUPS_PER_ROUND as u64);
-        for (outcome, n) in outcomes {
-            *totals.entry(outcome).or_insert(0) += n;
-        }
-        transactions += GROUPS_PER_ROUND as u64;
-    }
-    eprintln!(
-        "randomized: seed {seed}, {transactions} transactions over {NODES} nodes: {totals:?}"
+    let chaos = Chaos {
+        seed: env_number("RANDOMIZED_SEED", 20_261_123),
+        rounds: env_number("RANDOMIZED_ROUNDS", 48),
+        every_knob: false,
+        restarts: false,
+    };
+    let totals = chaos.run().await;
+    assert_eq!(
+        totals.values().sum::<u64>(),
+        chaos.rounds * GROUPS_PER_ROUND as u64
     );
-    assert!(transactions >= 1_000 || rounds < 40);
-    // The mix must exercise every path, or the test proves little.
-    if rounds >= 40 {
-        for outcome in [Outcome::Committed, Outcome::RolledBack] {
-            assert!(
-                totals.get(&outcome).copied().unwrap_or(0) > 0,
-                "no {outcome:?} in {totals:?}"
-            );
-        }
-    }
+    assert_every_path("randomized", &totals);
+}
+
+/// Every knob of the simulator and a node killed and restarted in every
+/// round. `CHAOS_ROUNDS` scales it (`.ci/run` runs 400 rounds: 10,000
+/// transactions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_with_every_knob_and_node_restarts_keeps_every_invariant() {
+    let chaos = Chaos {
+        seed: env_number("CHAOS_SEED", 77),
+        rounds: env_number("CHAOS_ROUNDS", 12),
+        every_knob: true,
+        restarts: true,
+    };
+    let totals = chaos.run().await;
+    assert_every_path("chaos", &totals);
 }

@@ -1,0 +1,293 @@
+//! The optional crash journal (`JOURNAL_PATH`).
+//!
+//! # What it adds over a rerun
+//!
+//! Without a journal, a run killed in the middle of a group (OOM, node loss,
+//! SIGKILL) leaves that group on some nodes only. Rerunning the same input
+//! repairs it: the rerun reads every node and converges the group to its goal.
+//! What a rerun cannot do is *undo*: if the next run's input no longer holds
+//! the group, or holds it with the other operation, the half-applied group
+//! stays as it is, and a record removed by a killed delete is gone for good
+//! unless the same delete is run again.
+//!
+//! With a journal, every group's intent is on disk before the first node is
+//! changed: the prior state of every node and, for a delete, the exact record
+//! each node held. The next run starts by resolving every transaction that
+//! has an intent but no outcome: it reads the nodes back; a group found at its
+//! goal everywhere is recorded as committed, any other is rolled back to the
+//! recorded prior state (deleted records are restored exactly), and only then
+//! does the run start its own groups.
+//!
+//! # Format and durability
+//!
+//! One entry per line, `<crc32 of the JSON, 8 hex digits> <JSON>`, appended and
+//! flushed to disk (`fsync`) before the write it announces is sent. A line that
+//! is torn (a crash during the append) or corrupt fails its checksum and is
+//! skipped with a warning: the entry it held was never acknowledged, so no
+//! node was changed on its account. At start the journal is compacted to the
+//! unfinished intents (written to a temporary file, synced, renamed), so it
+//! does not grow across runs.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::Operation;
+use crate::transaction::{NodeState, Outcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("journal {path}: the writer stopped: {reason}")]
+    Writer { path: PathBuf, reason: String },
+}
+
+/// A node's part in a recorded intent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntentNode {
+    /// The node's name (its base URL), as in `NODES`.
+    pub node: String,
+    /// Present or absent: intents are only written once every node was read.
+    pub prior: NodeState,
+    /// For a delete, the record the node held, to restore it exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<Value>,
+}
+
+/// A group about to be changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    pub group_id: String,
+    pub operation: Operation,
+    pub nodes: Vec<IntentNode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "entry", rename_all = "snake_case")]
+enum Entry {
+    Intent(Intent),
+    Outcome { group_id: String, outcome: Outcome },
+}
+
+/// An open journal: appends are serialised and synced one at a time.
+pub struct Journal {
+    path: PathBuf,
+    file: Arc<Mutex<File>>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("path", &self.path).finish()
+    }
+}
+
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Encodes one entry as a journal line.
+fn encode(entry: &Entry) -> Vec<u8> {
+    // Serialising these plain types cannot fail; an empty object would be
+    // skipped at read time rather than misread.
+    let json = serde_json::to_vec(entry).unwrap_or_else(|_| b"{}".to_vec());
+    let mut line = format!("{:08x} ", crc32fast::hash(&json)).into_bytes();
+    line.extend_from_slice(&json);
+    line.push(b'\n');
+    line
+}
+
+/// Decodes one journal line; `None` for a torn or corrupt line.
+fn decode(line: &[u8]) -> Option<Entry> {
+    let (crc, json) = line.split_at_checked(9)?;
+    let crc = std::str::from_utf8(crc.get(..8)?).ok()?;
+    if crc32fast::hash(json) != u32::from_str_radix(crc, 16).ok()? {
+        return None;
+    }
+    serde_json::from_slice(json).ok()
+}
+
+/// Reads every intent that has no outcome after it, in journal order.
+fn unfinished(path: &Path) -> Result<Vec<Intent>, JournalError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(path)(e)),
+    };
+    let mut open: BTreeMap<String, (usize, Intent)> = BTreeMap::new();
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    let mut number = 0usize;
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(io_error(path))?;
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        let bytes = line.strip_suffix(b"\n").unwrap_or(&line);
+        match decode(bytes) {
+            Some(Entry::Intent(intent)) => {
+                open.insert(intent.group_id.clone(), (number, intent));
+            }
+            Some(Entry::Outcome { group_id, .. }) => {
+                open.remove(&group_id);
+            }
+            None => tracing::warn!(
+                path = %path.display(),
+                line = number,
+                "journal line is torn or corrupt; skipped (it was never acknowledged)"
+            ),
+        }
+    }
+    let mut intents: Vec<(usize, Intent)> = open.into_values().collect();
+    intents.sort_by_key(|(number, _)| *number);
+    Ok(intents.into_iter().map(|(_, intent)| intent).collect())
+}
+
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    File::open(parent)?.sync_all()
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `path` and returns the intents a
+    /// previous run left unfinished. The file is compacted to those intents.
+    pub fn open(path: &Path) -> Result<(Journal, Vec<Intent>), JournalError> {
+        let pending = unfinished(path)?;
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut compacted = File::create(&tmp).map_err(io_error(&tmp))?;
+        for intent in &pending {
+            compacted
+                .write_all(&encode(&Entry::Intent(intent.clone())))
+                .map_err(io_error(&tmp))?;
+        }
+        compacted.sync_all().map_err(io_error(&tmp))?;
+        drop(compacted);
+        std::fs::rename(&tmp, path).map_err(io_error(path))?;
+        sync_parent(path).map_err(io_error(path))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(io_error(path))?;
+        let journal = Journal {
+            path: path.to_path_buf(),
+            file: Arc::new(Mutex::new(file)),
+        };
+        Ok((journal, pending))
+    }
+
+    /// Records the intent before any node of the group is changed.
+    pub async fn intent(&self, intent: Intent) -> Result<(), JournalError> {
+        self.append(Entry::Intent(intent)).await
+    }
+
+    /// Records how a group ended; its intent no longer needs recovery.
+    pub async fn outcome(&self, group_id: &str, outcome: Outcome) -> Result<(), JournalError> {
+        let entry = Entry::Outcome {
+            group_id: group_id.to_string(),
+            outcome,
+        };
+        self.append(entry).await
+    }
+
+    async fn append(&self, entry: Entry) -> Result<(), JournalError> {
+        let line = encode(&entry);
+        let file = self.file.clone();
+        let path = self.path.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut file = file
+                .lock()
+                .map_err(|_| std::io::Error::other("lock poisoned"))?;
+            file.write_all(&line)?;
+            file.sync_data()
+        })
+        .await;
+        match written {
+            Ok(result) => result.map_err(io_error(&path)),
+            Err(join) => Err(JournalError::Writer {
+                path,
+                reason: join.to_string(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intent(id: &str) -> Intent {
+        Intent {
+            group_id: id.to_string(),
+            operation: Operation::Delete,
+            nodes: vec![IntentNode {
+                node: "http://n1".to_string(),
+                prior: NodeState::Present,
+                record: Some(serde_json::json!({"groupId": id, "owner": "ops"})),
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn unfinished_intents_survive_a_restart_and_finished_ones_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let (journal, pending) = Journal::open(&path).unwrap();
+        assert!(pending.is_empty());
+        journal.intent(intent("a")).await.unwrap();
+        journal.intent(intent("b")).await.unwrap();
+        journal.outcome("a", Outcome::Committed).await.unwrap();
+        drop(journal);
+        let (_journal, pending) = Journal::open(&path).unwrap();
+        assert_eq!(pending, vec![intent("b")]);
+        // Compacted: only the unfinished intent is left in the file.
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn torn_and_corrupt_lines_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let mut bytes = encode(&Entry::Intent(intent("a")));
+        let mut corrupt = encode(&Entry::Intent(intent("b")));
+        corrupt[12] ^= 0x20;
+        bytes.extend_from_slice(&corrupt);
+        let torn = encode(&Entry::Intent(intent("c")));
+        bytes.extend_from_slice(&torn[..torn.len() / 2]);
+        std::fs::write(&path, bytes).unwrap();
+        let (_journal, pending) = Journal::open(&path).unwrap();
+        assert_eq!(pending, vec![intent("a")]);
+    }
+
+    #[test]
+    fn lines_round_trip() {
+        let entry = Entry::Outcome {
+            group_id: "g/ü".to_string(),
+            outcome: Outcome::RolledBack,
+        };
+        let line = encode(&entry);
+        assert_eq!(decode(&line[..line.len() - 1]), Some(entry));
+        assert_eq!(decode(b"zzzzzzzz {}"), None);
+        assert_eq!(decode(b""), None);
+    }
+}

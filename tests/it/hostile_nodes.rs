@@ -1,0 +1,1056 @@
+//! Hostile nodes: servers written here that break the node API, in HTTP
+//! semantics (wrong statuses, odd bodies, redirects, `Retry-After`) and in
+//! bytes (resets, drips, broken framing, silence). Each case runs the job over
+//! two `node-sim` nodes plus the hostile one and checks that the job ends
+//! within a bound, with the outcome `transaction.rs` calls for, that every
+//! node holds what that outcome says (I1/I2), and that the report's reason
+//! names the node and what went wrong.
+//!
+//! The hostile node is a raw `TcpListener` speaking just enough HTTP/1.1 to
+//! read one request per connection; its answers are bytes chosen by the test,
+//! so nothing a well-behaved server library would refuse to send is out of
+//! reach. Behind its script it keeps a set of groups, so "the node applied
+//! the write, then misbehaved" is a real state the job must read back.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use api_consumer::api::{FaultsPatch, NodeOp};
+use api_consumer::run::{ExitStatus, RunReport};
+use api_consumer::sim::SimCluster;
+use api_consumer::transaction::Outcome;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::common::*;
+
+const ID: &str = "g";
+
+/// Far beyond what any case needs: reaching it means the job hung.
+const HANG_BOUND: Duration = Duration::from_secs(30);
+
+/// What a reason must say about a redirect the job refused to follow, so
+/// that an operator does not take the node's `3xx` for the whole story.
+const REDIRECT_NOT_FOLLOWED: &str = "not followed";
+
+/// Short timeouts, so that misbehaviour paid for in timeouts stays cheap;
+/// the retries keep a `node-sim` slowed by a loaded machine from deciding
+/// a case.
+const FAST: &[(&str, &str)] = &[
+    ("REQUEST_TIMEOUT_MS", "500"),
+    ("CONNECT_TIMEOUT_MS", "500"),
+    ("MAX_RETRIES", "2"),
+    ("RETRY_BASE_DELAY_MS", "5"),
+    ("RETRY_MAX_DELAY_MS", "20"),
+];
+
+/// A request as the hostile node understood it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Call {
+    /// `GET …/v1/group/<id>/`, the id percent-decoded.
+    Read(String),
+    /// `POST …/v1/group/` and the body's `groupId`.
+    Create(String),
+    /// `DELETE …/v1/group/` and the body's `groupId`.
+    Delete(String),
+    /// Anything else, as method and path.
+    Other(String, String),
+}
+
+impl Call {
+    fn parse(method: &str, path: &str, body: &[u8]) -> Call {
+        let body_id = || {
+            serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v.get("groupId")?.as_str().map(str::to_string))
+        };
+        let item = path
+            .rsplit_once("/v1/group/")
+            .and_then(|(_, rest)| rest.strip_suffix('/'))
+            .filter(|segment| !segment.is_empty());
+        match (method, item, path.ends_with("/v1/group/"), body_id()) {
+            ("GET", Some(segment), _, _) => Call::Read(
+                percent_encoding::percent_decode_str(segment)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            ),
+            ("POST", _, true, Some(id)) => Call::Create(id),
+            ("DELETE", _, true, Some(id)) => Call::Delete(id),
+            _ => Call::Other(method.to_string(), path.to_string()),
+        }
+    }
+}
+
+/// One request: what it asks for, and the path it was sent to.
+#[derive(Debug, Clone)]
+struct Request {
+    call: Call,
+    path: String,
+}
+
+impl Request {
+    fn is_write(&self) -> bool {
+        matches!(self.call, Call::Create(_) | Call::Delete(_))
+    }
+
+    fn is_read(&self) -> bool {
+        matches!(self.call, Call::Read(_))
+    }
+}
+
+/// What the hostile node does with one connection once it has read the
+/// request.
+#[derive(Debug, Clone)]
+enum Reply {
+    /// Writes these bytes, then closes the connection.
+    Bytes(Vec<u8>),
+    /// Writes these bytes, pauses, then resets the connection (RST).
+    Reset(Vec<u8>),
+    /// Writes `head`, then `body` one byte every `every`.
+    Drip {
+        head: Vec<u8>,
+        body: Vec<u8>,
+        every: Duration,
+    },
+    /// Writes `head`, then `chunk` over and over, `total` bytes at most,
+    /// until the client hangs up.
+    Flood {
+        head: Vec<u8>,
+        chunk: Vec<u8>,
+        total: u64,
+    },
+    /// Never answers; keeps the connection until the client gives up.
+    Silent,
+}
+
+/// A complete answer: status line, `headers`, `Content-Length`,
+/// `Connection: close`, then the body.
+fn answer(status: &str, headers: &[(&str, &str)], body: impl AsRef<[u8]>) -> Reply {
+    let body = body.as_ref();
+    let mut bytes = format!("HTTP/1.1 {status}\r\n");
+    for (name, value) in headers {
+        bytes.push_str(&format!("{name}: {value}\r\n"));
+    }
+    bytes.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    Reply::Bytes([bytes.as_bytes(), body].concat())
+}
+
+fn raw(bytes: impl AsRef<[u8]>) -> Reply {
+    Reply::Bytes(bytes.as_ref().to_vec())
+}
+
+/// The head of a `200` whose body is announced as `length` bytes.
+fn head_200(length: u64) -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+/// A chunked body of `x` that never ends, after `status`.
+fn endless_chunked(status: &str) -> Reply {
+    Reply::Flood {
+        head: format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n").into_bytes(),
+        chunk: [b"400\r\n".as_slice(), &[b'x'; 0x400], b"\r\n"].concat(),
+        total: u64::MAX,
+    }
+}
+
+fn record(id: &str) -> String {
+    serde_json::json!({ "groupId": id }).to_string()
+}
+
+/// The node API as the contract says, over `held`.
+fn sane(request: &Request, held: &mut BTreeSet<String>) -> Reply {
+    let json = [("Content-Type", "application/json")];
+    match &request.call {
+        Call::Read(id) if held.contains(id) => answer("200 OK", &json, record(id)),
+        Call::Read(_) => answer("404 Not Found", &[], ""),
+        Call::Create(id) if held.insert(id.clone()) => answer("201 Created", &json, record(id)),
+        Call::Create(_) => answer("400 Bad Request", &[], "exists"),
+        Call::Delete(id) if held.remove(id) => answer("200 OK", &json, record(id)),
+        Call::Delete(_) | Call::Other(..) => answer("404 Not Found", &[], ""),
+    }
+}
+
+/// Applies a write to `held` without answering it.
+fn apply(request: &Request, held: &mut BTreeSet<String>) {
+    match &request.call {
+        Call::Create(id) => {
+            held.insert(id.clone());
+        }
+        Call::Delete(id) => {
+            held.remove(id);
+        }
+        Call::Read(_) | Call::Other(..) => {}
+    }
+}
+
+type Script = dyn Fn(&Request, &mut BTreeSet<String>) -> Reply + Send + Sync;
+
+struct Shared {
+    script: Box<Script>,
+    held: Mutex<BTreeSet<String>>,
+    calls: Mutex<Vec<Request>>,
+    connections: AtomicUsize,
+    flood_bytes_sent: AtomicU64,
+}
+
+/// A hostile node on a loopback port; it lives as long as the test's runtime.
+struct HostileNode {
+    url: String,
+    shared: Arc<Shared>,
+}
+
+impl HostileNode {
+    async fn start(
+        script: impl Fn(&Request, &mut BTreeSet<String>) -> Reply + Send + Sync + 'static,
+    ) -> HostileNode {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let shared = Arc::new(Shared {
+            script: Box::new(script),
+            held: Mutex::default(),
+            calls: Mutex::default(),
+            connections: AtomicUsize::new(0),
+            flood_bytes_sent: AtomicU64::new(0),
+        });
+        let serving = shared.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                serving.connections.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(stream, serving.clone()));
+            }
+        });
+        HostileNode { url, shared }
+    }
+
+    /// A node that answers reads with `reply` and the rest as the contract says.
+    async fn answering_reads(reply: Reply) -> HostileNode {
+        HostileNode::start(move |request, held| match request.call {
+            Call::Read(_) => reply.clone(),
+            _ => sane(request, held),
+        })
+        .await
+    }
+
+    fn hold(&self, id: &str) {
+        self.shared.held.lock().unwrap().insert(id.to_string());
+    }
+
+    fn holds(&self, id: &str) -> bool {
+        self.shared.held.lock().unwrap().contains(id)
+    }
+
+    fn calls(&self) -> Vec<Request> {
+        self.shared.calls.lock().unwrap().clone()
+    }
+
+    fn writes(&self) -> usize {
+        self.calls().iter().filter(|c| c.is_write()).count()
+    }
+
+    fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    fn flood_bytes_sent(&self) -> u64 {
+        self.shared.flood_bytes_sent.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads one request: the head up to the blank line and a `Content-Length`
+/// body. `None` when the client hung up first or sent something else.
+async fn read_request(stream: &mut TcpStream) -> Option<Request> {
+    const MAX_HEAD: usize = 64 * 1024;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        if buffer.len() > MAX_HEAD {
+            return None;
+        }
+        let n = stream.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let mut request_line = head.lines().next()?.split(' ');
+    let (method, path) = (request_line.next()?, request_line.next()?);
+    let length: usize = head
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.trim().parse().ok())
+        .unwrap_or(0);
+    while buffer.len() < head_end + length {
+        let n = stream.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    Some(Request {
+        call: Call::parse(method, path, &buffer[head_end..head_end + length]),
+        path: path.to_string(),
+    })
+}
+
+async fn serve(mut stream: TcpStream, node: Arc<Shared>) {
+    let Some(request) = read_request(&mut stream).await else {
+        return;
+    };
+    let reply = {
+        node.calls.lock().unwrap().push(request.clone());
+        let mut held = node.held.lock().unwrap();
+        (node.script)(&request, &mut held)
+    };
+    match reply {
+        Reply::Bytes(bytes) => {
+            let _ = stream.write_all(&bytes).await;
+            let _ = stream.shutdown().await;
+        }
+        Reply::Reset(bytes) => {
+            let _ = stream.write_all(&bytes).await;
+            // A reset discards what the kernel has not delivered yet: the
+            // pause is part of the behaviour ("part of a body, then a
+            // reset"), so that the client sees the reset mid-body.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = stream.set_zero_linger();
+        }
+        Reply::Drip { head, body, every } => {
+            if stream.write_all(&head).await.is_err() {
+                return;
+            }
+            for byte in body {
+                tokio::time::sleep(every).await;
+                if stream.write_all(&[byte]).await.is_err() {
+                    return;
+                }
+            }
+        }
+        Reply::Flood { head, chunk, total } => {
+            if stream.write_all(&head).await.is_err() {
+                return;
+            }
+            let mut sent = 0u64;
+            while sent < total {
+                let n = chunk.len().min((total - sent) as usize);
+                if stream.write_all(&chunk[..n]).await.is_err() {
+                    return;
+                }
+                sent += n as u64;
+                node.flood_bytes_sent.fetch_add(n as u64, Ordering::SeqCst);
+            }
+        }
+        Reply::Silent => {
+            let mut sink = [0u8; 1024];
+            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        }
+    }
+}
+
+/// Runs `check` on every case at once, each in its own task so that a
+/// failing case neither stops nor hides the others; then fails naming every
+/// case that failed (their own messages are printed above).
+async fn each_case<T, F, Fut>(cases: Vec<(String, T)>, check: F)
+where
+    F: Fn(String, T) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let tasks: Vec<_> = cases
+        .into_iter()
+        .map(|(name, case)| (name.clone(), tokio::spawn(check(name, case))))
+        .collect();
+    let mut failed = Vec::new();
+    for (name, task) in tasks {
+        if task.await.is_err() {
+            failed.push(name);
+        }
+    }
+    assert!(failed.is_empty(), "failed cases: {failed:#?}");
+}
+
+/// Runs `operation` on [`ID`] over the simulated nodes then `hostile`, with
+/// [`FAST`] settings overridden by `extra`; fails past [`HANG_BOUND`].
+async fn run_with(
+    cluster: &SimCluster,
+    hostile: &str,
+    operation: &str,
+    extra: &[(&str, &str)],
+) -> (RunReport, Duration) {
+    let mut nodes = cluster.urls();
+    nodes.push(hostile.to_string());
+    let mut vars = FAST.to_vec();
+    vars.extend_from_slice(extra);
+    let config = config(&nodes, operation, &[ID], &vars);
+    let started = Instant::now();
+    let report = tokio::time::timeout(HANG_BOUND, run(&config))
+        .await
+        .unwrap_or_else(|_| panic!("the job ran past {HANG_BOUND:?} against {hostile}"));
+    (report, started.elapsed())
+}
+
+/// The group committed: the report says so and every simulated node holds
+/// it (create) or none does (delete).
+async fn assert_committed(case: &str, report: &RunReport, cluster: &SimCluster, operation: &str) {
+    assert_eq!(
+        report.exit_code,
+        ExitStatus::AllAtGoal,
+        "{case}: {report:#?}"
+    );
+    assert_eq!(report.totals.committed, 1, "{case}: {report:#?}");
+    let goal = operation == "create";
+    for (i, held) in holders(cluster, ID).await.into_iter().enumerate() {
+        assert_eq!(held, goal, "{case}: simulated node {i} after a commit");
+    }
+}
+
+/// The group rolled back with a reason naming `node` and saying `says`, and
+/// every simulated node is back at its prior state: without the group after
+/// a create, with it after a delete.
+async fn assert_rolled_back(
+    case: &str,
+    report: &RunReport,
+    cluster: &SimCluster,
+    operation: &str,
+    node: &str,
+    says: &str,
+) {
+    assert_eq!(
+        report.exit_code,
+        ExitStatus::RolledBack,
+        "{case}: {report:#?}"
+    );
+    let g = group(report, ID);
+    assert_eq!(g.outcome, Outcome::RolledBack, "{case}: {g:#?}");
+    let prior = operation == "delete";
+    for (i, held) in holders(cluster, ID).await.into_iter().enumerate() {
+        assert_eq!(held, prior, "{case}: simulated node {i} after a rollback");
+    }
+    // Last, so that a vague message never hides a wrong state.
+    let reason = g.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains(node) && reason.contains(says),
+        "{case}: the reason should name {node} and say {says:?}: {reason:?}"
+    );
+}
+
+/// A node whose state cannot be read stops the group before any write
+/// (rule 1): rolled back, no node written, the reason names the node.
+async fn assert_nothing_written(
+    case: &str,
+    report: &RunReport,
+    cluster: &SimCluster,
+    node: &str,
+    says: &str,
+) {
+    let g = group(report, ID);
+    assert!(g.nodes.iter().all(|n| !n.written), "{case}: {g:#?}");
+    for state in states(cluster).await {
+        assert_eq!(count(&state.requests, "create"), 0, "{case}: {state:?}");
+        assert_eq!(count(&state.requests, "delete"), 0, "{case}: {state:?}");
+    }
+    let prior_unreadable = format!("prior state of {node} could not be read");
+    assert_rolled_back(case, report, cluster, "create", &prior_unreadable, says).await;
+}
+
+/// Answers to a read that leave the node's state unknown: wrong records,
+/// statuses that are not an answer, broken framing, silence. (The redirect
+/// loop points at the group's own URL.)
+#[tokio::test]
+async fn a_node_that_cannot_be_read_stops_the_group_before_any_write() {
+    let own_item = format!("/v1/group/{ID}/");
+    let html = "<html><body><h1>502 Bad Gateway</h1><hr>nginx</body></html>";
+    let huge_header = "x".repeat(1024 * 1024);
+    let many_headers: String = (0..500).map(|i| format!("X-Header-{i}: {i}\r\n")).collect();
+    let cases: Vec<(&str, Reply, &str)> = vec![
+        (
+            "a record with another groupId",
+            answer("200 OK", &[], record("someone-else")),
+            "different group id",
+        ),
+        (
+            "a groupId that is not a string",
+            answer("200 OK", &[], r#"{"groupId": 7}"#),
+            "different group id",
+        ),
+        (
+            "a close without an answer",
+            raw(""),
+            "closed before message completed",
+        ),
+        (
+            "a 3xx without Location",
+            answer("302 Found", &[], ""),
+            "302",
+        ),
+        (
+            "a redirect loop",
+            answer("301 Moved Permanently", &[("Location", &own_item)], ""),
+            "301",
+        ),
+        (
+            "an HTML error page",
+            answer("502 Bad Gateway", &[("Content-Type", "text/html")], html),
+            "502",
+        ),
+        (
+            "401 Unauthorized",
+            answer("401 Unauthorized", &[("WWW-Authenticate", "Bearer")], ""),
+            "401",
+        ),
+        (
+            "418 I'm a teapot",
+            answer("418 I'm a teapot", &[], "short and stout"),
+            "418",
+        ),
+        (
+            "an unknown status 999",
+            answer("999 Whatever", &[], ""),
+            "999",
+        ),
+        (
+            "a garbage status line",
+            raw("HELLO WORLD\r\n\r\n"),
+            "invalid HTTP version",
+        ),
+        (
+            "an interim 103 and then a close",
+            raw("HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"),
+            "closed before message completed",
+        ),
+        (
+            "a header of 1 MiB",
+            answer("200 OK", &[("X-Huge", &huge_header)], record(ID)),
+            "too large",
+        ),
+        (
+            "500 headers",
+            raw(format!(
+                "HTTP/1.1 200 OK\r\n{many_headers}Content-Length: 0\r\n\r\n"
+            )),
+            "too large",
+        ),
+        (
+            "a negative Content-Length",
+            raw("HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n"),
+            "content-length",
+        ),
+        (
+            "a reset in the middle of the body",
+            Reply::Reset([head_200(100), b"{\"groupId\"".to_vec()].concat()),
+            "body read failed: Connection reset",
+        ),
+        (
+            "a close after the headers",
+            Reply::Bytes(head_200(100)),
+            "body read failed: end of file",
+        ),
+        (
+            "a broken chunked encoding",
+            raw("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n"),
+            "body read failed: Invalid chunk size",
+        ),
+        (
+            "a body dripping slower than the timeout",
+            Reply::Drip {
+                head: head_200(1000),
+                body: vec![b' '; 1000],
+                every: Duration::from_millis(100),
+            },
+            "timeout",
+        ),
+        (
+            "a connection accepted and never answered",
+            Reply::Silent,
+            "timeout",
+        ),
+    ];
+    let cases = cases
+        .into_iter()
+        .map(|(name, reply, says)| (name.to_string(), (reply, says)))
+        .collect();
+    each_case(cases, |case, (reply, says)| async move {
+        let cluster = cluster(2).await;
+        let hostile = HostileNode::answering_reads(reply).await;
+        let (report, _) = run_with(&cluster, &hostile.url, "create", &[]).await;
+        assert_nothing_written(&case, &report, &cluster, &hostile.url, says).await;
+        assert_eq!(hostile.writes(), 0, "{case}: {:?}", hostile.calls());
+    })
+    .await;
+}
+
+/// A port whose connections the kernel completes but no one ever accepts.
+#[tokio::test]
+async fn a_node_that_never_accepts_is_cut_off_by_the_timeout() {
+    let cluster = cluster(2).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let node = format!("http://{}", listener.local_addr().unwrap());
+    let (report, elapsed) = run_with(&cluster, &node, "create", &[]).await;
+    assert_nothing_written("never accepting", &report, &cluster, &node, "timeout").await;
+    // Three attempts of 500 ms each, plus a little.
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    drop(listener);
+}
+
+/// What a write case must end with.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// The node applied the write and answered the expected success (however
+    /// odd the rest of the answer): committed, no read-back needed.
+    Settled,
+    /// The node applied the write but answered something else: a read-back
+    /// finds the change, committed.
+    FoundByReadBack,
+    /// The node did not apply the write: a read-back finds that, and the
+    /// group rolls back with a reason naming the node and saying this.
+    RolledBack(&'static str),
+}
+
+struct WriteCase {
+    name: &'static str,
+    operation: &'static str,
+    expect: Expect,
+    reply: Reply,
+}
+
+fn create(name: &'static str, expect: Expect, reply: Reply) -> WriteCase {
+    WriteCase {
+        name,
+        operation: "create",
+        expect,
+        reply,
+    }
+}
+
+fn delete(name: &'static str, expect: Expect, reply: Reply) -> WriteCase {
+    WriteCase {
+        operation: "delete",
+        ..create(name, expect, reply)
+    }
+}
+
+/// Writes answered oddly, at the HTTP or the byte level: anything but the
+/// expected success is resolved by reading the node back, so the group
+/// commits exactly when the node applied the write.
+#[tokio::test]
+async fn odd_write_answers_are_resolved_by_reading_the_node_back() {
+    use Expect::*;
+    let invalid_utf8 = [
+        b"HTTP/1.1 201 Cr\xe9\xff\xfe\r\nX-Note: \xff\xfe\r\nContent-Length: 3\r\n".as_slice(),
+        b"Connection: close\r\n\r\n\xff\xfe\xfd",
+    ]
+    .concat();
+    let html = "<!DOCTYPE html><html><body>Bad gateway</body></html>";
+    let cases =
+        vec![
+        create("200 instead of 201", FoundByReadBack, answer("200 OK", &[], record(ID))),
+        create("200 without creating", RolledBack("200 OK"), answer("200 OK", &[], "")),
+        create("204 No Content", FoundByReadBack, answer("204 No Content", &[], "")),
+        create("202 Accepted", FoundByReadBack, answer("202 Accepted", &[], "")),
+        create("201, non-JSON body", Settled, answer("201 Created", &[], "created!")),
+        create(
+            "201, body up to the close",
+            Settled,
+            raw("HTTP/1.1 201 Created\r\nConnection: close\r\n\r\n"),
+        ),
+        create("201, invalid UTF-8 everywhere", Settled, raw(&invalid_utf8)),
+        create(
+            "100 Continue before the 201",
+            Settled,
+            raw("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
+        ),
+        create("201 with an endless body", Settled, endless_chunked("201 Created")),
+        create("an unknown 5xx", FoundByReadBack, answer("599 Network Timeout", &[], "")),
+        create("a 303 without Location", FoundByReadBack, answer("303 See Other", &[], "")),
+        create("418 I'm a teapot", RolledBack("418"), answer("418 I'm a teapot", &[], "")),
+        // The client follows a 301 to a POST with a GET (as browsers do),
+        // which the node answers 404: the read-back still decides.
+        create(
+            "301 to itself",
+            RolledBack("404"),
+            answer("301 Moved Permanently", &[("Location", "/v1/group/")], ""),
+        ),
+        create(
+            "an HTML 502 page",
+            RolledBack("502 Bad Gateway"),
+            answer("502 Bad Gateway", &[("Content-Type", "text/html")], html),
+        ),
+        create(
+            "a reset in the middle of the body",
+            FoundByReadBack,
+            Reply::Reset([head_200(100), b"{\"gro".to_vec()].concat()),
+        ),
+        create(
+            "a close after the headers",
+            FoundByReadBack,
+            raw("HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n"),
+        ),
+        create(
+            "a broken chunked encoding",
+            FoundByReadBack,
+            raw("HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n"),
+        ),
+        create(
+            "a body dripping slower than the timeout",
+            FoundByReadBack,
+            Reply::Drip {
+                head: b"HTTP/1.1 201 Created\r\nContent-Length: 1000\r\n\r\n".to_vec(),
+                body: vec![b' '; 1000],
+                every: Duration::from_millis(100),
+            },
+        ),
+        create("a close after applying", FoundByReadBack, raw("")),
+        create("silence after applying", FoundByReadBack, Reply::Silent),
+        create("silence without applying", RolledBack("timeout"), Reply::Silent),
+        create("a garbage status line", FoundByReadBack, raw("HTTP/1.1 20X Created\r\n\r\n")),
+        delete("201 on delete", FoundByReadBack, answer("201 Created", &[], "")),
+        delete(
+            "201 on delete without deleting",
+            RolledBack("201 Created"),
+            answer("201 Created", &[], ""),
+        ),
+        delete("204 on delete", FoundByReadBack, answer("204 No Content", &[], "")),
+        delete(
+            "a reset in the middle of a delete's answer",
+            FoundByReadBack,
+            Reply::Reset([head_200(100), b"{".to_vec()].concat()),
+        ),
+    ];
+    let cases = cases.into_iter().map(|c| (c.name.to_string(), c)).collect();
+    each_case(cases, |name, case| async move {
+        let WriteCase {
+            operation,
+            expect,
+            reply,
+            ..
+        } = case;
+        let cluster = cluster(2).await;
+        let applies = !matches!(expect, RolledBack(_));
+        let hostile = HostileNode::start(move |request, held| {
+            if !request.is_write() {
+                return sane(request, held);
+            }
+            if applies {
+                apply(request, held);
+            }
+            reply.clone()
+        })
+        .await;
+        if operation == "delete" {
+            for node in cluster.nodes() {
+                node.insert_group(ID).await.unwrap();
+            }
+            hostile.hold(ID);
+        }
+        let (report, _) = run_with(&cluster, &hostile.url, operation, &[]).await;
+        match expect {
+            Settled | FoundByReadBack => {
+                assert_committed(&name, &report, &cluster, operation).await;
+            }
+            RolledBack(says) => {
+                assert_rolled_back(&name, &report, &cluster, operation, &hostile.url, says).await;
+            }
+        }
+        let holds_goal = applies == (operation == "create");
+        assert_eq!(
+            hostile.holds(ID),
+            holds_goal,
+            "{name}: {:?}",
+            hostile.calls()
+        );
+        // The prior read, then one read-back unless the answer settled it.
+        let reads = hostile.calls().iter().filter(|r| r.is_read()).count();
+        let expected_reads = if matches!(expect, Settled) { 1 } else { 2 };
+        assert_eq!(reads, expected_reads, "{name}: {:?}", hostile.calls());
+    })
+    .await;
+}
+
+/// A `200` to a read says the group exists, whatever its body: a group
+/// already on the hostile node gets no write, the others get it.
+#[tokio::test]
+async fn odd_bodies_of_a_present_group_read_as_present() {
+    let nested = "[".repeat(60_000);
+    let fifty_mb = 50 * 1024 * 1024;
+    let cases: Vec<(&str, Reply)> = vec![
+        ("an empty body", answer("200 OK", &[], "")),
+        ("a non-JSON body", answer("200 OK", &[], "yes, it exists")),
+        (
+            "an HTML page",
+            answer("200 OK", &[("Content-Type", "text/html")], "<html>g</html>"),
+        ),
+        (
+            "invalid UTF-8",
+            answer("200 OK", &[], b"\xff\xfe{\"groupId\":\"g\xff\"}"),
+        ),
+        ("a JSON array", answer("200 OK", &[], "[\"g\"]")),
+        ("JSON null", answer("200 OK", &[], "null")),
+        (
+            "an object without groupId",
+            answer("200 OK", &[], r#"{"id":"g"}"#),
+        ),
+        ("60,000 nested arrays", answer("200 OK", &[], &nested)),
+        (
+            "a 50 MB body",
+            Reply::Flood {
+                head: head_200(fifty_mb),
+                chunk: [b"{\"groupId\":\"g\",\"pad\":\"".as_slice(), &[b'x'; 8192]].concat(),
+                total: fifty_mb,
+            },
+        ),
+        ("an endless chunked body", endless_chunked("200 OK")),
+    ];
+    let cases = cases
+        .into_iter()
+        .map(|(name, reply)| (name.to_string(), reply))
+        .collect();
+    each_case(cases, |case, reply| async move {
+        let cluster = cluster(2).await;
+        let hostile = HostileNode::start(move |request, held| match &request.call {
+            Call::Read(id) if held.contains(id) => reply.clone(),
+            _ => sane(request, held),
+        })
+        .await;
+        hostile.hold(ID);
+        let (report, elapsed) = run_with(&cluster, &hostile.url, "create", &[]).await;
+        assert_committed(&case, &report, &cluster, "create").await;
+        assert_eq!(hostile.writes(), 0, "{case}: {:?}", hostile.calls());
+        assert!(hostile.holds(ID));
+        // The client stops reading at its 64 KiB cap: only what the socket
+        // buffers hold on top of it left the server, not the whole body.
+        let sent = hostile.flood_bytes_sent();
+        assert!(
+            sent < 24 * 1024 * 1024,
+            "{case}: the client read {sent} bytes"
+        );
+        assert!(
+            elapsed < Duration::from_secs(10),
+            "{case}: took {elapsed:?}"
+        );
+    })
+    .await;
+}
+
+/// A node whose reads lag behind its writes: the first read after a create
+/// still says 404. A 201 settles the node, so the job never misreads its own
+/// create; a later run that sees the stale 404 gets a 400 for its create and
+/// takes the group as there.
+#[tokio::test]
+async fn a_read_that_says_404_right_after_a_201_does_not_undo_the_create() {
+    let lagging = || {
+        let stale = Arc::new(AtomicBool::new(false));
+        HostileNode::start(move |request, held| match request.call {
+            Call::Read(_) if stale.swap(false, Ordering::SeqCst) => {
+                answer("404 Not Found", &[], "")
+            }
+            Call::Create(_) => {
+                let reply = sane(request, held);
+                stale.store(true, Ordering::SeqCst);
+                reply
+            }
+            _ => sane(request, held),
+        })
+    };
+    let committing = cluster(2).await;
+    let hostile = lagging().await;
+    for run in ["first run", "run after the stale read"] {
+        let (report, _) = run_with(&committing, &hostile.url, "create", &[]).await;
+        assert_committed(run, &report, &committing, "create").await;
+        assert!(hostile.holds(ID), "{run}");
+    }
+    let deletes = hostile
+        .calls()
+        .into_iter()
+        .filter(|r| matches!(r.call, Call::Delete(_)))
+        .count();
+    assert_eq!(deletes, 0, "{:?}", hostile.calls());
+
+    // When another node refuses, the lagging node's create is still undone.
+    let refusing = cluster(2).await;
+    fault(
+        &refusing,
+        1,
+        FaultsPatch {
+            fail_rate: Some(1.0),
+            ..on(&[NodeOp::Create])
+        },
+    );
+    let hostile = lagging().await;
+    let (report, _) = run_with(&refusing, &hostile.url, "create", &[]).await;
+    let refuser = &refusing.urls()[1];
+    assert_rolled_back("rollback", &report, &refusing, "create", refuser, "500").await;
+    assert!(!hostile.holds(ID), "{:?}", hostile.calls());
+}
+
+/// Cases named by their `Retry-After` value.
+fn named_by_value(values: &[&[u8]]) -> Vec<(String, Vec<u8>)> {
+    values
+        .iter()
+        .map(|v| (String::from_utf8_lossy(v).into_owned(), v.to_vec()))
+        .collect()
+}
+
+/// A node that throttles its first create with `Retry-After: value`, then
+/// behaves.
+async fn throttling_once(value: &[u8]) -> HostileNode {
+    let throttle = [
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: ".as_slice(),
+        value,
+        b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    ]
+    .concat();
+    let creates = AtomicUsize::new(0);
+    HostileNode::start(move |request, held| match request.call {
+        Call::Create(_) if creates.fetch_add(1, Ordering::SeqCst) == 0 => raw(&throttle),
+        _ => sane(request, held),
+    })
+    .await
+}
+
+/// A `Retry-After` that is not a delay (garbage, negative, fractional,
+/// overflowing, not text) is ignored: the backoff alone paces the retry.
+#[tokio::test]
+async fn unusable_retry_after_falls_back_to_the_backoff() {
+    let values: [&[u8]; 8] = [
+        b"soon",
+        b"-1",
+        b"1.5",
+        b"",
+        b"99999999999999999999999",
+        b"\xff\xfe",
+        b"Wed, 32 Foo 2015 25:61:61 GMT",
+        b"7 seconds",
+    ];
+    each_case(named_by_value(&values), |case, value| async move {
+        let cluster = cluster(2).await;
+        let hostile = throttling_once(&value).await;
+        let (report, elapsed) = run_with(&cluster, &hostile.url, "create", &[]).await;
+        assert_committed(&case, &report, &cluster, "create").await;
+        assert!(hostile.holds(ID), "{case}");
+        assert!(
+            elapsed < Duration::from_secs(5),
+            "{case}: waited {elapsed:?}"
+        );
+    })
+    .await;
+}
+
+/// A `Retry-After` of years is clamped, and the run deadline cuts the wait
+/// short: the group rolls back soon after the deadline, not years later.
+#[tokio::test]
+async fn retry_after_beyond_the_deadline_is_cut_short_by_it() {
+    const DEADLINE: &[(&str, &str)] = &[("RUN_TIMEOUT_SECS", "1"), ("ROLLBACK_TIMEOUT_SECS", "2")];
+    let values: [&[u8]; 2] = [b"99999999", b"Fri, 31 Dec 9999 23:59:59 GMT"];
+    each_case(named_by_value(&values), |case, value| async move {
+        let cluster = cluster(2).await;
+        let hostile = throttling_once(&value).await;
+        let (report, elapsed) = run_with(&cluster, &hostile.url, "create", DEADLINE).await;
+        assert_rolled_back(&case, &report, &cluster, "create", "", "RUN_TIMEOUT_SECS").await;
+        assert!(!hostile.holds(ID), "{case}");
+        assert_eq!(
+            hostile.writes(),
+            1,
+            "{case}: retried before its Retry-After"
+        );
+        // The deadline (1 s) plus a quarter of the rollback budget, plus slack.
+        assert!(elapsed < Duration::from_secs(6), "{case}: took {elapsed:?}");
+    })
+    .await;
+}
+
+/// Redirects to anywhere but the node itself, of a read or of a create, are
+/// not followed: the other end receives nothing, and the reason says so.
+#[tokio::test]
+async fn a_redirect_to_another_host_is_never_followed() {
+    let elsewhere = Arc::new(HostileNode::start(sane).await);
+    let port = elsewhere.url.rsplit(':').next().unwrap().to_string();
+    let locations = [
+        format!("http://127.0.0.1:{port}/v1/group/"),
+        format!("http://localhost:{port}/v1/group/"),
+        format!("//127.0.0.1:{port}/v1/group/"),
+        "file:///etc/passwd".to_string(),
+    ];
+    let cases = locations
+        .iter()
+        .flat_map(|location| {
+            [true, false].map(|of_read| {
+                let what = if of_read { "read" } else { "create" };
+                (
+                    format!("{what} redirected to {location}"),
+                    (location.clone(), of_read),
+                )
+            })
+        })
+        .collect();
+    each_case(cases, |case, (location, of_read)| {
+        let elsewhere = elsewhere.clone();
+        async move {
+            let cluster = cluster(2).await;
+            let reply = answer("307 Temporary Redirect", &[("Location", &location)], "");
+            let hostile = HostileNode::start(move |request, held| match request.call {
+                Call::Read(_) if of_read => reply.clone(),
+                Call::Create(_) if !of_read => reply.clone(),
+                _ => sane(request, held),
+            })
+            .await;
+            let (report, _) = run_with(&cluster, &hostile.url, "create", &[]).await;
+            assert_eq!(elsewhere.connections(), 0, "{case}: followed");
+            assert!(!hostile.holds(ID), "{case}");
+            let url = &hostile.url;
+            if of_read {
+                assert_nothing_written(&case, &report, &cluster, url, REDIRECT_NOT_FOLLOWED).await;
+            } else {
+                assert_rolled_back(
+                    &case,
+                    &report,
+                    &cluster,
+                    "create",
+                    url,
+                    REDIRECT_NOT_FOLLOWED,
+                )
+                .await;
+            }
+        }
+    })
+    .await;
+}
+
+/// A node serving the API under `/api/` and redirecting every call there
+/// with a `308` (which keeps the method and the body): followed throughout.
+#[tokio::test]
+async fn redirects_within_the_node_are_followed() {
+    let cluster = cluster(2).await;
+    let hostile = HostileNode::start(|request, held| {
+        if request.path.starts_with("/api/") {
+            return sane(request, held);
+        }
+        let location = format!("/api{}", request.path);
+        answer("308 Permanent Redirect", &[("Location", &location)], "")
+    })
+    .await;
+    let (report, _) = run_with(&cluster, &hostile.url, "create", &[]).await;
+    assert_committed("create", &report, &cluster, "create").await;
+    assert!(hostile.holds(ID), "{:?}", hostile.calls());
+    let (report, _) = run_with(&cluster, &hostile.url, "delete", &[]).await;
+    assert_committed("delete", &report, &cluster, "delete").await;
+    assert!(!hostile.holds(ID), "{:?}", hostile.calls());
+    let served: Vec<Call> = hostile
+        .calls()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/api/"))
+        .map(|r| r.call)
+        .collect();
+    for call in [
+        Call::Read(ID.into()),
+        Call::Create(ID.into()),
+        Call::Delete(ID.into()),
+    ] {
+        assert!(
+            served.contains(&call),
+            "{call:?} never reached /api/: {served:?}"
+        );
+    }
+}
