@@ -184,3 +184,12 @@ pub fn assert_config_error(output: &Output, variable: &str) {
     let message = lines[0]["message"].as_str().unwrap_or_default();
     assert!(message.contains(variable), "{variable}: {stdout}");
 }
+
+/// A whole number from the environment (how the heavy suites are scaled),
+/// or `default`.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -24,13 +24,6 @@ use crate::common::*;
 const NODES: usize = 4;
 const GROUPS: usize = 24;
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// One batch: its operation, ids and the prior state of every group.
 struct Batch {
     operation: &'static str,

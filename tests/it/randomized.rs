@@ -22,13 +22,6 @@ use crate::common::*;
 const NODES: usize = 5;
 const GROUPS_PER_ROUND: usize = 25;
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn rate(rng: &mut SmallRng) -> f64 {
     const RATES: [f64; 6] = [0.0, 0.0, 0.05, 0.15, 0.3, 1.0];
     RATES[rng.random_range(0..RATES.len())]
