@@ -513,13 +513,11 @@ impl NodeClient {
 
 /// What an unexpected status says, in words: redirects the client did not
 /// follow are told apart, since they point at a misconfigured node address.
-fn describe_status(response: &Response, url: &Url) -> String {
-    let status = response.status();
+fn describe_status(status: StatusCode, headers: &HeaderMap, url: &Url) -> String {
     if !status.is_redirection() {
         return format!("node answered {status}");
     }
-    let location = response
-        .headers()
+    let location = headers
         .get(http::header::LOCATION)
         .and_then(|l| l.to_str().ok());
     match location.map(|l| url.join(l)) {
@@ -539,15 +537,29 @@ fn write_answer(
     url: &Url,
 ) -> WriteAnswer {
     match result {
-        Ok(response) if response.status() == expected => WriteAnswer::Applied,
-        Ok(response) => WriteAnswer::Unresolved {
-            status: Some(response.status().as_u16()),
-            detail: describe_status(&response, url),
-        },
+        Ok(response) => classify_write(response.status(), response.headers(), expected, url),
         Err(error) => WriteAnswer::Unresolved {
             status: None,
             detail: describe_error(&error),
         },
+    }
+}
+
+/// The answer class of a write that got a response: only `expected` settles
+/// it; anything else leaves it to a read-back.
+pub fn classify_write(
+    status: StatusCode,
+    headers: &HeaderMap,
+    expected: StatusCode,
+    url: &Url,
+) -> WriteAnswer {
+    if status == expected {
+        WriteAnswer::Applied
+    } else {
+        WriteAnswer::Unresolved {
+            status: Some(status.as_u16()),
+            detail: describe_status(status, headers, url),
+        }
     }
 }
 
@@ -566,29 +578,40 @@ async fn read_answer(
         }
     };
     let status = response.status();
+    let headers = response.headers().clone();
+    // Bodies are already buffered (and capped) by the gate.
+    let body = response.bytes().await.unwrap_or_default();
+    classify_read(status, &headers, &body, group, url)
+}
+
+/// The answer class of a read that got a response. Liberal in what it
+/// accepts: a `200` for the group's own URL says the group exists whatever
+/// the body, unless the body names another group.
+pub fn classify_read(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    group: &GroupId,
+    url: &Url,
+) -> ReadAnswer {
     match status {
-        StatusCode::OK => {
-            let body = response.bytes().await.unwrap_or_default();
-            match serde_json::from_slice::<Value>(&body) {
-                Ok(Value::Object(record)) => match record.get("groupId") {
-                    Some(Value::String(id)) if id == group.as_str() => {
-                        ReadAnswer::Present(Value::Object(record))
-                    }
-                    Some(_) => ReadAnswer::Failed {
-                        status: Some(200),
-                        detail: "node returned a record for a different group id".to_string(),
-                    },
-                    None => ReadAnswer::Present(plain_record(group)),
+        StatusCode::OK => match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(record)) => match record.get("groupId") {
+                Some(Value::String(id)) if id == group.as_str() => {
+                    ReadAnswer::Present(Value::Object(record))
+                }
+                Some(_) => ReadAnswer::Failed {
+                    status: Some(200),
+                    detail: "node returned a record for a different group id".to_string(),
                 },
-                // Liberal in what we accept: a 200 for the group's own URL
-                // says it exists even when the body is not a JSON object.
-                _ => ReadAnswer::Present(plain_record(group)),
-            }
-        }
+                None => ReadAnswer::Present(plain_record(group)),
+            },
+            _ => ReadAnswer::Present(plain_record(group)),
+        },
         StatusCode::NOT_FOUND | StatusCode::GONE => ReadAnswer::Absent,
         _ => ReadAnswer::Failed {
             status: Some(status.as_u16()),
-            detail: format!("{} to a read", describe_status(&response, url)),
+            detail: format!("{} to a read", describe_status(status, headers, url)),
         },
     }
 }
