@@ -313,6 +313,7 @@ struct NodeEntry {
 pub struct NodeClient {
     http: ClientWithMiddleware,
     nodes: Vec<NodeEntry>,
+    tls_failure: std::sync::OnceLock<String>,
 }
 
 fn same_origin(a: &Url, b: &Url) -> bool {
@@ -376,7 +377,11 @@ impl NodeClient {
                 })
             })
             .collect::<Result<Vec<_>, ClientError>>()?;
-        Ok(Self { http, nodes })
+        Ok(Self {
+            http,
+            nodes,
+            tls_failure: std::sync::OnceLock::new(),
+        })
     }
 
     pub fn node_count(&self) -> usize {
@@ -435,7 +440,20 @@ impl NodeClient {
             .execute_with_extensions(request, &mut extensions)
             .await;
         let attempts = extensions.get::<Attempts>().copied().unwrap_or_default();
+        if let Err(error) = &result {
+            if is_tls_error(error) {
+                let _ = self
+                    .tls_failure
+                    .set(format!("{}: {}", node.name, describe_error(error)));
+            }
+        }
         (result, attempts)
+    }
+
+    /// The first TLS failure any request met (node and reason), if any: it
+    /// will not go away by itself, so the run stops starting groups.
+    pub fn tls_failure(&self) -> Option<&str> {
+        self.tls_failure.get().map(String::as_str)
     }
 
     /// `POST /v1/group/` with `record` (normally `{"groupId": id}`; a delete's

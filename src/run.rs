@@ -138,6 +138,18 @@ pub async fn run_groups(
         while let Some(done) = running.try_join_next() {
             collect(done, &mut totals, &mut failed);
         }
+        if let Some(failure) = client.tls_failure() {
+            if !control.stop.is_cancelled() {
+                tracing::error!(
+                    reason = failure,
+                    "a node's TLS certificate was rejected; no new group starts"
+                );
+                control.stop(StopReason::Certificate);
+            }
+            drop(slot);
+            skip(id, operation, &mut totals, &mut failed);
+            break;
+        }
         let (client, control, journal) = (client.clone(), control.clone(), journal.clone());
         running.spawn(async move {
             let report = Transaction::new(&client, &id, operation, &control)

@@ -108,6 +108,9 @@ impl Outcome {
 pub enum StopReason {
     Deadline,
     Signal,
+    /// A node's TLS certificate was rejected: no retry or later group can
+    /// succeed with that node.
+    Certificate,
 }
 
 impl StopReason {
@@ -115,6 +118,7 @@ impl StopReason {
         match self {
             StopReason::Deadline => "run deadline (RUN_TIMEOUT_SECS) reached",
             StopReason::Signal => "termination signal received",
+            StopReason::Certificate => "a node's TLS certificate was rejected (see CA_CERT_PATH)",
         }
     }
 }

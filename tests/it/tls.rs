@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use api_consumer::run::ExitStatus;
+use api_consumer::transaction::StopReason;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -86,20 +87,27 @@ async fn https_node_signed_by_a_private_ca_is_trusted_with_ca_cert_path() {
 }
 
 #[tokio::test]
-async fn certificate_errors_are_not_retried() {
+async fn certificate_errors_are_not_retried_and_stop_the_run() {
     let cluster = cluster(2).await;
     let pki = pki();
     let (https, accepted) = tls_front(cluster.nodes()[1].addr(), pki.server.clone()).await;
     let nodes = [cluster.urls()[0].clone(), https];
-    let report = run(&config(&nodes, "create", &["g"], &[("MAX_RETRIES", "4")])).await;
+    let extra = [("MAX_RETRIES", "4"), ("CONCURRENCY", "1")];
+    let ids = ["g1", "g2", "g3", "g4"];
+    let report = run(&config(&nodes, "create", &ids, &extra)).await;
     assert_eq!(report.exit_code, ExitStatus::RolledBack);
-    let g = group(&report, "g");
+    let g = group(&report, "g1");
     let reason = g.reason.as_deref().unwrap_or("");
     assert!(reason.contains("TLS handshake failed"), "{reason}");
     assert!(reason.contains("certificate"), "{reason}");
-    // One attempt: the probe. No retry, no write anywhere.
+    // A certificate does not fix itself: the other groups never start.
+    assert_eq!(report.stop_reason, Some(StopReason::Certificate));
+    assert_eq!(report.totals.not_started, 3);
+    // One attempt: the first group's probe. No retry, no write anywhere.
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
-    assert_eq!(holders(&cluster, "g").await, [false, false]);
+    for id in ids {
+        assert_eq!(holders(&cluster, id).await, [false, false]);
+    }
     let node1 = sim_state(&cluster.urls()[0]).await;
     assert_eq!(count(&node1.requests, "create"), 0);
 }
