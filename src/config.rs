@@ -473,8 +473,8 @@ const CA_CERT_PATH: VariableDoc = VariableDoc {
     default: DefaultValue::Unset("the system's trust store only"),
     range: None,
     description: "PEM file with the certificate(s) of a private CA that signs the nodes' \
-        https certificates; trusted in addition to the system's trust store. Certificate \
-        errors are never retried.",
+        https certificates; trusted in addition to the system's trust store. A \
+        certificate error is never retried, and no new group starts after one.",
 };
 const JOURNAL_PATH: VariableDoc = VariableDoc {
     name: "JOURNAL_PATH",
