@@ -542,11 +542,23 @@ fn describe_status(status: StatusCode, headers: &HeaderMap, url: &Url) -> String
         Some(Ok(target)) if !same_origin(url, &target) => format!(
             "node answered {status}: a redirect to another host ({}://{}), not followed",
             target.scheme(),
-            target.host_str().unwrap_or("?")
+            shortened(target.host_str().unwrap_or("?"))
         ),
         Some(Ok(_)) => format!("node answered {status}: more than {MAX_REDIRECTS} redirects"),
         Some(Err(_)) | None => format!("node answered {status} without a usable Location"),
     }
+}
+
+/// A node-chosen text cut to 64 characters, so a hostile answer cannot
+/// make a log line long.
+fn shortened(text: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    let mut chars = text.chars();
+    let mut shown: String = chars.by_ref().take(MAX_CHARS).collect();
+    if chars.next().is_some() {
+        shown.push('…');
+    }
+    shown
 }
 
 fn write_answer(

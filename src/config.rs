@@ -199,10 +199,10 @@ impl NodeAddress {
                 "{shown} has a fragment (#...); a node is a base URL"
             ));
         }
-        if !url.path().ends_with('/') {
-            let path = format!("{}/", url.path());
-            url.set_path(&path);
-        }
+        // Exactly one trailing `/`: the name (the URL without it) then
+        // re-parses to the same node, and `/api/` and `/api//` are one node.
+        let path = format!("{}/", url.path().trim_end_matches('/'));
+        url.set_path(&path);
         let name = url.as_str().trim_end_matches('/').to_owned();
         Ok(NodeAddress { base: url, name })
     }
