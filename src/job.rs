@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::client::{ClientError, ClientSettings, NodeClient};
 use crate::config::{Config, GroupId, NodeAddress};
@@ -67,7 +68,7 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
     let client = Arc::new(NodeClient::new(&settings, &config.nodes)?);
     let (journal, unfinished) = match &config.journal_path {
         Some(path) => {
-            let (journal, unfinished) = Journal::open(path)?;
+            let (journal, unfinished) = open_journal(path, config.rollback_timeout).await?;
             (Some(Arc::new(journal)), unfinished)
         }
         None => (None, Vec::new()),
@@ -110,6 +111,31 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
     }
     Ok(report)
 }
+
+/// Opens the journal, waiting while another run holds it: a run that is
+/// still rolling back releases it within its own ROLLBACK_TIMEOUT_SECS.
+async fn open_journal(
+    path: &Path,
+    rollback_timeout: Duration,
+) -> Result<(Journal, Vec<Intent>), JournalError> {
+    let deadline = tokio::time::Instant::now() + rollback_timeout + JOURNAL_WAIT_MARGIN;
+    let mut waiting = false;
+    loop {
+        match Journal::open(path) {
+            Err(JournalError::Busy { .. }) if tokio::time::Instant::now() < deadline => {
+                if !waiting {
+                    tracing::warn!(path = %path.display(), "another run holds the journal; waiting for it to finish");
+                    waiting = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Time allowed beyond the other run's rollback budget for it to exit.
+const JOURNAL_WAIT_MARGIN: Duration = Duration::from_secs(30);
 
 /// Resolves one unfinished intent over the nodes it names (which may differ
 /// from this run's `NODES`).

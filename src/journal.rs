@@ -50,6 +50,9 @@ pub enum JournalError {
     },
     #[error("journal {path}: the writer stopped: {reason}")]
     Writer { path: PathBuf, reason: String },
+    /// Another process (a run still rolling back, say) holds the journal.
+    #[error("journal {path} is in use by another run")]
+    Busy { path: PathBuf },
 }
 
 /// A node's part in a recorded intent.
@@ -83,6 +86,10 @@ enum Entry {
 pub struct Journal {
     path: PathBuf,
     file: Arc<Mutex<File>>,
+    /// An exclusive lock on `<path>.lock`, held while the journal is open:
+    /// two runs sharing a journal (an upgrade starting a new Job while the
+    /// old pod still rolls back) take turns instead of interleaving.
+    _lock: File,
 }
 
 impl std::fmt::Debug for Journal {
@@ -159,6 +166,28 @@ fn unfinished(path: &Path) -> Result<Vec<Intent>, JournalError> {
     Ok(intents.into_iter().map(|(_, intent)| intent).collect())
 }
 
+/// Takes the journal's exclusive lock (a separate file, since compaction
+/// replaces the journal itself); released when the returned file closes,
+/// including when the process dies.
+fn lock(path: &Path) -> Result<File, JournalError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_error(&lock_path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::Busy {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_error(&lock_path)(e)),
+    }
+}
+
 fn sync_parent(path: &Path) -> std::io::Result<()> {
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -170,7 +199,10 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
 impl Journal {
     /// Opens (or creates) the journal at `path` and returns the intents a
     /// previous run left unfinished. The file is compacted to those intents.
+    ///
+    /// Fails with [`JournalError::Busy`] while another process holds it.
     pub fn open(path: &Path) -> Result<(Journal, Vec<Intent>), JournalError> {
+        let lock = lock(path)?;
         let pending = unfinished(path)?;
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
@@ -192,6 +224,7 @@ impl Journal {
         let journal = Journal {
             path: path.to_path_buf(),
             file: Arc::new(Mutex::new(file)),
+            _lock: lock,
         };
         Ok((journal, pending))
     }
@@ -277,6 +310,19 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let (_journal, pending) = Journal::open(&path).unwrap();
         assert_eq!(pending, vec![intent("a")]);
+    }
+
+    #[test]
+    fn a_second_opener_waits_its_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let (first, _) = Journal::open(&path).unwrap();
+        assert!(matches!(
+            Journal::open(&path),
+            Err(JournalError::Busy { .. })
+        ));
+        drop(first);
+        assert!(Journal::open(&path).is_ok());
     }
 
     #[test]

