@@ -5,7 +5,8 @@
 //!   create is lost, whenever the kill came.
 //! - With a journal, a rerun with *another* input first returns every group
 //!   the killed run left unfinished to all-or-nothing (its goal everywhere,
-//!   or every node back at its prior state, deleted records restored).
+//!   or every node back at its prior state, deleted records restored); a
+//!   rerun of the same input then brings every group to its goal.
 //!
 //! `CRASH_POINTS` sets the number of kills per mode (default 50, so 100 in
 //! all); `CRASH_SEED` the seed.
@@ -224,6 +225,17 @@ async fn the_journal_resolves_a_killed_run_even_when_the_input_changed() {
             assert!(
                 at_goal || at_prior,
                 "{context}: {id} is neither at its goal nor at its prior state"
+            );
+        }
+        batch.assert_nothing_lost(&cluster, &context).await;
+        // And the same input again, with the journal: every group at its goal.
+        let mut rerun = job(&cluster, &dir, batch.operation, &batch.ids());
+        rerun.env("JOURNAL_PATH", &journal);
+        assert_eq!(run_to_end(rerun).await, 0, "{context}: the rerun exits 0");
+        for (id, at_goal, _) in batch.positions(&cluster).await {
+            assert!(
+                at_goal,
+                "{context}: {id} is not at its goal after the rerun"
             );
         }
         batch.assert_nothing_lost(&cluster, &context).await;
