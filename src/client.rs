@@ -255,13 +255,7 @@ pub fn describe_error(error: &reqwest_middleware::Error) -> String {
             } else {
                 "transport error"
             };
-            let mut source = std::error::Error::source(e);
-            let mut root = None;
-            while let Some(s) = source {
-                root = Some(s.to_string());
-                source = s.source();
-            }
-            match root {
+            match causes(error).skip(1).last() {
                 Some(root) => format!("{kind}: {root}"),
                 None => kind.to_string(),
             }
@@ -281,25 +275,28 @@ pub fn install_tls_provider() {
 /// Whether a transport error is a TLS failure (an untrusted or invalid
 /// certificate, a handshake refused): retrying cannot fix it.
 pub fn is_tls_error(error: &reqwest_middleware::Error) -> bool {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = match error {
+    causes(error).any(|cause| cause.is::<rustls::Error>())
+}
+
+/// A transport error and its causes, outermost first. `io::Error::source`
+/// skips the error an `io::Error` wraps (and a TLS error sits inside two of
+/// them), so the walk steps into the wrapped error instead.
+fn causes(
+    error: &reqwest_middleware::Error,
+) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    let first: Option<&(dyn std::error::Error + 'static)> = match error {
         reqwest_middleware::Error::Reqwest(e) => Some(e),
         reqwest_middleware::Error::Middleware(_) => None,
     };
-    while let Some(current) = next {
-        if current.is::<rustls::Error>() {
-            return true;
-        }
-        // `io::Error::source` skips the error it wraps (and the TLS error
-        // sits inside two of them): step into it instead.
-        next = match current
+    std::iter::successors(first, |current| {
+        match current
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
         {
             Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
             None => current.source(),
-        };
-    }
-    false
+        }
+    })
 }
 
 struct NodeEntry {
@@ -608,7 +605,8 @@ async fn read_answer(
         }
     };
     let status = response.status();
-    let headers = response.headers().clone();
+    let mut response = response;
+    let headers = std::mem::take(response.headers_mut());
     // Bodies are already buffered (and capped) by the gate.
     let body = response.bytes().await.unwrap_or_default();
     classify_read(status, &headers, &body, group, url)

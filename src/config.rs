@@ -1079,15 +1079,19 @@ fn writable_file_path(doc: &VariableDoc, path: PathBuf) -> Result<PathBuf, Confi
     Ok(path)
 }
 
-/// The certificates of a PEM bundle; at least one.
-fn read_ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+/// Reads the file a variable names; returns its bytes and the path as error
+/// messages quote it.
+fn read_named_file(doc: &VariableDoc, path: &Path) -> Result<(Vec<u8>, String), ConfigError> {
     let shown = quote(&path.display().to_string());
     let bytes = std::fs::read(path).map_err(|e| {
-        ConfigError::new(
-            CA_CERT_PATH.name,
-            format!("cannot read {shown}: {}: {e}", e.kind()),
-        )
+        ConfigError::new(doc.name, format!("cannot read {shown}: {}: {e}", e.kind()))
     })?;
+    Ok((bytes, shown))
+}
+
+/// The certificates of a PEM bundle; at least one.
+fn read_ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+    let (bytes, shown) = read_named_file(&CA_CERT_PATH, path)?;
     let certificates = reqwest::Certificate::from_pem_bundle(&bytes).map_err(|_| {
         ConfigError::new(
             CA_CERT_PATH.name,
@@ -1106,13 +1110,7 @@ fn read_ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, Config
 /// One id per line; lines trimmed (so `\r\n` works); blank lines and lines
 /// starting with `#` skipped; a leading UTF-8 byte order mark ignored.
 fn read_group_ids_file(path: &Path) -> Result<Vec<GroupId>, ConfigError> {
-    let shown = quote(&path.display().to_string());
-    let bytes = std::fs::read(path).map_err(|e| {
-        ConfigError::new(
-            GROUP_IDS_FILE.name,
-            format!("cannot read {shown}: {}: {e}", e.kind()),
-        )
-    })?;
+    let (bytes, shown) = read_named_file(&GROUP_IDS_FILE, path)?;
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     let mut ids = Vec::new();
     for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {

@@ -42,6 +42,7 @@
 //! writer changing `G` at the same time can make a read-back see its change
 //! instead of ours; the report then names what was seen.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -301,7 +302,7 @@ pub struct Transaction<'a> {
     control: &'a Control,
     journal: Option<&'a Journal>,
     /// Whether the journal holds an intent of this group awaiting its outcome.
-    intent_recorded: std::sync::atomic::AtomicBool,
+    intent_recorded: AtomicBool,
 }
 
 impl<'a> Transaction<'a> {
@@ -317,7 +318,7 @@ impl<'a> Transaction<'a> {
             operation,
             control,
             journal: None,
-            intent_recorded: std::sync::atomic::AtomicBool::new(false),
+            intent_recorded: AtomicBool::new(false),
         }
     }
 
@@ -351,8 +352,7 @@ impl<'a> Transaction<'a> {
             operation = self.operation.as_str()
         );
         let started = Instant::now();
-        self.intent_recorded
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.intent_recorded.store(true, Ordering::Relaxed);
         let goal = goal_state(self.operation);
         let work: Vec<NodeWork> = nodes
             .iter()
@@ -420,9 +420,7 @@ impl<'a> Transaction<'a> {
         if let Some(journal) = self.journal {
             // An inconsistent group keeps its intent, so the next run with
             // the journal tries again to return it to its prior state.
-            let recorded = self
-                .intent_recorded
-                .load(std::sync::atomic::Ordering::Relaxed);
+            let recorded = self.intent_recorded.load(Ordering::Relaxed);
             if recorded && report.outcome != Outcome::Inconsistent {
                 if let Err(error) = journal.outcome(self.group.as_str(), report.outcome).await {
                     tracing::error!(group_id = %self.group, error = %error, "cannot record the outcome in the journal; the next run will check the group again");
@@ -518,8 +516,7 @@ impl<'a> Transaction<'a> {
             .intent(intent)
             .await
             .map_err(|e| format!("cannot record the intent, so no node was changed: {e}"))?;
-        self.intent_recorded
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.intent_recorded.store(true, Ordering::Relaxed);
         Ok(())
     }
 
