@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use hdrhistogram::Histogram;
 use http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode};
 use reqwest::{Request, Response};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
@@ -89,25 +90,112 @@ pub enum ReadAnswer {
 }
 
 /// Per-node counters for the run report.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NodeStats {
     attempts: AtomicU64,
+    retries: AtomicU64,
     transport_errors: AtomicU64,
     statuses: Mutex<BTreeMap<u16, u64>>,
+    /// Time of each attempt, in microseconds.
+    latency: Mutex<Histogram<u32>>,
+}
+
+impl Default for NodeStats {
+    fn default() -> Self {
+        Self {
+            attempts: AtomicU64::default(),
+            retries: AtomicU64::default(),
+            transport_errors: AtomicU64::default(),
+            statuses: Mutex::default(),
+            latency: Mutex::new(latency_histogram()),
+        }
+    }
+}
+
+/// A histogram of attempt times from 1 µs to an hour (longer ones count as
+/// an hour) to two significant digits: about 13 KiB per node, whatever
+/// the number of requests.
+#[allow(clippy::expect_used)] // Constant bounds; a unit test builds it.
+fn latency_histogram() -> Histogram<u32> {
+    const HOUR_MICROS: u64 = 3_600_000_000;
+    Histogram::new_with_bounds(1, HOUR_MICROS, 2).expect("valid histogram bounds")
+}
+
+/// Attempt times of one node (or of all), in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Latency {
+    fn of(histogram: &Histogram<u32>) -> Latency {
+        if histogram.is_empty() {
+            return Latency::default();
+        }
+        let ms = |micros: u64| (micros as f64 / 100.0).round() / 10.0;
+        Latency {
+            p50_ms: ms(histogram.value_at_quantile(0.50)),
+            p99_ms: ms(histogram.value_at_quantile(0.99)),
+            max_ms: ms(histogram.max()),
+        }
+    }
 }
 
 /// A snapshot of [`NodeStats`].
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct NodeStatsSnapshot {
     pub node: String,
+    /// Attempts sent (or that tried to connect), retries included.
     pub requests: u64,
+    /// Attempts after the first of a request.
+    pub retries: u64,
+    pub transport_errors: u64,
+    /// Answers per HTTP status.
+    pub statuses: BTreeMap<String, u64>,
+    pub latency: Latency,
+    #[serde(skip)]
+    histogram: Option<Arc<Histogram<u32>>>,
+}
+
+/// The requests of a run over every node.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RequestTotals {
+    pub requests: u64,
+    pub retries: u64,
     pub transport_errors: u64,
     pub statuses: BTreeMap<String, u64>,
+    pub latency: Latency,
+}
+
+impl RequestTotals {
+    pub fn over(nodes: &[NodeStatsSnapshot]) -> RequestTotals {
+        let mut totals = RequestTotals::default();
+        let mut all = latency_histogram();
+        for node in nodes {
+            totals.requests += node.requests;
+            totals.retries += node.retries;
+            totals.transport_errors += node.transport_errors;
+            for (status, count) in &node.statuses {
+                *totals.statuses.entry(status.clone()).or_default() += count;
+            }
+            if let Some(histogram) = &node.histogram {
+                // Same bounds, so adding cannot fail.
+                let _ = all.add(histogram.as_ref());
+            }
+        }
+        totals.latency = Latency::of(&all);
+        totals
+    }
 }
 
 impl NodeStats {
-    fn record(&self, result: &reqwest_middleware::Result<Response>) {
+    fn record(&self, result: &reqwest_middleware::Result<Response>, took: Duration) {
         self.attempts.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut latency) = self.latency.lock() {
+            latency.saturating_record(took.as_micros().max(1) as u64);
+        }
         match result {
             Ok(response) => {
                 if let Ok(mut statuses) = self.statuses.lock() {
@@ -117,6 +205,24 @@ impl NodeStats {
             Err(_) => {
                 self.transport_errors.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    fn snapshot(&self, node: &str) -> NodeStatsSnapshot {
+        let statuses = self
+            .statuses
+            .lock()
+            .map(|s| s.iter().map(|(k, v)| (k.to_string(), *v)).collect())
+            .unwrap_or_default();
+        let histogram = self.latency.lock().ok().map(|h| Arc::new(h.clone()));
+        NodeStatsSnapshot {
+            node: node.to_owned(),
+            requests: self.attempts.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            transport_errors: self.transport_errors.load(Ordering::Relaxed),
+            statuses,
+            latency: histogram.as_deref().map(Latency::of).unwrap_or_default(),
+            histogram,
         }
     }
 }
@@ -133,7 +239,10 @@ impl NodeGate {
     fn new(concurrency: usize, rate: Option<NonZeroU32>) -> Self {
         Self {
             permits: Semaphore::new(concurrency.max(1)),
-            rate: rate.map(|r| RateLimiter::direct(Quota::per_second(r))),
+            // No burst: the limit holds over any one-second window, so a
+            // node that enforces the same limit never has to refuse.
+            rate: rate
+                .map(|r| RateLimiter::direct(Quota::per_second(r).allow_burst(NonZeroU32::MIN))),
             paused_until: Mutex::new(None),
             stats: NodeStats::default(),
         }
@@ -201,11 +310,12 @@ impl Middleware for GateMiddleware {
         .ok_or_else(|| {
             reqwest_middleware::Error::Middleware(anyhow::anyhow!("cancelled before sending"))
         })?;
+        let sent = Instant::now();
         let result = match next.run(req, extensions).await {
             Ok(response) => buffer_body(response).await,
             Err(error) => Err(error),
         };
-        gate.stats.record(&result);
+        gate.stats.record(&result, sent.elapsed());
         if let Ok(response) = &result {
             if response.status() == StatusCode::TOO_MANY_REQUESTS {
                 if let Some(delay) = parse_retry_after(response.headers(), SystemTime::now()) {
@@ -395,20 +505,7 @@ impl NodeClient {
     pub fn stats(&self) -> Vec<NodeStatsSnapshot> {
         self.nodes
             .iter()
-            .map(|node| {
-                let stats = &node.gate.stats;
-                let statuses = stats
-                    .statuses
-                    .lock()
-                    .map(|s| s.iter().map(|(k, v)| (k.to_string(), *v)).collect())
-                    .unwrap_or_default();
-                NodeStatsSnapshot {
-                    node: node.address.name.clone(),
-                    requests: stats.attempts.load(Ordering::Relaxed),
-                    transport_errors: stats.transport_errors.load(Ordering::Relaxed),
-                    statuses,
-                }
-            })
+            .map(|node| node.gate.stats.snapshot(&node.address.name))
             .collect()
     }
 
@@ -437,6 +534,10 @@ impl NodeClient {
             .execute_with_extensions(request, &mut extensions)
             .await;
         let attempts = extensions.get::<Attempts>().copied().unwrap_or_default();
+        node.gate.stats.retries.fetch_add(
+            u64::from(attempts.count.saturating_sub(1)),
+            Ordering::Relaxed,
+        );
         if let Err(error) = &result {
             if is_tls_error(error) {
                 let _ = self

@@ -12,15 +12,17 @@
 //! variable, never a silently applied default. The value of `AUTH_TOKEN`
 //! never appears in an error or in `Debug` output.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use url::Url;
+
+use crate::ids::GroupIds;
 
 /// What the run does to every group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -256,10 +258,9 @@ impl LogFormat {
 pub struct Config {
     pub nodes: Vec<NodeAddress>,
     pub operation: Operation,
-    /// Unique ids in the order given: `GROUP_IDS` first, then `GROUP_IDS_FILE`.
-    pub group_ids: Vec<GroupId>,
-    /// How many repeated ids were dropped from `group_ids` (first one kept).
-    pub duplicate_ids: usize,
+    /// The ids in the order given: `GROUP_IDS` first, then `GROUP_IDS_FILE`
+    /// (every entry is one transaction, repeats included).
+    pub group_ids: GroupIds,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
     pub max_retries: u32,
@@ -271,12 +272,18 @@ pub struct Config {
     pub node_concurrency: usize,
     /// Requests per second per node; `None` = unlimited.
     pub node_rate_limit: Option<std::num::NonZeroU32>,
+    /// Failed groups after which no new group starts; `None` = no limit.
+    pub max_failed_groups: Option<NonZeroU64>,
+    /// Time between progress lines; `None` = none.
+    pub progress_interval: Option<Duration>,
     pub auth_token: Option<Secret>,
     /// Extra trust anchors from `CA_CERT_PATH` (empty = system store only).
     pub ca_certificates: Vec<reqwest::Certificate>,
     pub log_format: LogFormat,
     pub log_level: String,
     pub report_path: Option<PathBuf>,
+    /// Where the end-of-run summary for Kubernetes goes, if the file exists.
+    pub termination_message_path: PathBuf,
     /// Where the crash journal lives; `None` = no journal.
     pub journal_path: Option<PathBuf>,
 }
@@ -360,7 +367,8 @@ const GROUP_IDS: VariableDoc = VariableDoc {
     description: "Comma-separated group ids, each trimmed. A group id is 1 to 256 bytes of \
         UTF-8 without control characters, and not exactly . or .. (which no URL path can \
         address). GROUP_IDS and GROUP_IDS_FILE together must give \
-        at least one id; repeated ids are processed once (the first occurrence counts).",
+        at least one id. Every entry is one transaction; an id listed again runs again \
+        after its earlier entry has finished, never at the same time.",
 };
 const GROUP_IDS_FILE: VariableDoc = VariableDoc {
     name: "GROUP_IDS_FILE",
@@ -368,7 +376,8 @@ const GROUP_IDS_FILE: VariableDoc = VariableDoc {
     range: None,
     description: "Path of a UTF-8 file with one group id per line (use it for ids that \
         contain commas). Lines are trimmed; blank lines and lines starting with # are \
-        skipped. Its ids follow those of GROUP_IDS.",
+        skipped. Its ids follow those of GROUP_IDS. Any size: every line is checked \
+        before the first request, then the ids are streamed, not held in memory.",
 };
 const REQUEST_TIMEOUT_MS: VariableDoc = VariableDoc {
     name: "REQUEST_TIMEOUT_MS",
@@ -437,7 +446,24 @@ const NODE_RATE_LIMIT: VariableDoc = VariableDoc {
     name: "NODE_RATE_LIMIT",
     default: DefaultValue::Value("0"),
     range: Some((0, 1_000_000)),
-    description: "Requests per second sent to one node; 0 turns the limit off.",
+    description: "Requests per second sent to one node, spread evenly (no bursts); 0 \
+        turns the limit off. A 429 from a node also pauses every request to it until its \
+        Retry-After has passed.",
+};
+const MAX_FAILED_GROUPS: VariableDoc = VariableDoc {
+    name: "MAX_FAILED_GROUPS",
+    default: DefaultValue::Value("0"),
+    range: Some((0, u32::MAX as u64)),
+    description: "Stop starting new groups once this many have failed (rolled back or \
+        inconsistent); groups in flight still finish, the report says from which entry \
+        on groups were not attempted. 0 means no limit.",
+};
+const PROGRESS_INTERVAL_SECS: VariableDoc = VariableDoc {
+    name: "PROGRESS_INTERVAL_SECS",
+    default: DefaultValue::Value("10"),
+    range: Some((0, 86_400)),
+    description: "Seconds between progress lines (done/total, outcomes, rate, ETA); 0 \
+        turns them off. With LOG_FORMAT=pretty on a terminal, a progress bar instead.",
 };
 const AUTH_TOKEN: VariableDoc = VariableDoc {
     name: "AUTH_TOKEN",
@@ -467,6 +493,14 @@ const REPORT_PATH: VariableDoc = VariableDoc {
     range: None,
     description: "Path of the JSON run report written at the end of the run (its \
         directory must exist).",
+};
+const TERMINATION_MESSAGE_PATH: VariableDoc = VariableDoc {
+    name: "TERMINATION_MESSAGE_PATH",
+    default: DefaultValue::Value("/dev/termination-log"),
+    range: None,
+    description: "Where a compact run summary (at most 4 KiB of JSON) is written at the \
+        end, for kubectl describe pod; written only when the file already exists, as \
+        Kubernetes creates it (keep it equal to the container's terminationMessagePath).",
 };
 const CA_CERT_PATH: VariableDoc = VariableDoc {
     name: "CA_CERT_PATH",
@@ -502,11 +536,14 @@ pub const VARIABLES: &[VariableDoc] = &[
     CONCURRENCY,
     NODE_CONCURRENCY,
     NODE_RATE_LIMIT,
+    MAX_FAILED_GROUPS,
+    PROGRESS_INTERVAL_SECS,
     AUTH_TOKEN,
     CA_CERT_PATH,
     LOG_FORMAT,
     LOG_LEVEL,
     REPORT_PATH,
+    TERMINATION_MESSAGE_PATH,
     JOURNAL_PATH,
 ];
 
@@ -536,11 +573,14 @@ struct Raw {
     concurrency: Option<String>,
     node_concurrency: Option<String>,
     node_rate_limit: Option<String>,
+    max_failed_groups: Option<String>,
+    progress_interval_secs: Option<String>,
     auth_token: Option<String>,
     ca_cert_path: Option<String>,
     log_format: Option<String>,
     log_level: Option<String>,
     report_path: Option<String>,
+    termination_message_path: Option<String>,
     journal_path: Option<String>,
 }
 
@@ -584,7 +624,7 @@ impl Config {
 
         let inline_ids = present(&GROUP_IDS, raw.group_ids)?;
         let ids_file = present(&GROUP_IDS_FILE, raw.group_ids_file)?;
-        let (group_ids, duplicate_ids) = collect_group_ids(inline_ids.as_deref(), ids_file)?;
+        let group_ids = collect_group_ids(inline_ids.as_deref(), ids_file)?;
 
         let request_timeout = millis(&REQUEST_TIMEOUT_MS, raw.request_timeout_ms)?;
         let connect_timeout = millis(&CONNECT_TIMEOUT_MS, raw.connect_timeout_ms)?;
@@ -606,6 +646,8 @@ impl Config {
         let concurrency = number(&CONCURRENCY, raw.concurrency)?;
         let node_concurrency = number(&NODE_CONCURRENCY, raw.node_concurrency)?;
         let node_rate_limit: u32 = number(&NODE_RATE_LIMIT, raw.node_rate_limit)?;
+        let max_failed_groups: u64 = number(&MAX_FAILED_GROUPS, raw.max_failed_groups)?;
+        let progress_interval = secs(&PROGRESS_INTERVAL_SECS, raw.progress_interval_secs)?;
 
         let auth_token = present(&AUTH_TOKEN, raw.auth_token)?
             .map(|token| parse_auth_token(&token))
@@ -629,6 +671,19 @@ impl Config {
         let report_path = present(&REPORT_PATH, raw.report_path)?
             .map(|path| writable_file_path(&REPORT_PATH, PathBuf::from(path)))
             .transpose()?;
+        let termination_message_path = PathBuf::from(with_default(
+            &TERMINATION_MESSAGE_PATH,
+            raw.termination_message_path,
+        )?);
+        if termination_message_path.is_dir() {
+            return Err(ConfigError::new(
+                TERMINATION_MESSAGE_PATH.name,
+                format!(
+                    "{} is a directory",
+                    quote(&termination_message_path.display().to_string())
+                ),
+            ));
+        }
         let journal_path = present(&JOURNAL_PATH, raw.journal_path)?
             .map(|path| writable_file_path(&JOURNAL_PATH, PathBuf::from(path)))
             .transpose()?;
@@ -637,7 +692,6 @@ impl Config {
             nodes,
             operation,
             group_ids,
-            duplicate_ids,
             request_timeout,
             connect_timeout,
             max_retries,
@@ -648,11 +702,14 @@ impl Config {
             concurrency,
             node_concurrency,
             node_rate_limit: NonZeroU32::new(node_rate_limit),
+            max_failed_groups: NonZeroU64::new(max_failed_groups),
+            progress_interval: (!progress_interval.is_zero()).then_some(progress_interval),
             auth_token,
             ca_certificates,
             log_format,
             log_level,
             report_path,
+            termination_message_path,
             journal_path,
         })
     }
@@ -1001,23 +1058,10 @@ fn parse_operation(value: &str) -> Result<Operation, ConfigError> {
     ))
 }
 
-/// Joins `GROUP_IDS` and the ids of `GROUP_IDS_FILE`, in that order, keeping
-/// the first occurrence of each id; returns the ids and how many repeats
-/// were dropped.
-fn collect_group_ids(
-    inline: Option<&str>,
-    file: Option<String>,
-) -> Result<(Vec<GroupId>, usize), ConfigError> {
+/// Checks `GROUP_IDS` and every line of `GROUP_IDS_FILE` (read here once,
+/// and streamed again during the run; see [`crate::ids`]).
+fn collect_group_ids(inline: Option<&str>, file: Option<String>) -> Result<GroupIds, ConfigError> {
     let mut ids = Vec::new();
-    let mut seen = HashSet::new();
-    let mut duplicates = 0;
-    let mut keep = |id: GroupId| {
-        if seen.insert(id.clone()) {
-            ids.push(id);
-        } else {
-            duplicates += 1;
-        }
-    };
     if let Some(inline) = inline {
         for (index, entry) in inline.split(',').enumerate() {
             let position = index + 1;
@@ -1030,19 +1074,17 @@ fn collect_group_ids(
             }
             let id = GroupId::new(entry)
                 .map_err(|e| ConfigError::new(GROUP_IDS.name, format!("entry {position}: {e}")))?;
-            keep(id);
+            ids.push(id);
         }
     }
-    let mut file_was_empty = None;
+    let mut ids = GroupIds::inline(ids);
     if let Some(path) = &file {
-        let from_file = read_group_ids_file(Path::new(path))?;
-        if from_file.is_empty() {
-            file_was_empty = Some(path);
-        }
-        from_file.into_iter().for_each(&mut keep);
+        ids = ids
+            .with_file(Path::new(path), quote(path))
+            .map_err(|e| ConfigError::new(GROUP_IDS_FILE.name, e.0))?;
     }
     if ids.is_empty() {
-        let detail = match file_was_empty {
+        let detail = match &file {
             Some(path) => format!(
                 "no group ids given: GROUP_IDS is unset and GROUP_IDS_FILE {} holds no ids",
                 quote(path)
@@ -1053,7 +1095,7 @@ fn collect_group_ids(
         };
         return Err(ConfigError::new(GROUP_IDS.name, detail));
     }
-    Ok((ids, duplicates))
+    Ok(ids)
 }
 
 /// A path the job will write a file at: not a directory, in a directory that
@@ -1105,32 +1147,6 @@ fn read_ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, Config
         ));
     }
     Ok(certificates)
-}
-
-/// One id per line; lines trimmed (so `\r\n` works); blank lines and lines
-/// starting with `#` skipped; a leading UTF-8 byte order mark ignored.
-fn read_group_ids_file(path: &Path) -> Result<Vec<GroupId>, ConfigError> {
-    let (bytes, shown) = read_named_file(&GROUP_IDS_FILE, path)?;
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-    let mut ids = Vec::new();
-    for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        let number = index + 1;
-        let line = std::str::from_utf8(line).map_err(|_| {
-            ConfigError::new(
-                GROUP_IDS_FILE.name,
-                format!("{shown} line {number} is not valid UTF-8"),
-            )
-        })?;
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let id = GroupId::new(line).map_err(|e| {
-            ConfigError::new(GROUP_IDS_FILE.name, format!("{shown} line {number}: {e}"))
-        })?;
-        ids.push(id);
-    }
-    Ok(ids)
 }
 
 /// The token must fit an HTTP header value after `Bearer `: visible ASCII
@@ -1255,8 +1271,14 @@ mod tests {
         config.nodes.iter().map(|n| n.name.as_str()).collect()
     }
 
-    fn ids(config: &Config) -> Vec<&str> {
-        config.group_ids.iter().map(GroupId::as_str).collect()
+    fn ids(config: &Config) -> Vec<String> {
+        config
+            .group_ids
+            .to_vec()
+            .unwrap()
+            .into_iter()
+            .map(|entry| entry.id.as_str().to_owned())
+            .collect()
     }
 
     #[test]
@@ -1268,7 +1290,6 @@ mod tests {
         );
         assert_eq!(config.operation, Operation::Create);
         assert_eq!(ids(&config), ["g1", "g2"]);
-        assert_eq!(config.duplicate_ids, 0);
         assert_eq!(config.request_timeout, Duration::from_millis(5000));
         assert_eq!(config.connect_timeout, Duration::from_millis(2000));
         assert_eq!(config.max_retries, 5);
@@ -1283,6 +1304,12 @@ mod tests {
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.log_level, "info");
         assert_eq!(config.report_path, None);
+        assert_eq!(config.max_failed_groups, None);
+        assert_eq!(config.progress_interval, Some(Duration::from_secs(10)));
+        assert_eq!(
+            config.termination_message_path,
+            PathBuf::from("/dev/termination-log")
+        );
     }
 
     #[test]
@@ -1304,10 +1331,13 @@ mod tests {
             ("CONCURRENCY", "10000"),
             ("NODE_CONCURRENCY", "1"),
             ("NODE_RATE_LIMIT", "007"),
+            ("MAX_FAILED_GROUPS", " 3 "),
+            ("PROGRESS_INTERVAL_SECS", "0"),
             ("AUTH_TOKEN", "  abc.DEF-123~_+/= "),
             ("LOG_FORMAT", " Pretty "),
             ("LOG_LEVEL", " api_consumer=debug,info "),
             ("REPORT_PATH", " /tmp/report.json "),
+            ("TERMINATION_MESSAGE_PATH", " /tmp/termination "),
             ("UNRELATED", "whatever"),
             ("nodes", "lower-case names are other variables"),
         ]));
@@ -1335,6 +1365,12 @@ mod tests {
         assert_eq!(config.log_format, LogFormat::Pretty);
         assert_eq!(config.log_level, "api_consumer=debug,info");
         assert_eq!(config.report_path, Some(PathBuf::from("/tmp/report.json")));
+        assert_eq!(config.max_failed_groups, NonZeroU64::new(3));
+        assert_eq!(config.progress_interval, None);
+        assert_eq!(
+            config.termination_message_path,
+            PathBuf::from("/tmp/termination")
+        );
     }
 
     #[test]
@@ -1771,17 +1807,25 @@ mod tests {
         let config = ok(with(&[("GROUP_IDS_FILE", &path_of(&file))]));
         assert_eq!(
             ids(&config),
-            ["g1", "g2", "f1", "f2", "with,comma", "last-without-newline"]
+            [
+                "g1",
+                "g2",
+                "f1",
+                "f2",
+                "with,comma",
+                "f1",
+                "g2",
+                "last-without-newline"
+            ]
         );
-        assert_eq!(config.duplicate_ids, 2);
+        assert_eq!(config.group_ids.file_ids(), Some(6));
 
         // The file alone is enough.
         let config = ok(without("GROUP_IDS", &[("GROUP_IDS_FILE", &path_of(&file))]));
         assert_eq!(
             ids(&config),
-            ["f1", "f2", "with,comma", "g2", "last-without-newline"]
+            ["f1", "f2", "with,comma", "f1", "g2", "last-without-newline"]
         );
-        assert_eq!(config.duplicate_ids, 1);
     }
 
     #[test]
@@ -1819,18 +1863,22 @@ mod tests {
             "{e}"
         );
 
-        // A directory cannot be read as a file either.
-        let dir = std::env::temp_dir().display().to_string();
-        let e = err(with(&[("GROUP_IDS_FILE", &dir)]));
-        assert_eq!(e.variable, "GROUP_IDS_FILE");
-        assert!(e.message.contains("cannot read"), "{e}");
+        // A directory or a device is not a list of ids either.
+        for path in [
+            std::env::temp_dir().display().to_string(),
+            "/dev/null".into(),
+        ] {
+            let e = err(with(&[("GROUP_IDS_FILE", &path)]));
+            assert_eq!(e.variable, "GROUP_IDS_FILE");
+            assert!(e.message.contains("is not a regular file"), "{e}");
+        }
     }
 
     #[test]
-    fn duplicate_ids_keep_first_in_order() {
+    fn repeated_ids_stay_in_order_each_entry_one_transaction() {
         let config = ok(with(&[("GROUP_IDS", "b, a ,b,c,a,a")]));
-        assert_eq!(ids(&config), ["b", "a", "c"]);
-        assert_eq!(config.duplicate_ids, 3);
+        assert_eq!(ids(&config), ["b", "a", "b", "c", "a", "a"]);
+        assert_eq!(config.group_ids.len(), 6);
     }
 
     #[test]

@@ -4,9 +4,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::io::IsTerminal as _;
+
 use crate::client::{ClientError, ClientSettings, NodeClient};
-use crate::config::{Config, GroupId, NodeAddress};
+use crate::config::{Config, GroupId, LogFormat, NodeAddress};
 use crate::journal::{Intent, Journal, JournalError};
+use crate::progress::ProgressSettings;
 use crate::retry::RetrySettings;
 use crate::run::{run_groups, supervise, ExitStatus, RunReport, RunSettings};
 use crate::transaction::{Control, GroupReport, Outcome, Transaction};
@@ -35,6 +38,16 @@ impl From<&Config> for RunSettings {
             concurrency: config.concurrency,
             run_timeout: config.run_timeout,
             rollback_timeout: config.rollback_timeout,
+            max_failed_groups: config.max_failed_groups,
+            progress: ProgressSettings {
+                interval: config.progress_interval,
+                // A bar only for a person watching: pretty logs, and both
+                // streams on a terminal (the bar is drawn on stderr).
+                bar: config.progress_interval.is_some()
+                    && config.log_format == LogFormat::Pretty
+                    && std::io::stdout().is_terminal()
+                    && std::io::stderr().is_terminal(),
+            },
         }
     }
 }
@@ -77,7 +90,6 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
         operation = config.operation.as_str(),
         nodes = config.nodes.len(),
         groups = config.group_ids.len(),
-        duplicate_ids_skipped = config.duplicate_ids,
         concurrency = config.concurrency,
         node_concurrency = config.node_concurrency,
         unfinished_in_journal = unfinished.len(),
@@ -92,7 +104,7 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
     }
     let mut report = run_groups(
         client,
-        config.group_ids.iter().cloned(),
+        &config.group_ids,
         config.operation,
         RunSettings::from(config),
         control,
@@ -109,6 +121,7 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
             tracing::error!(path = %path.display(), error = %error, "cannot write the run report");
         }
     }
+    write_termination_message(&config.termination_message_path, &report);
     Ok(report)
 }
 
@@ -179,12 +192,12 @@ pub fn write_report(path: &Path, report: &RunReport) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Logs the run summary: totals per outcome, requests, exit code, duration.
-/// It is the last line: nothing is logged after it (see
+/// Logs the run summary: totals per outcome, requests, retries, latency,
+/// exit code, duration. It is the last line: nothing is logged after it (see
 /// [`crate::telemetry::SUMMARY_TARGET`]).
 pub fn log_summary(report: &RunReport) {
     let totals = &report.totals;
-    let requests: u64 = report.nodes.iter().map(|n| n.requests).sum();
+    let requests = &report.requests;
     tracing::info!(
         target: "api_consumer::summary",
         operation = report.operation.as_str(),
@@ -193,10 +206,110 @@ pub fn log_summary(report: &RunReport) {
         rolled_back = totals.rolled_back,
         inconsistent = totals.inconsistent,
         not_started = totals.not_started,
-        requests,
+        not_attempted_from = report
+            .not_attempted
+            .as_ref()
+            .and_then(|n| n.from)
+            .map(|from| from.to_string()),
+        requests = requests.requests,
+        retries = requests.retries,
+        latency_p50_ms = requests.latency.p50_ms,
+        latency_p99_ms = requests.latency.p99_ms,
         stop_reason = report.stop_reason.map(|r| r.as_str()),
         exit_code = u8::from(report.exit_code),
         duration_ms = report.duration_ms,
         "run summary"
     );
+}
+
+/// The most Kubernetes keeps of a termination message.
+pub const TERMINATION_MESSAGE_MAX_BYTES: usize = 4096;
+
+/// Writes [`termination_message`] to `path` when that file exists (the
+/// kubelet creates it for each container), so that `kubectl describe pod`
+/// shows how the run ended.
+fn write_termination_message(path: &Path, report: &RunReport) {
+    if !path.is_file() {
+        return;
+    }
+    if let Err(error) = std::fs::write(path, termination_message(report)) {
+        tracing::warn!(path = %path.display(), error = %error, "cannot write the termination message");
+    }
+}
+
+/// The run summary as one JSON object of at most
+/// [`TERMINATION_MESSAGE_MAX_BYTES`]: the summary's figures, then as many
+/// groups that did not commit as fit (inconsistent ones first, then in
+/// report order), and how many did not fit.
+pub fn termination_message(report: &RunReport) -> String {
+    let totals = &report.totals;
+    let mut head = serde_json::json!({
+        "exit_code": report.exit_code,
+        "operation": report.operation.as_str(),
+        "groups": totals.groups,
+        "committed": totals.committed,
+        "rolled_back": totals.rolled_back,
+        "inconsistent": totals.inconsistent,
+        "not_started": totals.not_started,
+        "requests": report.requests.requests,
+        "retries": report.requests.retries,
+        "duration_ms": report.duration_ms,
+    });
+    if let Some(reason) = report.stop_reason {
+        head["stop_reason"] = reason.as_str().into();
+    }
+    if let Some(from) = report.not_attempted.as_ref().and_then(|n| n.from) {
+        head["not_attempted_from"] = from.to_string().into();
+    }
+    let mut failed: Vec<&GroupReport> = report.recovered.iter().chain(&report.groups).collect();
+    failed.sort_by_key(|g| g.outcome != Outcome::Inconsistent);
+    let mut message = head.to_string();
+    // Room for `,"failed":[`, `],"failed_omitted":<n>` and `}`.
+    let budget = TERMINATION_MESSAGE_MAX_BYTES.saturating_sub(64);
+    let mut listed = Vec::new();
+    let mut used = message.len();
+    for group in &failed {
+        let entry = failed_entry(group).to_string();
+        if used + entry.len() + 1 > budget {
+            break;
+        }
+        used += entry.len() + 1;
+        listed.push(entry);
+    }
+    if !failed.is_empty() {
+        message.pop();
+        message.push_str(&format!(",\"failed\":[{}]", listed.join(",")));
+        if listed.len() < failed.len() {
+            message.push_str(&format!(
+                ",\"failed_omitted\":{}",
+                failed.len() - listed.len()
+            ));
+        }
+        message.push('}');
+    }
+    message
+}
+
+/// One group that did not commit, briefly: for an inconsistent one, the
+/// nodes left at neither state and what they hold.
+fn failed_entry(group: &GroupReport) -> serde_json::Value {
+    const REASON_CHARS: usize = 120;
+    let mut entry = serde_json::json!({
+        "group_id": group.group_id,
+        "outcome": group.outcome.as_str(),
+    });
+    if group.outcome == Outcome::Inconsistent {
+        let nodes: serde_json::Map<String, serde_json::Value> = group
+            .diverged_nodes()
+            .map(|n| (n.node.clone(), n.final_state.as_str().into()))
+            .collect();
+        entry["nodes"] = nodes.into();
+    } else if let Some(reason) = &group.reason {
+        let mut short: String = reason.chars().take(REASON_CHARS).collect();
+        if short.len() < reason.len() {
+            short.push('…');
+        }
+        entry["reason"] = short.into();
+    }
+    entry
 }

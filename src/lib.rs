@@ -26,8 +26,10 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod ids;
 pub mod job;
 pub mod journal;
+pub mod progress;
 pub mod retry;
 pub mod run;
 pub mod sim;

@@ -1,11 +1,12 @@
 //! A run: many groups, each its own [`Transaction`], under the run's limits.
 //!
-//! Groups start in input order while fewer than `CONCURRENCY` are in flight
-//! (per-node limits live in the client). The run's life has three stages
+//! Groups start in list order while fewer than `CONCURRENCY` are in flight
+//! (per-node limits live in the client), until the list ends, the run stops
+//! or `MAX_FAILED_GROUPS` groups have failed. The run's life has three stages
 //! (BRIEF I4), driven by [`Control`]:
 //!
 //! - **stop** at `RUN_TIMEOUT_SECS` or the first SIGTERM/SIGINT: no new group
-//!   starts; the groups not started are reported [`Outcome::NotStarted`];
+//!   starts; the entries not started are reported as [`NotAttempted`];
 //! - **abort** a quarter of `ROLLBACK_TIMEOUT_SECS` later (or at a second
 //!   signal): groups still applying give up and roll back;
 //! - **kill** at `ROLLBACK_TIMEOUT_SECS` after the stop: whatever is still
@@ -14,16 +15,19 @@
 //! So the process always ends within `RUN_TIMEOUT_SECS +
 //! ROLLBACK_TIMEOUT_SECS` plus one request timeout.
 
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::client::{NodeClient, NodeStatsSnapshot};
+use crate::client::{NodeClient, NodeStatsSnapshot, RequestTotals};
 use crate::config::{GroupId, Operation};
+use crate::ids::{GroupIds, Position};
 use crate::journal::Journal;
+use crate::progress::{Progress, ProgressSettings};
 use crate::transaction::{Control, GroupReport, Outcome, StopReason, Transaction};
 
 /// Limits of one run.
@@ -32,6 +36,9 @@ pub struct RunSettings {
     pub concurrency: usize,
     pub run_timeout: Duration,
     pub rollback_timeout: Duration,
+    /// Failed groups after which no new group starts.
+    pub max_failed_groups: Option<NonZeroU64>,
+    pub progress: ProgressSettings,
 }
 
 /// The process exit code a run ends with.
@@ -75,6 +82,11 @@ impl Totals {
         }
     }
 
+    /// Groups that failed: rolled back or inconsistent.
+    pub fn failed(&self) -> u64 {
+        self.rolled_back + self.inconsistent
+    }
+
     pub fn exit_status(&self) -> ExitStatus {
         if self.inconsistent > 0 {
             ExitStatus::Inconsistent
@@ -84,6 +96,19 @@ impl Totals {
             ExitStatus::AllAtGoal
         }
     }
+}
+
+/// The entries a stopped run did not attempt: every entry from `from` to
+/// the end of the list (the run starts groups in list order).
+#[derive(Debug, Clone, Serialize)]
+pub struct NotAttempted {
+    pub count: u64,
+    /// Where the first of them is listed (`GROUP_IDS_FILE line 5012`);
+    /// absent when the list itself could no longer be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<Position>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_group_id: Option<GroupId>,
 }
 
 /// What a run did: the totals, and the detail of every group not committed.
@@ -96,22 +121,35 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<StopReason>,
     pub totals: Totals,
+    /// Requests over every node, as in `nodes`.
+    pub requests: RequestTotals,
     pub nodes: Vec<NodeStatsSnapshot>,
-    /// Every group whose outcome is not `committed`.
+    /// Every group whose transaction ended other than `committed`.
     pub groups: Vec<GroupReport>,
+    /// The entries not attempted because the run stopped first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_attempted: Option<NotAttempted>,
     /// Groups a killed run left unfinished, resolved from the journal before
     /// this run's own groups (not counted in `totals`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub recovered: Vec<GroupReport>,
 }
 
-/// Runs every group and returns the report. Committed groups are counted,
-/// not kept, so memory follows the groups in flight and the failures.
+/// Runs every listed group and returns the report.
+///
+/// Memory follows the work in flight, not the length of the list: ids are
+/// streamed from the list, committed groups are counted and forgotten, and
+/// only groups that did not commit are kept, for the report
+/// (`MAX_FAILED_GROUPS` bounds those too).
+///
+/// An id listed again waits until its earlier entry has finished, so that
+/// two transactions never work on one group at the same time.
+///
 /// The stages of `control` are driven by [`supervise`], which the caller
 /// starts (so that it also covers the journal's recovery).
 pub async fn run_groups(
     client: Arc<NodeClient>,
-    ids: impl IntoIterator<Item = GroupId>,
+    ids: &GroupIds,
     operation: Operation,
     settings: RunSettings,
     control: Arc<Control>,
@@ -119,97 +157,179 @@ pub async fn run_groups(
 ) -> RunReport {
     let started = Instant::now();
     let started_at = crate::telemetry::rfc3339(SystemTime::now());
-    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
-    let mut running = JoinSet::new();
-    let mut totals = Totals::default();
-    let mut failed = Vec::new();
-    let mut ids = ids.into_iter();
+    let concurrency = settings.concurrency.max(1);
+    let mut entries = ids.stream(concurrency.max(256));
+    let progress = Progress::start(ids.len(), settings.progress);
+    let mut run = Dispatch {
+        running: JoinSet::new(),
+        in_flight: HashMap::new(),
+        in_flight_ids: HashSet::new(),
+        totals: Totals::default(),
+        failed: Vec::new(),
+        progress: &progress,
+    };
+    let mut started_groups = 0u64;
+    let mut own_stop = None;
+    let mut first_not_attempted = None;
 
-    for id in ids.by_ref() {
-        let slot = tokio::select! {
-            biased;
-            _ = control.stop.cancelled() => None,
-            slot = slots.clone().acquire_owned() => slot.ok(),
-        };
-        let Some(slot) = slot.filter(|_| !control.stop.is_cancelled()) else {
-            skip(id, operation, &mut totals, &mut failed);
-            break;
-        };
-        while let Some(done) = running.try_join_next() {
-            collect(done, &mut totals, &mut failed);
-        }
-        if let Some(failure) = client.tls_failure() {
-            if !control.stop.is_cancelled() {
-                tracing::error!(
-                    reason = failure,
-                    "a node's TLS certificate was rejected; no new group starts"
-                );
-                control.stop(StopReason::Certificate);
+    while let Some(next) = entries.recv().await {
+        let entry = match next {
+            Ok(entry) => entry,
+            Err(error) => {
+                tracing::error!(error = %error, "the id list changed; no new group starts");
+                own_stop = Some(StopReason::InputChanged);
+                break;
             }
-            drop(slot);
-            skip(id, operation, &mut totals, &mut failed);
+        };
+        run.reap();
+        if !run.wait_for_room(&entry.id, concurrency, &control).await {
+            first_not_attempted = Some(entry);
             break;
         }
+        if let Some(reason) = run.limit_reached(&client, &control, settings.max_failed_groups) {
+            own_stop = own_stop.or(reason);
+            first_not_attempted = Some(entry);
+            break;
+        }
+        started_groups += 1;
         let (client, control, journal) = (client.clone(), control.clone(), journal.clone());
-        running.spawn(async move {
-            let report = Transaction::new(&client, &id, operation, &control)
+        let id = entry.id.clone();
+        let task = run.running.spawn(async move {
+            Transaction::new(&client, &entry.id, operation, &control)
                 .with_journal(journal.as_deref())
                 .run()
-                .await;
-            drop(slot);
-            report
+                .await
         });
+        run.in_flight_ids.insert(id.clone());
+        run.in_flight.insert(task.id(), id);
     }
-    for id in ids {
-        skip(id, operation, &mut totals, &mut failed);
+    drop(entries);
+    while let Some(done) = run.running.join_next_with_id().await {
+        run.collect(done);
     }
-    while let Some(done) = running.join_next().await {
-        collect(done, &mut totals, &mut failed);
-    }
+    let mut totals = run.totals;
+    let failed = run.failed;
+    let not_attempted = (started_groups < ids.len()).then(|| {
+        let count = ids.len() - started_groups;
+        totals.groups += count;
+        totals.not_started += count;
+        NotAttempted {
+            count,
+            from: first_not_attempted.as_ref().map(|e| e.position),
+            first_group_id: first_not_attempted.map(|e| e.id),
+        }
+    });
+    progress.finish();
+    let nodes = client.stats();
     RunReport {
         operation,
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
         exit_code: totals.exit_status(),
-        stop_reason: control.reason(),
+        stop_reason: control.reason().or(own_stop),
         totals,
-        nodes: client.stats(),
+        requests: RequestTotals::over(&nodes),
+        nodes,
         groups: failed,
+        not_attempted,
         recovered: Vec::new(),
     }
 }
 
-/// Records a group the run stopped before starting.
-fn skip(id: GroupId, operation: Operation, totals: &mut Totals, failed: &mut Vec<GroupReport>) {
-    totals.add(Outcome::NotStarted);
-    failed.push(GroupReport {
-        group_id: id,
-        operation,
-        outcome: Outcome::NotStarted,
-        reason: Some("not attempted: the run stopped first".to_string()),
-        duration_ms: 0,
-        nodes: Vec::new(),
-    });
+/// The groups in flight and what the finished ones came to.
+struct Dispatch<'a> {
+    running: JoinSet<GroupReport>,
+    in_flight: HashMap<tokio::task::Id, GroupId>,
+    in_flight_ids: HashSet<GroupId>,
+    totals: Totals,
+    failed: Vec<GroupReport>,
+    progress: &'a Progress,
 }
 
-fn collect(
-    done: Result<GroupReport, tokio::task::JoinError>,
-    totals: &mut Totals,
-    failed: &mut Vec<GroupReport>,
-) {
-    match done {
-        Ok(report) => {
-            totals.add(report.outcome);
-            if report.outcome != Outcome::Committed {
-                failed.push(report);
+impl Dispatch<'_> {
+    /// Collects the groups that have finished, without waiting.
+    fn reap(&mut self) {
+        while let Some(done) = self.running.try_join_next_with_id() {
+            self.collect(done);
+        }
+    }
+
+    /// Waits until fewer than `concurrency` groups are in flight and `id`
+    /// is not one of them; `false` when the run stopped meanwhile.
+    async fn wait_for_room(&mut self, id: &GroupId, concurrency: usize, control: &Control) -> bool {
+        loop {
+            if control.stop.is_cancelled() {
+                return false;
+            }
+            if self.running.len() < concurrency && !self.in_flight_ids.contains(id) {
+                return true;
+            }
+            tokio::select! {
+                biased;
+                _ = control.stop.cancelled() => return false,
+                done = self.running.join_next_with_id() => match done {
+                    Some(done) => self.collect(done),
+                    None => return true,
+                },
             }
         }
-        Err(error) => {
-            // A panicking transaction may have left nodes in any state: count
-            // it as inconsistent so the exit code never understates it.
-            tracing::error!(error = %error, "a group's transaction panicked");
-            totals.add(Outcome::Inconsistent);
+    }
+
+    /// Why no further group may start, if it may not: the run's stop, a
+    /// rejected certificate (which stops the run), or `MAX_FAILED_GROUPS`
+    /// (which stops only the starting of groups: those in flight finish).
+    fn limit_reached(
+        &self,
+        client: &NodeClient,
+        control: &Control,
+        max_failed: Option<NonZeroU64>,
+    ) -> Option<Option<StopReason>> {
+        if control.stop.is_cancelled() {
+            return Some(None);
         }
+        if let Some(failure) = client.tls_failure() {
+            tracing::error!(
+                reason = failure,
+                "a node's TLS certificate was rejected; no new group starts"
+            );
+            control.stop(StopReason::Certificate);
+            return Some(None);
+        }
+        let max = max_failed?;
+        let failed = self.totals.failed();
+        (failed >= max.get()).then(|| {
+            tracing::warn!(
+                failed_groups = failed,
+                max_failed_groups = max.get(),
+                "MAX_FAILED_GROUPS reached; no new group starts, groups in flight finish"
+            );
+            Some(StopReason::FailureLimit)
+        })
+    }
+
+    fn collect(&mut self, done: Result<(tokio::task::Id, GroupReport), tokio::task::JoinError>) {
+        let task = done.as_ref().map_or_else(|e| e.id(), |(id, _)| *id);
+        if let Some(id) = self.in_flight.remove(&task) {
+            self.in_flight_ids.remove(&id);
+        }
+        let outcome = match done {
+            Ok((_, report)) => {
+                let outcome = report.outcome;
+                if outcome != Outcome::Committed {
+                    self.failed.push(report);
+                }
+                outcome
+            }
+            Err(error) => {
+                // A panicking transaction may have left nodes in any state:
+                // count it as inconsistent so the exit code never
+                // understates it.
+                tracing::error!(error = %error, "a group's transaction panicked");
+                Outcome::Inconsistent
+            }
+        };
+        self.totals.add(outcome);
+        self.progress.record(outcome);
     }
 }
 

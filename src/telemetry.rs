@@ -89,12 +89,31 @@ impl LineWriter {
     }
 }
 
+/// A progress bar that log lines are printed above (pretty format at a
+/// terminal only); `None` when there is none.
+static PROGRESS_BAR: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+
+/// Makes log lines clear `bar` before they are written and redraw it after,
+/// so that the two never garble each other; `None` ends that.
+pub fn print_above(bar: Option<indicatif::ProgressBar>) {
+    *PROGRESS_BAR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = bar;
+}
+
 impl std::io::Write for LineWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if *self.sealed {
             return Ok(buf.len());
         }
-        std::io::stdout().write(buf)
+        let bar = PROGRESS_BAR
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        match bar {
+            Some(bar) => bar.suspend(|| std::io::stdout().write(buf)),
+            None => std::io::stdout().write(buf),
+        }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

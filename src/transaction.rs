@@ -112,6 +112,10 @@ pub enum StopReason {
     /// A node's TLS certificate was rejected: no retry or later group can
     /// succeed with that node.
     Certificate,
+    /// `MAX_FAILED_GROUPS` groups failed (groups in flight still finish).
+    FailureLimit,
+    /// `GROUP_IDS_FILE` was changed in place during the run.
+    InputChanged,
 }
 
 impl StopReason {
@@ -120,6 +124,8 @@ impl StopReason {
             StopReason::Deadline => "run deadline (RUN_TIMEOUT_SECS) reached",
             StopReason::Signal => "termination signal received",
             StopReason::Certificate => "a node's TLS certificate was rejected (see CA_CERT_PATH)",
+            StopReason::FailureLimit => "MAX_FAILED_GROUPS groups failed",
+            StopReason::InputChanged => "GROUP_IDS_FILE changed during the run",
         }
     }
 }

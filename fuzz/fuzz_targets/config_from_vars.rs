@@ -276,9 +276,10 @@ fn check_config(config: &Config) {
     let names: HashSet<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names.len(), config.nodes.len(), "a node listed twice");
     assert!(!config.group_ids.is_empty(), "no group ids");
-    let ids: HashSet<&GroupId> = config.group_ids.iter().collect();
-    assert_eq!(ids.len(), config.group_ids.len(), "a group id listed twice");
-    for id in &config.group_ids {
+    let entries = config.group_ids.to_vec().expect("the checked ids read again");
+    assert_eq!(entries.len() as u64, config.group_ids.len(), "ids counted wrongly");
+    for entry in &entries {
+        let id = &entry.id;
         assert!(GroupId::new(id.as_str()).is_ok(), "invalid id {id:?}");
     }
     assert!(config.retry_base_delay <= config.retry_max_delay);

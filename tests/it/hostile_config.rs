@@ -136,6 +136,18 @@ impl Fixtures {
         for (name, content) in files {
             std::fs::write(dir.path().join(name), content).unwrap();
         }
+        // 100,000 good ids, then a bad one: every line is checked before
+        // the first request.
+        let mut late = String::with_capacity(1_600_000);
+        for i in 0..100_000 {
+            late.push_str(&format!("group-{i:06}\n"));
+        }
+        late.push_str("bad\u{1b}[31m\n");
+        std::fs::write(dir.path().join("bad-last-line.txt"), late).unwrap();
+        let mut long_line = b"ok\n# ".to_vec();
+        long_line.extend(std::iter::repeat_n(b'x', 100_000));
+        std::fs::write(dir.path().join("long-line.txt"), long_line).unwrap();
+        nix::unistd::mkfifo(&dir.path().join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
         Fixtures { dir }
     }
 
@@ -190,6 +202,11 @@ fn cases(fixtures: &Fixtures) -> Vec<Case> {
         set("GROUP_IDS_FILE", fixtures.file("not-utf8.txt")),
         set("GROUP_IDS_FILE", fixtures.file("control.txt")),
         set("GROUP_IDS_FILE", fixtures.file("long-id.txt")),
+        set("GROUP_IDS_FILE", fixtures.file("bad-last-line.txt")),
+        set("GROUP_IDS_FILE", fixtures.file("long-line.txt")),
+        // Neither can be read twice; opening the FIFO would wait for a writer.
+        set("GROUP_IDS_FILE", fixtures.file("fifo")),
+        set("GROUP_IDS_FILE", "/dev/null"),
         // No ids anywhere: the error is about the ids, named GROUP_IDS.
         unset("GROUP_IDS").and("GROUP_IDS_FILE", fixtures.file("comments-only.txt")),
         set("REQUEST_TIMEOUT_MS", "0"),
@@ -226,6 +243,14 @@ fn cases(fixtures: &Fixtures) -> Vec<Case> {
         set("NODE_RATE_LIMIT", "-1"),
         set("NODE_RATE_LIMIT", "2.5"),
         set("NODE_RATE_LIMIT", "4294967296"),
+        set("MAX_FAILED_GROUPS", ""),
+        set("MAX_FAILED_GROUPS", "-1"),
+        set("MAX_FAILED_GROUPS", "ten"),
+        set("MAX_FAILED_GROUPS", "4294967296"),
+        set("PROGRESS_INTERVAL_SECS", ""),
+        set("PROGRESS_INTERVAL_SECS", "-1"),
+        set("PROGRESS_INTERVAL_SECS", "0.5"),
+        set("PROGRESS_INTERVAL_SECS", "86401"),
         set("AUTH_TOKEN", ""),
         set("AUTH_TOKEN", "  "),
         set("AUTH_TOKEN", format!("{SECRET} more")),
@@ -251,6 +276,9 @@ fn cases(fixtures: &Fixtures) -> Vec<Case> {
         set("REPORT_PATH", path(&missing_dir.join("report.json"))),
         set("REPORT_PATH", path(fixtures.dir.path())),
         set("REPORT_PATH", bytes(b"report-\xff.json")),
+        set("TERMINATION_MESSAGE_PATH", ""),
+        set("TERMINATION_MESSAGE_PATH", " "),
+        set("TERMINATION_MESSAGE_PATH", path(fixtures.dir.path())),
         set("CA_CERT_PATH", ""),
         set("CA_CERT_PATH", fixtures.file("missing.pem")),
         set("CA_CERT_PATH", path(fixtures.dir.path())),

@@ -11,4 +11,5 @@ mod hostile_nodes;
 mod ids_and_secrets;
 mod process;
 mod randomized;
+mod scale;
 mod tls;

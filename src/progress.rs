@@ -1,0 +1,207 @@
+//! Progress of a run: a `progress` line every `PROGRESS_INTERVAL_SECS`
+//! (done/total, outcomes, rate, ETA), or, for a person at a terminal with
+//! `LOG_FORMAT=pretty`, an `indicatif` progress bar on stderr that log lines
+//! print above.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::transaction::Outcome;
+
+/// How a run shows its progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProgressSettings {
+    /// Time between progress lines; `None` = no lines.
+    pub interval: Option<Duration>,
+    /// Draw a progress bar instead of progress lines.
+    pub bar: bool,
+}
+
+/// Counts of finished groups, shared with the reporting task.
+#[derive(Debug)]
+struct Counts {
+    total: u64,
+    started: Instant,
+    committed: AtomicU64,
+    rolled_back: AtomicU64,
+    inconsistent: AtomicU64,
+    not_started: AtomicU64,
+}
+
+/// A snapshot of the counts and what follows from them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Snapshot {
+    pub done: u64,
+    pub total: u64,
+    pub committed: u64,
+    pub rolled_back: u64,
+    pub inconsistent: u64,
+    pub not_started: u64,
+    /// Groups finished per second since the run started.
+    pub rate: f64,
+    /// Seconds until every group is done at that rate; `None` before the
+    /// first group is done.
+    pub eta_secs: Option<u64>,
+}
+
+impl Counts {
+    fn snapshot(&self) -> Snapshot {
+        let committed = self.committed.load(Ordering::Relaxed);
+        let rolled_back = self.rolled_back.load(Ordering::Relaxed);
+        let inconsistent = self.inconsistent.load(Ordering::Relaxed);
+        let not_started = self.not_started.load(Ordering::Relaxed);
+        snapshot(
+            [committed, rolled_back, inconsistent, not_started],
+            self.total,
+            self.started.elapsed(),
+        )
+    }
+}
+
+/// The snapshot for the given counts (committed, rolled back, inconsistent,
+/// not started) of `total` after `elapsed`.
+pub fn snapshot(counts: [u64; 4], total: u64, elapsed: Duration) -> Snapshot {
+    let [committed, rolled_back, inconsistent, not_started] = counts;
+    let done = counts.iter().sum::<u64>();
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+    let eta_secs = (rate > 0.0).then(|| (total.saturating_sub(done) as f64 / rate).ceil() as u64);
+    Snapshot {
+        done,
+        total,
+        committed,
+        rolled_back,
+        inconsistent,
+        not_started,
+        rate,
+        eta_secs,
+    }
+}
+
+/// The progress of one run. Dropping it stops the reporting.
+pub struct Progress {
+    counts: Arc<Counts>,
+    bar: Option<ProgressBar>,
+    reporter: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    /// Starts reporting the progress of `total` groups as `settings` say.
+    pub fn start(total: u64, settings: ProgressSettings) -> Progress {
+        let counts = Arc::new(Counts {
+            total,
+            started: Instant::now(),
+            committed: AtomicU64::new(0),
+            rolled_back: AtomicU64::new(0),
+            inconsistent: AtomicU64::new(0),
+            not_started: AtomicU64::new(0),
+        });
+        if settings.bar {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template(
+                "{elapsed_precise} [{wide_bar}] {pos}/{len} groups ({per_sec}, ETA {eta}) {msg}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.enable_steady_tick(Duration::from_millis(200));
+            crate::telemetry::print_above(Some(bar.clone()));
+            return Progress {
+                counts,
+                bar: Some(bar),
+                reporter: None,
+            };
+        }
+        let reporter = settings
+            .interval
+            .map(|interval| tokio::spawn(report_every(counts.clone(), interval)));
+        Progress {
+            counts,
+            bar: None,
+            reporter,
+        }
+    }
+
+    /// Counts one finished group.
+    pub fn record(&self, outcome: Outcome) {
+        let counter = match outcome {
+            Outcome::Committed => &self.counts.committed,
+            Outcome::RolledBack => &self.counts.rolled_back,
+            Outcome::Inconsistent => &self.counts.inconsistent,
+            Outcome::NotStarted => &self.counts.not_started,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            if outcome != Outcome::Committed {
+                let now = self.counts.snapshot();
+                bar.set_message(format!(
+                    "{} rolled back, {} inconsistent, {} not started",
+                    now.rolled_back, now.inconsistent, now.not_started
+                ));
+            }
+        }
+    }
+
+    /// The counts so far.
+    pub fn snapshot(&self) -> Snapshot {
+        self.counts.snapshot()
+    }
+
+    /// Stops reporting; the bar is cleared so the summary follows it.
+    pub fn finish(&self) {
+        if let Some(reporter) = &self.reporter {
+            reporter.abort();
+        }
+        if let Some(bar) = &self.bar {
+            crate::telemetry::print_above(None);
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+async fn report_every(counts: Arc<Counts>, interval: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let now = counts.snapshot();
+        tracing::info!(
+            target: "api_consumer::progress",
+            done = now.done,
+            total = now.total,
+            committed = now.committed,
+            rolled_back = now.rolled_back,
+            inconsistent = now.inconsistent,
+            not_started = now.not_started,
+            groups_per_sec = (now.rate * 10.0).round() / 10.0,
+            eta_secs = now.eta_secs,
+            "progress"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_and_eta_follow_the_counts() {
+        let now = snapshot([30, 8, 1, 1], 200, Duration::from_secs(4));
+        assert_eq!(now.done, 40);
+        assert_eq!(now.rate, 10.0);
+        assert_eq!(now.eta_secs, Some(16));
+        let start = snapshot([0, 0, 0, 0], 200, Duration::ZERO);
+        assert_eq!((start.rate, start.eta_secs), (0.0, None));
+        let over = snapshot([5, 0, 0, 0], 5, Duration::from_millis(500));
+        assert_eq!(over.eta_secs, Some(0));
+    }
+}
