@@ -102,7 +102,7 @@ impl Progress {
         if settings.bar {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             if let Ok(style) = ProgressStyle::with_template(
-                "{elapsed_precise} [{wide_bar}] {pos}/{len} groups ({per_sec}, ETA {eta}) {msg}",
+                "{elapsed_precise} [{wide_bar}] {pos}/{len} groups, ETA {eta} {msg}",
             ) {
                 bar.set_style(style.progress_chars("=> "));
             }

@@ -18,8 +18,9 @@ REAL_NODES = ("--set", "demo.enabled=false", "--set-json", 'config.nodes=["http:
 JOB_VARIABLES = {
     "NODES", "OPERATION", "GROUP_IDS", "GROUP_IDS_FILE", "REQUEST_TIMEOUT_MS", "CONNECT_TIMEOUT_MS",
     "MAX_RETRIES", "RETRY_BASE_DELAY_MS", "RETRY_MAX_DELAY_MS", "RUN_TIMEOUT_SECS",
-    "ROLLBACK_TIMEOUT_SECS", "CONCURRENCY", "NODE_CONCURRENCY", "NODE_RATE_LIMIT", "AUTH_TOKEN",
-    "LOG_FORMAT", "LOG_LEVEL", "REPORT_PATH", "CA_CERT_PATH", "JOURNAL_PATH",
+    "ROLLBACK_TIMEOUT_SECS", "CONCURRENCY", "NODE_CONCURRENCY", "NODE_RATE_LIMIT", "MAX_FAILED_GROUPS",
+    "PROGRESS_INTERVAL_SECS", "AUTH_TOKEN", "LOG_FORMAT", "LOG_LEVEL", "REPORT_PATH",
+    "TERMINATION_MESSAGE_PATH", "CA_CERT_PATH", "JOURNAL_PATH",
 }
 PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUB\n-----END CERTIFICATE-----\n"
 
@@ -65,6 +66,20 @@ def test_the_job_pod_never_restarts_in_place_and_reports_its_summary(render):
     assert pod["restartPolicy"] == "Never"
     assert pod["enableServiceLinks"] is False
     assert job_container(render())["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+@pytest.mark.parametrize("values", VALUES)
+def test_the_job_writes_its_summary_where_the_kubelet_reads_the_termination_message(render, values):
+    rendered = render(*values)
+    container = job_container(rendered)
+    path = container["terminationMessagePath"]
+    assert path == "/dev/termination-log"
+    assert rendered.env()["TERMINATION_MESSAGE_PATH"] == path
+    # An empty file (the job stopped before writing it) means the log's end.
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    # No volume hides the file the kubelet mounts there.
+    for mount in container["volumeMounts"]:
+        assert not path.startswith(mount["mountPath"].rstrip("/") + "/"), mount
 
 
 # ------------------------------------------------------------- deadlines
@@ -207,6 +222,7 @@ def test_job_name_is_stable_for_the_same_configuration(render):
         ("--set", "config.operation=delete"),
         ("--set-json", 'config.groupIds=["demo-1","demo-2","demo-4"]'),
         ("--set", "config.maxRetries=7"),
+        ("--set", "config.maxFailedGroups=3"),
         ("--set", "image.tag=0.1.1"),
         ("--set", "job.backoffLimit=4"),
         ("--set", "auth.token=s3cret"),
@@ -299,6 +315,22 @@ def test_environment_holds_only_job_variables_and_no_empty_value(render, values)
     for key, value in env.items():
         assert value.strip(), key
     assert {"NODES", "OPERATION", "GROUP_IDS_FILE"} <= set(env)
+
+
+def test_failure_limit_and_progress_interval_by_default(render):
+    env = render().env()
+    assert env["MAX_FAILED_GROUPS"] == "0"
+    assert env["PROGRESS_INTERVAL_SECS"] == "10"
+
+
+@pytest.mark.parametrize("option", ["--set", "--set-json"])  # --set-json: numbers as a values file has them
+@pytest.mark.parametrize(
+    "limit, interval", [(0, 0), (1, 1), (25, 60), (4294967295, 86400)], ids=["off", "one", "some", "largest"]
+)
+def test_failure_limit_and_progress_interval_from_the_values(render, option, limit, interval):
+    env = render(option, f"config.maxFailedGroups={limit}", option, f"config.progressIntervalSecs={interval}").env()
+    assert env["MAX_FAILED_GROUPS"] == str(limit)
+    assert env["PROGRESS_INTERVAL_SECS"] == str(interval)
 
 
 def test_group_ids_are_a_mounted_file(render):
@@ -475,6 +507,15 @@ def test_versions_agree_across_crate_chart_and_image():
         (("--set", "job.onInconsistent=Ignore"), "value must be one of"),
         (("--set-json", 'demo.faults.failOps=["post"]'), "value must be one of"),
         (("--set", "config.concurrency=0"), "minimum"),
+        (("--set", "config.maxFailedGroups=-1"), "minimum"),
+        (("--set", "config.maxFailedGroups=4294967296"), "maximum"),
+        (("--set-json", "config.maxFailedGroups=2.5"), "want integer"),
+        (("--set", "config.maxFailedGroups=all"), "want integer"),
+        (("--set-string", "config.maxFailedGroups=5"), "want integer"),
+        (("--set", "config.progressIntervalSecs=-1"), "minimum"),
+        (("--set", "config.progressIntervalSecs=86401"), "maximum"),
+        (("--set-json", "config.progressIntervalSecs=0.5"), "want integer"),
+        (("--set", "config.progressIntervalSecs=10s"), "want integer"),
         (("--set-json", "demo.faults.failRate=1.5"), "maximum"),
         (("--set", "demo.faults.failRate=1.5"), "does not match pattern"),
         (("--set", "config.logLevel="), "minLength"),
@@ -576,6 +617,22 @@ def test_notes_name_what_was_installed(render, notes, values):
         assert f"pod/{rendered.one('StatefulSet')['metadata']['name']}-0" in text
     else:
         assert "helm test" not in text
+
+
+def test_notes_say_what_the_termination_message_holds(notes):
+    text = " ".join(notes().split())
+    assert "Every run that finishes leaves its compact JSON summary as the termination message" in text
+    assert "a pod that stopped before writing it (exit 2, or killed) shows the end of its log" in text
+    assert "state.terminated.message" in text
+    # Not only failed pods have one any more.
+    assert "a pod that failed shows" not in text
+
+
+@pytest.mark.parametrize("cron", ["false", "true"], ids=["job", "cronjob"])
+def test_notes_mention_the_progress_lines_as_configured(notes, cron):
+    assert "a progress line every 10s;" in notes("--set", f"cronJob.enabled={cron}")
+    assert "a progress line every 45s;" in notes("--set", f"cronJob.enabled={cron}", "--set", "config.progressIntervalSecs=45")
+    assert "progress line" not in notes("--set", f"cronJob.enabled={cron}", "--set", "config.progressIntervalSecs=0")
 
 
 def readme_section():

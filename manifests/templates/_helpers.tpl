@@ -126,6 +126,13 @@ ConfigMaps), the journal (the claim).
 {{- define "api-consumer.journalDir" -}}/var/lib/api-consumer{{- end }}
 
 {{/*
+The file the kubelet creates and mounts for the job container's termination
+message: both its terminationMessagePath and TERMINATION_MESSAGE_PATH, where the
+job writes its summary, so that the two cannot differ.
+*/}}
+{{- define "api-consumer.terminationMessagePath" -}}/dev/termination-log{{- end }}
+
+{{/*
 The ConfigMap holding CA_CERT_PATH's PEM, and its key; empty without one.
 */}}
 {{- define "api-consumer.caConfigMapName" -}}
@@ -162,7 +169,9 @@ have passed, and kills a terminating pod only after its rollback budget.
 
 {{/*
 The restricted Pod Security profile, for every pod of the chart. The image's
-user is 65532; the job writes no file, so the root filesystem is read-only.
+user is 65532; the job writes only to what is mounted for it (the journal's
+claim, and the termination-message file that the kubelet creates writable for
+any user), so the root filesystem is read-only.
 */}}
 {{- define "api-consumer.podSecurityContext" -}}
 runAsNonRoot: true
@@ -342,8 +351,13 @@ template:
           {{- toYaml .Values.resources | nindent 10 }}
         securityContext:
           {{- include "api-consumer.containerSecurityContext" . | nindent 10 }}
-        # The last log line is the run summary: it becomes the termination
-        # message shown by `kubectl describe pod` and in the pod's status.
+        # The termination message, shown by `kubectl describe pod` and in the
+        # pod's status: every run that finishes (exit 0, 1 or 3) writes its
+        # compact JSON summary here (totals, stop reason, and as many failed
+        # groups as fit in 4 KiB, inconsistent ones first). A pod that stopped
+        # before writing it (exit 2, a configuration or input error; or killed)
+        # leaves the file empty, and then the end of its log is used instead.
+        terminationMessagePath: {{ include "api-consumer.terminationMessagePath" . }}
         terminationMessagePolicy: FallbackToLogsOnError
     volumes:
       - name: group-ids
