@@ -785,8 +785,16 @@ mod tests {
         let totals = RequestTotals::over(&nodes);
         assert_eq!((totals.requests, totals.retries), (2, 1));
         assert_eq!(count_of(&totals.statuses, "200"), 2);
-        assert!((totals.latency.p50_ms - 2.0).abs() < 0.1, "{:?}", totals.latency);
-        assert!((totals.latency.max_ms - 40.0).abs() < 0.5, "{:?}", totals.latency);
+        assert!(
+            (totals.latency.p50_ms - 2.0).abs() < 0.1,
+            "{:?}",
+            totals.latency
+        );
+        assert!(
+            (totals.latency.max_ms - 40.0).abs() < 0.5,
+            "{:?}",
+            totals.latency
+        );
     }
 
     fn count_of(map: &BTreeMap<String, u64>, key: &str) -> u64 {

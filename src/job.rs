@@ -10,6 +10,7 @@ use crate::client::{ClientError, ClientSettings, NodeClient};
 use crate::config::{Config, GroupId, LogFormat, NodeAddress};
 use crate::journal::{Intent, Journal, JournalError};
 use crate::progress::ProgressSettings;
+use crate::report::{write_report, write_termination_message};
 use crate::retry::RetrySettings;
 use crate::run::{run_groups, supervise, ExitStatus, RunReport, RunSettings};
 use crate::transaction::{Control, GroupReport, Outcome, Transaction};
@@ -48,6 +49,7 @@ impl From<&Config> for RunSettings {
                     && std::io::stdout().is_terminal()
                     && std::io::stderr().is_terminal(),
             },
+            report_path: config.report_path.clone(),
         }
     }
 }
@@ -117,7 +119,7 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
     }
     report.recovered = recovered;
     if let Some(path) = &config.report_path {
-        if let Err(error) = write_report(path, &report) {
+        if let Err(error) = write_report(path, &report, report.groups_spool.as_deref()) {
             tracing::error!(path = %path.display(), error = %error, "cannot write the run report");
         }
     }
@@ -182,16 +184,6 @@ async fn recover(
     }
 }
 
-/// Writes the report next to its final path, then renames it into place, so
-/// a reader never sees half a report.
-pub fn write_report(path: &Path, report: &RunReport) -> std::io::Result<()> {
-    let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(&tmp, path)
-}
-
 /// Logs the run summary: totals per outcome, requests, retries, latency,
 /// exit code, duration. It is the last line: nothing is logged after it (see
 /// [`crate::telemetry::SUMMARY_TARGET`]).
@@ -220,96 +212,4 @@ pub fn log_summary(report: &RunReport) {
         duration_ms = report.duration_ms,
         "run summary"
     );
-}
-
-/// The most Kubernetes keeps of a termination message.
-pub const TERMINATION_MESSAGE_MAX_BYTES: usize = 4096;
-
-/// Writes [`termination_message`] to `path` when that file exists (the
-/// kubelet creates it for each container), so that `kubectl describe pod`
-/// shows how the run ended.
-fn write_termination_message(path: &Path, report: &RunReport) {
-    if !path.is_file() {
-        return;
-    }
-    if let Err(error) = std::fs::write(path, termination_message(report)) {
-        tracing::warn!(path = %path.display(), error = %error, "cannot write the termination message");
-    }
-}
-
-/// The run summary as one JSON object of at most
-/// [`TERMINATION_MESSAGE_MAX_BYTES`]: the summary's figures, then as many
-/// groups that did not commit as fit (inconsistent ones first, then in
-/// report order), and how many did not fit.
-pub fn termination_message(report: &RunReport) -> String {
-    let totals = &report.totals;
-    let mut head = serde_json::json!({
-        "exit_code": report.exit_code,
-        "operation": report.operation.as_str(),
-        "groups": totals.groups,
-        "committed": totals.committed,
-        "rolled_back": totals.rolled_back,
-        "inconsistent": totals.inconsistent,
-        "not_started": totals.not_started,
-        "requests": report.requests.requests,
-        "retries": report.requests.retries,
-        "duration_ms": report.duration_ms,
-    });
-    if let Some(reason) = report.stop_reason {
-        head["stop_reason"] = reason.as_str().into();
-    }
-    if let Some(from) = report.not_attempted.as_ref().and_then(|n| n.from) {
-        head["not_attempted_from"] = from.to_string().into();
-    }
-    let mut failed: Vec<&GroupReport> = report.recovered.iter().chain(&report.groups).collect();
-    failed.sort_by_key(|g| g.outcome != Outcome::Inconsistent);
-    let mut message = head.to_string();
-    // Room for `,"failed":[`, `],"failed_omitted":<n>` and `}`.
-    let budget = TERMINATION_MESSAGE_MAX_BYTES.saturating_sub(64);
-    let mut listed = Vec::new();
-    let mut used = message.len();
-    for group in &failed {
-        let entry = failed_entry(group).to_string();
-        if used + entry.len() + 1 > budget {
-            break;
-        }
-        used += entry.len() + 1;
-        listed.push(entry);
-    }
-    if !failed.is_empty() {
-        message.pop();
-        message.push_str(&format!(",\"failed\":[{}]", listed.join(",")));
-        if listed.len() < failed.len() {
-            message.push_str(&format!(
-                ",\"failed_omitted\":{}",
-                failed.len() - listed.len()
-            ));
-        }
-        message.push('}');
-    }
-    message
-}
-
-/// One group that did not commit, briefly: for an inconsistent one, the
-/// nodes left at neither state and what they hold.
-fn failed_entry(group: &GroupReport) -> serde_json::Value {
-    const REASON_CHARS: usize = 120;
-    let mut entry = serde_json::json!({
-        "group_id": group.group_id,
-        "outcome": group.outcome.as_str(),
-    });
-    if group.outcome == Outcome::Inconsistent {
-        let nodes: serde_json::Map<String, serde_json::Value> = group
-            .diverged_nodes()
-            .map(|n| (n.node.clone(), n.final_state.as_str().into()))
-            .collect();
-        entry["nodes"] = nodes.into();
-    } else if let Some(reason) = &group.reason {
-        let mut short: String = reason.chars().take(REASON_CHARS).collect();
-        if short.len() < reason.len() {
-            short.push('…');
-        }
-        entry["reason"] = short.into();
-    }
-    entry
 }

@@ -30,6 +30,7 @@ pub mod ids;
 pub mod job;
 pub mod journal;
 pub mod progress;
+pub mod report;
 pub mod retry;
 pub mod run;
 pub mod sim;

@@ -28,10 +28,11 @@ use crate::config::{GroupId, Operation};
 use crate::ids::{GroupIds, Position};
 use crate::journal::Journal;
 use crate::progress::{Progress, ProgressSettings};
+use crate::report::FailedGroups;
 use crate::transaction::{Control, GroupReport, Outcome, StopReason, Transaction};
 
 /// Limits of one run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunSettings {
     pub concurrency: usize,
     pub run_timeout: Duration,
@@ -39,6 +40,9 @@ pub struct RunSettings {
     /// Failed groups after which no new group starts.
     pub max_failed_groups: Option<NonZeroU64>,
     pub progress: ProgressSettings,
+    /// The report file, next to which every group not committed is spooled
+    /// (see [`crate::report`]); `None` = a sample in memory only.
+    pub report_path: Option<std::path::PathBuf>,
 }
 
 /// The process exit code a run ends with.
@@ -124,8 +128,16 @@ pub struct RunReport {
     /// Requests over every node, as in `nodes`.
     pub requests: RequestTotals,
     pub nodes: Vec<NodeStatsSnapshot>,
-    /// Every group whose transaction ended other than `committed`.
+    /// The groups whose transaction ended other than `committed`: all of
+    /// them, or a sample within [`crate::report::KEPT_NODE_DETAILS`] (the
+    /// report file lists all of them).
     pub groups: Vec<GroupReport>,
+    /// Groups not committed that are not in `groups`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub groups_omitted: u64,
+    /// Where every group not committed was spooled, for the report file.
+    #[serde(skip)]
+    pub groups_spool: Option<std::path::PathBuf>,
     /// The entries not attempted because the run stopped first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_attempted: Option<NotAttempted>,
@@ -135,12 +147,15 @@ pub struct RunReport {
     pub recovered: Vec<GroupReport>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Runs every listed group and returns the report.
 ///
 /// Memory follows the work in flight, not the length of the list: ids are
 /// streamed from the list, committed groups are counted and forgotten, and
-/// only groups that did not commit are kept, for the report
-/// (`MAX_FAILED_GROUPS` bounds those too).
+/// groups that did not commit go to `failed`, which keeps a bounded sample.
 ///
 /// An id listed again waits until its earlier entry has finished, so that
 /// two transactions never work on one group at the same time.
@@ -165,7 +180,10 @@ pub async fn run_groups(
         in_flight: HashMap::new(),
         in_flight_ids: HashSet::new(),
         totals: Totals::default(),
-        failed: Vec::new(),
+        failed: match &settings.report_path {
+            Some(path) => FailedGroups::spooled_for(path),
+            None => FailedGroups::in_memory(),
+        },
         progress: &progress,
     };
     let mut started_groups = 0u64;
@@ -208,7 +226,7 @@ pub async fn run_groups(
         run.collect(done);
     }
     let mut totals = run.totals;
-    let failed = run.failed;
+    let (groups, groups_omitted, groups_spool) = run.failed.into_parts();
     let not_attempted = (started_groups < ids.len()).then(|| {
         let count = ids.len() - started_groups;
         totals.groups += count;
@@ -230,7 +248,9 @@ pub async fn run_groups(
         totals,
         requests: RequestTotals::over(&nodes),
         nodes,
-        groups: failed,
+        groups,
+        groups_omitted,
+        groups_spool,
         not_attempted,
         recovered: Vec::new(),
     }
@@ -242,7 +262,7 @@ struct Dispatch<'a> {
     in_flight: HashMap<tokio::task::Id, GroupId>,
     in_flight_ids: HashSet<GroupId>,
     totals: Totals,
-    failed: Vec<GroupReport>,
+    failed: FailedGroups,
     progress: &'a Progress,
 }
 

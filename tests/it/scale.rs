@@ -5,7 +5,7 @@
 use std::io::Write as _;
 
 use api_consumer::api::{FaultsPatch, NodeOp};
-use api_consumer::job::TERMINATION_MESSAGE_MAX_BYTES;
+use api_consumer::report::TERMINATION_MESSAGE_MAX_BYTES;
 use api_consumer::run::ExitStatus;
 use api_consumer::sim::SimOptions;
 use api_consumer::transaction::{Outcome, StopReason};
