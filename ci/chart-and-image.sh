@@ -344,10 +344,20 @@ run_image() {
     echo "--- node 3 refuses creates: exit 1, rolled back everywhere"
     "$venv/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b"{\"fail_rate\": 1, \"fail_ops\": [\"create\"]}", method="PUT", headers={"Content-Type": "application/json"}), timeout=5)' \
         "http://127.0.0.1:$port2/_sim/faults"
+    # The kubelet mounts an empty, world-writable file at the container's
+    # terminationMessagePath; the job leaves its summary there.
+    : >"$work/termination-log"
+    chmod 666 "$work/termination-log"
     run_job rollback --detach -e NODES="$nodes" -e OPERATION=create -e GROUP_IDS=ci-refused \
-        -e MAX_RETRIES=1 -e RETRY_BASE_DELAY_MS=10 >/dev/null
+        -e MAX_RETRIES=1 -e RETRY_BASE_DELAY_MS=10 \
+        -v "$work/termination-log:/dev/termination-log" >/dev/null
     expect_exit 1 "ci$$-job-rollback"
     "$venv/bin/python" ci/kube_play.py logs "$work/ci$$-job-rollback.log" 1
+    "$venv/bin/python" -c 'import json, sys
+m = json.load(open(sys.argv[1]))
+assert m["exit_code"] == 1 and m["rolled_back"] == 1, m
+assert m["failed"][0]["group_id"] == "ci-refused", m
+print("termination message:", json.dumps(m)[:200])' "$work/termination-log"
     if node_state "$port0" | grep -q ci-refused; then
         echo "FAIL: ci-refused left on node 1 after the rollback" >&2
         return 1
