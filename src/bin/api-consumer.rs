@@ -58,7 +58,12 @@ fn main() -> ExitCode {
             return exit(ExitStatus::ConfigError);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread drives every request: the job waits on the network, not on
+    // the CPU. Without cross-thread wake-ups it needs about half the CPU per
+    // request that two workers need, and fewer stacks and malloc arenas
+    // (docs/BENCHMARKS.md). Reading the id file runs on tokio's blocking
+    // pool all the same.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
