@@ -184,10 +184,26 @@ async fn recover(
     }
 }
 
-/// Logs the run summary: totals per outcome, requests, retries, latency,
-/// exit code, duration. It is the last line: nothing is logged after it (see
-/// [`crate::telemetry::SUMMARY_TARGET`]).
+/// Logs one `node summary` line per node (requests, retries, transport
+/// errors, answers per status, latency), then the run summary: totals per
+/// outcome, requests, retries, latency, answers per status, exit code,
+/// duration. The run summary is the last line: nothing is logged after it
+/// (see [`crate::telemetry::SUMMARY_TARGET`]).
 pub fn log_summary(report: &RunReport) {
+    for node in &report.nodes {
+        tracing::info!(
+            target: "api_consumer::nodes",
+            node = node.node.as_str(),
+            requests = node.requests,
+            retries = node.retries,
+            transport_errors = node.transport_errors,
+            statuses = statuses_text(&node.statuses),
+            latency_p50_ms = node.latency.p50_ms,
+            latency_p99_ms = node.latency.p99_ms,
+            latency_max_ms = node.latency.max_ms,
+            "node summary"
+        );
+    }
     let totals = &report.totals;
     let requests = &report.requests;
     tracing::info!(
@@ -205,6 +221,8 @@ pub fn log_summary(report: &RunReport) {
             .map(|from| from.to_string()),
         requests = requests.requests,
         retries = requests.retries,
+        transport_errors = requests.transport_errors,
+        statuses = statuses_text(&requests.statuses),
         latency_p50_ms = requests.latency.p50_ms,
         latency_p99_ms = requests.latency.p99_ms,
         stop_reason = report.stop_reason.map(|r| r.as_str()),
@@ -212,4 +230,13 @@ pub fn log_summary(report: &RunReport) {
         duration_ms = report.duration_ms,
         "run summary"
     );
+}
+
+/// Answers per status as one flat field, e.g. `201:3000 429:2`.
+fn statuses_text(statuses: &std::collections::BTreeMap<String, u64>) -> String {
+    statuses
+        .iter()
+        .map(|(status, count)| format!("{status}:{count}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -70,6 +70,22 @@ async fn a_run_logs_json_lines_ending_with_the_summary() {
         .filter(|l| l["message"] == "group committed")
         .count();
     assert_eq!(committed, 3);
+    assert_eq!(last["requests"], 18);
+    assert_eq!(last["statuses"], "201:9 404:9");
+    // One line per node, just before the summary, in node order.
+    let per_node: Vec<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "node summary")
+        .collect();
+    assert_eq!(per_node.len(), 3);
+    for (line, url) in per_node.iter().zip(cluster.urls()) {
+        assert_eq!(line["node"], url.as_str());
+        assert_eq!(line["requests"], 6);
+        assert_eq!(line["retries"], 0);
+        assert_eq!(line["statuses"], "201:3 404:3");
+        assert!(line["latency_p50_ms"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(lines[lines.len() - 2]["message"], "node summary");
     let report: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
     assert_eq!(report["exit_code"], 0);
     assert_eq!(report["totals"]["committed"], 3);
