@@ -95,6 +95,10 @@ pub struct SimState {
     pub requests: BTreeMap<String, u64>,
     /// Node-API responses sent, by status code (`"201"`, `"429"`, ...).
     pub responses: BTreeMap<String, u64>,
+    /// TCP connections accepted (inspection calls included): with
+    /// keep-alive, far fewer than requests.
+    #[serde(default)]
+    pub connections: u64,
 }
 
 /// Fault injection settings of one simulated node. Every rate is a

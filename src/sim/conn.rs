@@ -9,6 +9,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,14 +17,21 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use super::node::Node;
+
 pub(crate) struct KillableListener {
     inner: TcpListener,
     killed: CancellationToken,
+    node: Arc<Node>,
 }
 
 impl KillableListener {
-    pub(crate) fn new(inner: TcpListener, killed: CancellationToken) -> Self {
-        Self { inner, killed }
+    pub(crate) fn new(inner: TcpListener, killed: CancellationToken, node: Arc<Node>) -> Self {
+        Self {
+            inner,
+            killed,
+            node,
+        }
     }
 }
 
@@ -37,6 +45,7 @@ impl axum::serve::Listener for KillableListener {
                 Ok((stream, addr)) => {
                     // Small request/response exchanges: Nagle only adds delay.
                     let _ = stream.set_nodelay(true);
+                    self.node.connection_accepted();
                     return (KillableIo::new(stream, self.killed.clone()), addr);
                 }
                 Err(error) => {

@@ -319,7 +319,7 @@ impl Server {
         let stopping = root.child_token();
         let killed = CancellationToken::new();
         let router = node::router(node.clone(), stopping.clone());
-        let listener = conn::KillableListener::new(listener, killed.clone());
+        let listener = conn::KillableListener::new(listener, killed.clone(), node.clone());
         let serve = axum::serve(listener, router)
             .with_graceful_shutdown(stopping.clone().cancelled_owned());
         let index = node.index;

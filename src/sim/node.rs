@@ -32,6 +32,7 @@ pub(crate) struct NodeState {
     pub(crate) groups: BTreeSet<String>,
     requests: BTreeMap<String, u64>,
     responses: BTreeMap<String, u64>,
+    connections: u64,
     faults: Faults,
     limiter: Option<DefaultDirectRateLimiter>,
     rng: SmallRng,
@@ -43,6 +44,7 @@ impl NodeState {
             groups,
             requests: zero_requests(),
             responses: BTreeMap::new(),
+            connections: 0,
             limiter: limiter(faults.rate_limit),
             faults,
             rng: SmallRng::seed_from_u64(seed),
@@ -171,7 +173,13 @@ impl Node {
             groups: state.groups.iter().cloned().collect(),
             requests: state.requests.clone(),
             responses: state.responses.clone(),
+            connections: state.connections,
         }
+    }
+
+    /// Counts a TCP connection the node accepted.
+    pub(crate) fn connection_accepted(&self) {
+        self.lock().connections += 1;
     }
 
     pub(crate) fn faults(&self) -> Faults {

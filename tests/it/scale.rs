@@ -74,6 +74,28 @@ async fn ids_stream_from_a_file_and_every_one_reaches_every_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_to_a_node_are_kept_alive_and_reused() {
+    let cluster = cluster(2).await;
+    let ids: Vec<String> = (0..100).map(|i| format!("ka{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let report = run_on(
+        &cluster,
+        "create",
+        &ids,
+        &[("CONCURRENCY", "8"), ("NODE_CONCURRENCY", "2")],
+    )
+    .await;
+    assert_eq!(report.exit_code, ExitStatus::AllAtGoal);
+    for state in states(&cluster).await {
+        let served: u64 = state.requests.values().sum();
+        assert_eq!(served, 200);
+        // A handful of connections for 200 requests (and one for each read
+        // of the state); without keep-alive there would be 200.
+        assert!(state.connections <= 12, "{state:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_id_runs_again_only_after_its_earlier_entry() {
     let cluster = cluster(2).await;
     // Slow nodes keep the first entry in flight while the repeats come up.
