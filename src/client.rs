@@ -180,7 +180,7 @@ impl RequestTotals {
                 *totals.statuses.entry(status.clone()).or_default() += count;
             }
             if let Some(histogram) = &node.histogram {
-                // Same bounds, so adding cannot fail.
+                // `all` resizes itself, so adding cannot fail.
                 let _ = all.add(histogram.as_ref());
             }
         }
@@ -242,8 +242,8 @@ impl NodeGate {
     fn new(concurrency: usize, rate: Option<NonZeroU32>) -> Self {
         Self {
             permits: Semaphore::new(concurrency.max(1)),
-            // No burst: the limit holds over any one-second window, so a
-            // node that enforces the same limit never has to refuse.
+            // No burst: requests leave 1/R s apart, so a node that enforces
+            // the same limit (even with no burst of its own) never refuses.
             rate: rate
                 .map(|r| RateLimiter::direct(Quota::per_second(r).allow_burst(NonZeroU32::MIN))),
             paused_until: Mutex::new(None),

@@ -155,7 +155,8 @@ fn is_zero(n: &u64) -> bool {
 ///
 /// Memory follows the work in flight, not the length of the list: ids are
 /// streamed from the list, committed groups are counted and forgotten, and
-/// groups that did not commit go to `failed`, which keeps a bounded sample.
+/// groups that did not commit go to a [`FailedGroups`] list, which keeps a
+/// bounded sample in memory.
 ///
 /// An id listed again waits until its earlier entry has finished, so that
 /// two transactions never work on one group at the same time.
@@ -244,7 +245,8 @@ pub async fn run_groups(
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
         exit_code: totals.exit_status(),
-        stop_reason: control.reason().or(own_stop),
+        // What stopped the starting of groups first.
+        stop_reason: own_stop.or(control.reason()),
         totals,
         requests: RequestTotals::over(&nodes),
         nodes,
