@@ -331,6 +331,69 @@ async fn progress_lines_report_done_total_rate_and_eta() {
     assert_eq!(lines.last().unwrap()["message"], "run summary");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pretty_logs_on_a_terminal_get_a_progress_bar_cleared_before_the_summary() {
+    use std::io::Read as _;
+
+    let cluster = cluster(1).await;
+    fault(
+        &cluster,
+        0,
+        FaultsPatch {
+            latency_ms: Some(20),
+            ..FaultsPatch::default()
+        },
+    );
+    let nodes = cluster.urls().join(",");
+    let ids: Vec<String> = (0..60).map(|i| format!("bar{i}")).collect();
+    let ids = ids.join(",");
+    let size = nix::pty::Winsize {
+        ws_row: 40,
+        ws_col: 200,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(&size, None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(
+        &dir,
+        &binary_vars(
+            &nodes,
+            &[
+                ("GROUP_IDS", &ids),
+                ("CONCURRENCY", "2"),
+                ("LOG_FORMAT", "pretty"),
+                ("TERM", "xterm"),
+            ],
+        ),
+    );
+    cmd.stdout(pty.slave.try_clone().unwrap()).stderr(pty.slave);
+    let mut child = cmd.spawn().unwrap();
+    // Only the child holds the terminal now: reading ends when it exits.
+    drop(cmd);
+    let mut master = std::fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut screen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = master.read(&mut chunk) {
+            screen.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&screen).into_owned()
+    });
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let screen = reader.join().unwrap();
+    assert!(
+        screen.contains("/60 groups, ETA"),
+        "no progress bar: {screen}"
+    );
+    let summary = screen.rfind("run summary").expect("the summary is printed");
+    assert!(screen[..summary].contains("group committed"), "{screen}");
+    assert!(
+        !screen[summary..].contains("groups, ETA"),
+        "the bar was drawn after the summary: {screen}"
+    );
+}
+
 /// Runs the binary on `nodes` for `ids` with `TERMINATION_MESSAGE_PATH` at
 /// a file that exists when `create` is set; returns the exit code and the
 /// file's content afterwards (`None` when there is no file).
