@@ -809,7 +809,8 @@ pub fn help_text() -> String {
         "\nEXIT CODES:\n\
          \x20   0  every group is at its goal on every node (already being there counts)\n\
          \x20   1  at least one group was rolled back cleanly, or not attempted because of\n\
-         \x20      the run deadline or a signal; no group is inconsistent\n\
+         \x20      the run deadline, a signal, MAX_FAILED_GROUPS or an id file edited\n\
+         \x20      during the run; no group is inconsistent\n\
          \x20   2  configuration or input error; no request was sent\n\
          \x20   3  at least one group is inconsistent (on some nodes only); see the logs\n\
          \x20      and the run report for the group, node and state\n",
