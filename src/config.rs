@@ -485,7 +485,8 @@ const LOG_LEVEL: VariableDoc = VariableDoc {
     default: DefaultValue::Value("info"),
     range: None,
     description: "Log filter: a level (error, warn, info, debug, trace) or tracing \
-        EnvFilter directives such as api_consumer=debug,info.",
+        EnvFilter directives such as api_consumer=debug,info. The run summary is \
+        logged at every level but off.",
 };
 const REPORT_PATH: VariableDoc = VariableDoc {
     name: "REPORT_PATH",

@@ -142,8 +142,17 @@ impl<'a> MakeWriter<'a> for SealableStdout {
     }
 }
 
+/// The filter for `level`. The run summary is kept at every level but
+/// `off`: it is the run's last word, and a quieter level (`warn`) should not
+/// lose it. A filter that names the summary's target itself is taken as is.
 fn filter(level: &str) -> Result<EnvFilter, TelemetryError> {
-    EnvFilter::try_new(level).map_err(|e| TelemetryError::InvalidFilter {
+    let silent = level.trim().eq_ignore_ascii_case("off");
+    let directives = if silent || level.contains(SUMMARY_TARGET) {
+        level.to_owned()
+    } else {
+        format!("{level},{SUMMARY_TARGET}=info")
+    };
+    EnvFilter::try_new(directives).map_err(|e| TelemetryError::InvalidFilter {
         filter: level.to_owned(),
         reason: e.to_string(),
     })

@@ -94,6 +94,33 @@ async fn a_run_logs_json_lines_ending_with_the_summary() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quieter_log_level_keeps_the_summary_and_off_keeps_nothing() {
+    let cluster = cluster(2).await;
+    let nodes = cluster.urls().join(",");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |level: &str, ids: &str| {
+        let vars = [
+            ("NODES", nodes.as_str()),
+            ("OPERATION", "create"),
+            ("GROUP_IDS", ids),
+            ("LOG_LEVEL", level),
+        ];
+        command(&dir, &vars).output().unwrap()
+    };
+    for level in ["warn", "error", "api_consumer=warn"] {
+        let output = run(level, "quiet-1,quiet-2");
+        assert_eq!(output.status.code(), Some(0));
+        let lines = json_lines(&output.stdout);
+        assert_eq!(lines.len(), 1, "{level}: {lines:?}");
+        assert_eq!(lines[0]["message"], "run summary");
+        assert_eq!(lines[0]["committed"], 2);
+    }
+    let output = run("off", "quiet-3");
+    assert_eq!(output.status.code(), Some(0));
+    assert!(output.stdout.is_empty(), "{:?}", output.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inconsistent_group_exits_3_and_names_the_node() {
     let cluster = cluster(3).await;
     let fail = |op| FaultsPatch {
