@@ -145,11 +145,6 @@ impl Progress {
         }
     }
 
-    /// The counts so far.
-    pub fn snapshot(&self) -> Snapshot {
-        self.counts.snapshot()
-    }
-
     /// Stops reporting; the bar is cleared so the summary follows it.
     pub fn finish(&self) {
         if let Some(reporter) = &self.reporter {

@@ -23,6 +23,24 @@ fn path_of(file: &tempfile::NamedTempFile) -> String {
     file.path().display().to_string()
 }
 
+/// `count` nodes that each answer after `latency_ms`.
+async fn slow_cluster(count: usize, latency_ms: u64) -> api_consumer::sim::SimCluster {
+    let cluster = cluster(count).await;
+    for i in 0..count {
+        let latency = FaultsPatch {
+            latency_ms: Some(latency_ms),
+            ..FaultsPatch::default()
+        };
+        fault(&cluster, i, latency);
+    }
+    cluster
+}
+
+/// `prefix0`, `prefix1`, ... up to `count` ids.
+fn numbered(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}{i}")).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_stream_from_a_file_and_every_one_reaches_every_node() {
     let cluster = cluster(3).await;
@@ -76,7 +94,7 @@ async fn ids_stream_from_a_file_and_every_one_reaches_every_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_to_a_node_are_kept_alive_and_reused() {
     let cluster = cluster(2).await;
-    let ids: Vec<String> = (0..100).map(|i| format!("ka{i}")).collect();
+    let ids = numbered("ka", 100);
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     let report = run_on(
         &cluster,
@@ -97,18 +115,8 @@ async fn connections_to_a_node_are_kept_alive_and_reused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_id_runs_again_only_after_its_earlier_entry() {
-    let cluster = cluster(2).await;
     // Slow nodes keep the first entry in flight while the repeats come up.
-    for i in 0..2 {
-        fault(
-            &cluster,
-            i,
-            FaultsPatch {
-                latency_ms: Some(30),
-                ..FaultsPatch::default()
-            },
-        );
-    }
+    let cluster = slow_cluster(2, 30).await;
     let file = ids_file("dup\nother\ndup\ndup\n");
     let config = config(
         &cluster.urls(),
@@ -251,7 +259,7 @@ async fn node_rate_limit_keeps_a_limited_node_from_refusing() {
             ..FaultsPatch::default()
         },
     );
-    let ids: Vec<String> = (0..40).map(|i| format!("rl{i}")).collect();
+    let ids = numbered("rl", 40);
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     let report = run_on(
         &cluster,
@@ -279,18 +287,9 @@ fn binary_vars<'a>(nodes: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_lines_report_done_total_rate_and_eta() {
-    let cluster = cluster(1).await;
-    fault(
-        &cluster,
-        0,
-        FaultsPatch {
-            latency_ms: Some(100),
-            ..FaultsPatch::default()
-        },
-    );
+    let cluster = slow_cluster(1, 100).await;
     let nodes = cluster.urls().join(",");
-    let ids: Vec<String> = (0..14).map(|i| format!("p{i}")).collect();
-    let ids = ids.join(",");
+    let ids = numbered("p", 14).join(",");
     let dir = tempfile::tempdir().unwrap();
     let output = command(
         &dir,
@@ -335,18 +334,9 @@ async fn progress_lines_report_done_total_rate_and_eta() {
 async fn pretty_logs_on_a_terminal_get_a_progress_bar_cleared_before_the_summary() {
     use std::io::Read as _;
 
-    let cluster = cluster(1).await;
-    fault(
-        &cluster,
-        0,
-        FaultsPatch {
-            latency_ms: Some(20),
-            ..FaultsPatch::default()
-        },
-    );
+    let cluster = slow_cluster(1, 20).await;
     let nodes = cluster.urls().join(",");
-    let ids: Vec<String> = (0..60).map(|i| format!("bar{i}")).collect();
-    let ids = ids.join(",");
+    let ids = numbered("bar", 60).join(",");
     let size = nix::pty::Winsize {
         ws_row: 40,
         ws_col: 200,
