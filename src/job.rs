@@ -97,7 +97,8 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
         unfinished_in_journal = unfinished.len(),
         "run started"
     );
-    let supervisor = supervise(control.clone(), RunSettings::from(config));
+    let run_settings = RunSettings::from(config);
+    let supervisor = supervise(control.clone(), run_settings.clone());
     let mut recovered = Vec::new();
     if let Some(journal) = &journal {
         for intent in unfinished {
@@ -108,7 +109,7 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
         client,
         &config.group_ids,
         config.operation,
-        RunSettings::from(config),
+        run_settings,
         control,
         journal,
     )
