@@ -95,9 +95,15 @@ pub struct NodeStats {
     attempts: AtomicU64,
     retries: AtomicU64,
     transport_errors: AtomicU64,
-    statuses: Mutex<BTreeMap<u16, u64>>,
+    /// Answers per status and attempt times, under one lock per attempt.
+    answers: Mutex<Answers>,
+}
+
+#[derive(Debug)]
+struct Answers {
+    statuses: BTreeMap<u16, u64>,
     /// Time of each attempt, in microseconds.
-    latency: Mutex<Histogram<u32>>,
+    latency: Histogram<u32>,
 }
 
 impl Default for NodeStats {
@@ -106,8 +112,10 @@ impl Default for NodeStats {
             attempts: AtomicU64::default(),
             retries: AtomicU64::default(),
             transport_errors: AtomicU64::default(),
-            statuses: Mutex::default(),
-            latency: Mutex::new(latency_histogram()),
+            answers: Mutex::new(Answers {
+                statuses: BTreeMap::new(),
+                latency: latency_histogram(),
+            }),
         }
     }
 }
@@ -192,32 +200,36 @@ impl RequestTotals {
 impl NodeStats {
     fn record(&self, result: &reqwest_middleware::Result<Response>, took: Duration) {
         self.attempts.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut latency) = self.latency.lock() {
+        if result.is_err() {
+            self.transport_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut answers) = self.answers.lock() {
             // An attempt is cut off by REQUEST_TIMEOUT_MS (at most ten
             // minutes); anything past an hour is clamped all the same.
             const HOUR_MICROS: u64 = 3_600_000_000;
             let micros = (took.as_micros() as u64).clamp(1, HOUR_MICROS);
-            let _ = latency.record(micros);
-        }
-        match result {
-            Ok(response) => {
-                if let Ok(mut statuses) = self.statuses.lock() {
-                    *statuses.entry(response.status().as_u16()).or_default() += 1;
-                }
-            }
-            Err(_) => {
-                self.transport_errors.fetch_add(1, Ordering::Relaxed);
+            let _ = answers.latency.record(micros);
+            if let Ok(response) = result {
+                *answers
+                    .statuses
+                    .entry(response.status().as_u16())
+                    .or_default() += 1;
             }
         }
     }
 
     fn snapshot(&self, node: &str) -> NodeStatsSnapshot {
-        let statuses = self
-            .statuses
-            .lock()
-            .map(|s| s.iter().map(|(k, v)| (k.to_string(), *v)).collect())
-            .unwrap_or_default();
-        let histogram = self.latency.lock().ok().map(|h| Arc::new(h.clone()));
+        let (statuses, histogram) = match self.answers.lock() {
+            Ok(answers) => (
+                answers
+                    .statuses
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect(),
+                Some(Arc::new(answers.latency.clone())),
+            ),
+            Err(_) => (BTreeMap::new(), None),
+        };
         NodeStatsSnapshot {
             node: node.to_owned(),
             requests: self.attempts.load(Ordering::Relaxed),
