@@ -34,7 +34,12 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Relative path of one group's record: `v1/group/<percent-encoded id>/`.
 pub fn group_item_path(group_id: &str) -> String {
-    format!("v1/group/{}/", utf8_percent_encode(group_id, SEGMENT))
+    format!("{GROUP_COLLECTION_PATH}{}/", group_segment(group_id))
+}
+
+/// A group id as one percent-encoded path segment.
+pub fn group_segment(group_id: &str) -> impl std::fmt::Display + '_ {
+    utf8_percent_encode(group_id, SEGMENT)
 }
 
 /// The body of create and delete requests, and of a successful get.

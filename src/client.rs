@@ -31,7 +31,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use url::Url;
 
-use crate::api::{group_item_path, GroupBody, GROUP_COLLECTION_PATH};
+use crate::api::{group_segment, GroupBody, GROUP_COLLECTION_PATH};
 use crate::config::{GroupId, NodeAddress, Secret};
 use crate::retry::{
     parse_retry_after, Attempts, NodeName, RetryAfterMiddleware, RetrySettings, StopRetrying,
@@ -325,9 +325,13 @@ impl Middleware for GateMiddleware {
         .ok_or_else(|| {
             reqwest_middleware::Error::Middleware(anyhow::anyhow!("cancelled before sending"))
         })?;
+        extensions.remove::<AnswerBody>();
         let sent = Instant::now();
         let result = match next.run(req, extensions).await {
-            Ok(response) => buffer_body(response).await,
+            Ok(mut response) => read_body(&mut response).await.map(|body| {
+                extensions.insert(AnswerBody(body));
+                response
+            }),
             Err(error) => Err(error),
         };
         gate.stats.record(&result, sent.elapsed());
@@ -342,9 +346,16 @@ impl Middleware for GateMiddleware {
     }
 }
 
-/// Reads the body up to [`MAX_BODY_BYTES`] and rebuilds the response around it,
-/// so that a body that fails midway is an error of this attempt.
-async fn buffer_body(mut response: Response) -> reqwest_middleware::Result<Response> {
+/// Request extension: the body of the last attempt's answer, as the gate
+/// read it. The response itself is handed on with its body consumed:
+/// rebuilding a `reqwest::Response` around the bytes would cost a URL parse
+/// per answer.
+#[derive(Clone)]
+struct AnswerBody(Vec<u8>);
+
+/// Reads the body up to [`MAX_BODY_BYTES`], so that a body that fails midway
+/// is an error of this attempt.
+async fn read_body(response: &mut Response) -> reqwest_middleware::Result<Vec<u8>> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {
         let room = MAX_BODY_BYTES - body.len();
@@ -353,11 +364,7 @@ async fn buffer_body(mut response: Response) -> reqwest_middleware::Result<Respo
             break;
         }
     }
-    let mut rebuilt = http::Response::new(body);
-    *rebuilt.status_mut() = response.status();
-    *rebuilt.version_mut() = response.version();
-    *rebuilt.headers_mut() = std::mem::take(response.headers_mut());
-    Ok(Response::from(rebuilt))
+    Ok(body)
 }
 
 /// One human-readable line for a transport error, without URLs (which could
@@ -422,6 +429,14 @@ fn causes(
             None => current.source(),
         }
     })
+}
+
+/// What [`NodeClient::send`] got: the last attempt's answer, with its body
+/// (empty for a transport error), and what the attempts were.
+struct Sent {
+    result: reqwest_middleware::Result<Response>,
+    attempts: Attempts,
+    body: Vec<u8>,
 }
 
 struct NodeEntry {
@@ -535,14 +550,20 @@ impl NodeClient {
         node: &NodeEntry,
         builder: reqwest_middleware::RequestBuilder,
         stop: &CancellationToken,
-    ) -> (reqwest_middleware::Result<Response>, Attempts) {
+    ) -> Sent {
         let mut extensions = Extensions::new();
         extensions.insert(GateRef(node.gate.clone()));
         extensions.insert(StopRetrying(stop.clone()));
         extensions.insert(NodeName(node.name.clone()));
         let request = match builder.build() {
             Ok(request) => request,
-            Err(e) => return (Err(e.into()), Attempts::default()),
+            Err(e) => {
+                return Sent {
+                    result: Err(e.into()),
+                    attempts: Attempts::default(),
+                    body: Vec::new(),
+                }
+            }
         };
         let result = self
             .http
@@ -560,7 +581,15 @@ impl NodeClient {
                     .set(format!("{}: {}", node.name, describe_error(error)));
             }
         }
-        (result, attempts)
+        let body = match (&result, extensions.remove::<AnswerBody>()) {
+            (Ok(_), Some(AnswerBody(body))) => body,
+            _ => Vec::new(),
+        };
+        Sent {
+            result,
+            attempts,
+            body,
+        }
     }
 
     /// The first TLS failure any request met (node and reason), if any: it
@@ -613,8 +642,8 @@ impl NodeClient {
         };
         let url = &entry.collection;
         let builder = self.http.request(method, url.clone()).json(body);
-        let (result, attempts) = self.send(entry, builder, stop).await;
-        (write_answer(result, expected, url), attempts)
+        let sent = self.send(entry, builder, stop).await;
+        (write_answer(sent.result, expected, url), sent.attempts)
     }
 
     /// `GET /v1/group/<id>/`.
@@ -628,18 +657,20 @@ impl NodeClient {
                 }
             }
         };
-        let url = match entry.address.base.join(&group_item_path(group.as_str())) {
-            Ok(url) => url,
-            Err(e) => {
-                return ReadAnswer::Failed {
-                    status: None,
-                    detail: format!("cannot build the group's URL: {e}"),
-                }
-            }
-        };
-        let (result, _) = self.send(entry, self.http.get(url.clone()), stop).await;
-        read_answer(result, group, &url).await
+        let url = item_url(&entry.collection, group);
+        let sent = self.send(entry, self.http.get(url.clone()), stop).await;
+        read_answer(sent.result, &sent.body, group, &url)
     }
+}
+
+/// The URL of `group`'s record under a node's collection URL. Only the path
+/// changes, so the scheme and host the configuration already checked are
+/// not parsed again for every read.
+fn item_url(collection: &Url, group: &GroupId) -> Url {
+    let mut url = collection.clone();
+    let path = format!("{}{}/", collection.path(), group_segment(group.as_str()));
+    url.set_path(&path);
+    url
 }
 
 /// What an unexpected status says, in words: redirects the client did not
@@ -706,8 +737,9 @@ pub fn classify_write(
     }
 }
 
-async fn read_answer(
+fn read_answer(
     result: reqwest_middleware::Result<Response>,
+    body: &[u8],
     group: &GroupId,
     url: &Url,
 ) -> ReadAnswer {
@@ -720,12 +752,7 @@ async fn read_answer(
             }
         }
     };
-    let status = response.status();
-    let mut response = response;
-    let headers = std::mem::take(response.headers_mut());
-    // Bodies are already buffered (and capped) by the gate.
-    let body = response.bytes().await.unwrap_or_default();
-    classify_read(status, &headers, &body, group, url)
+    classify_read(response.status(), response.headers(), body, group, url)
 }
 
 /// The answer class of a read that got a response. Liberal in what it
@@ -807,6 +834,23 @@ mod tests {
             "{:?}",
             totals.latency
         );
+    }
+
+    #[test]
+    fn item_urls_match_the_api_paths() {
+        let ids = ["g", "a/b?c#d%e f", "é", "..x", "~-_.", "%2F", "x y/"];
+        for base in [
+            "http://127.0.0.1:8080/",
+            "https://node01.example.com/api/prefix/",
+        ] {
+            let base = Url::parse(base).unwrap();
+            let collection = base.join(GROUP_COLLECTION_PATH).unwrap();
+            for id in ids {
+                let group = GroupId::unchecked(id);
+                let joined = base.join(&crate::api::group_item_path(id)).unwrap();
+                assert_eq!(item_url(&collection, &group), joined, "{id:?} under {base}");
+            }
+        }
     }
 
     fn count_of(map: &BTreeMap<String, u64>, key: &str) -> u64 {
