@@ -21,8 +21,8 @@ EOF
     exit 2
 fi
 
-echo "bench: building the release binaries (cargo build --release --locked --bins)" >&2
-(cd "$root" && cargo build --release --locked --bins --target-dir "$root/target" >&2)
+echo "bench: building the release binaries (cargo build --release --locked --bins --example http_stack)" >&2
+(cd "$root" && cargo build --release --locked --bins --example http_stack --target-dir "$root/target" >&2)
 echo "bench: building the harness (bench/)" >&2
 (cd "$root/bench" && cargo build --release --locked --target-dir "$root/bench/target" >&2)
 

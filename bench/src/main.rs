@@ -13,6 +13,7 @@ mod job;
 mod plot;
 mod process;
 mod sim;
+mod stack;
 mod wrk;
 
 use std::io::Write;
@@ -26,6 +27,7 @@ use serde_json::{json, Value};
 use crate::job::{Job, JobRun, TempDir};
 use crate::plot::FanoutPoint;
 use crate::sim::NodeSim;
+use crate::stack::Threads;
 
 const USAGE: &str = "\
 usage: api-consumer-bench [--quick] [--only S1,S2,...] [--root DIR] [--svg PATH]
@@ -34,7 +36,8 @@ usage: api-consumer-bench [--quick] [--only S1,S2,...] [--root DIR] [--svg PATH]
   --only LIST  run only these scenarios (S1 fan-out, S2 throughput,
                S3 rate limit, S4 retries, S5 memory)
   --root DIR   the api-consumer checkout (default: this package's parent);
-               uses DIR/target/release/{api-consumer,node-sim}
+               uses DIR/target/release/{api-consumer,node-sim} and
+               DIR/target/release/examples/http_stack
   --svg PATH   where S1 writes its plot (default: DIR/docs/bench-fanout.svg,
                or bench/target/bench-fanout-quick.svg with --quick)
 
@@ -101,6 +104,8 @@ struct Bench {
     quick: bool,
     node_sim: PathBuf,
     job: PathBuf,
+    /// The job's HTTP stack alone (`examples/http_stack.rs`).
+    http_stack: PathBuf,
     scratch: TempDir,
     svg: PathBuf,
     root: PathBuf,
@@ -149,11 +154,12 @@ fn run(options: Options) -> Result<bool> {
     let release = options.root.join("target").join("release");
     let node_sim = release.join("node-sim");
     let job = release.join("api-consumer");
-    for bin in [&node_sim, &job] {
+    let http_stack = release.join("examples").join("http_stack");
+    for bin in [&node_sim, &job, &http_stack] {
         if !bin.is_file() {
             bail!(
-                "{} not found; build it with `cargo build --release --locked --bins` in {} \
-                 (bash bench/run.sh does)",
+                "{} not found; build it with `cargo build --release --locked --bins --example http_stack` \
+                 in {} (bash bench/run.sh does)",
                 bin.display(),
                 options.root.display()
             );
@@ -168,6 +174,7 @@ fn run(options: Options) -> Result<bool> {
         quick: options.quick,
         node_sim,
         job,
+        http_stack,
         scratch: TempDir::new()?,
         svg,
         root: options.root,
@@ -378,6 +385,7 @@ fn s1_fanout(bench: &Bench) -> Result<Value> {
         let mut runs = Vec::new();
         let mut raw = Vec::new();
         let mut cpu_ms = Vec::new();
+        let mut stack_ms: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         for repetition in 0..repetitions {
             sim.reset()?;
             let ids = vec![format!("bench-s1-{nodes}-{repetition}")];
@@ -387,13 +395,20 @@ fn s1_fanout(bench: &Bench) -> Result<Value> {
             runs.push(run.duration_ms() as f64);
             cpu_ms.push(round(run.process.cpu_s * 1000.0, 1));
             raw.push(plain_client_fanout_ms(&sim.urls)?);
+            for (threads, times) in Threads::BOTH.into_iter().zip(&mut stack_ms) {
+                let id = format!("bench-s1-{nodes}-{repetition}-stack-{}", threads.key());
+                let run = stack::fanout(&bench.http_stack, &sim.urls, &id, threads)?;
+                times.push(run.number("total_ms"));
+            }
         }
+        let stack_medians = stack_ms.each_ref().map(|times| median(times));
         let point = FanoutPoint {
             nodes,
             median_ms: median(&runs),
             runs_ms: runs,
             two_rtt_ms: 2.0 * rtt.1,
             raw_ms: median(&raw),
+            stack_ms: stack_medians[0].min(stack_medians[1]),
         };
         rows.push(json!({
             "nodes": nodes,
@@ -403,12 +418,18 @@ fn s1_fanout(bench: &Bench) -> Result<Value> {
             "ratio_to_2rtt": round(point.median_ms / point.two_rtt_ms, 3),
             "job_cpu_ms": cpu_ms,
             "plain_client_ms": raw.iter().map(|&ms| round(ms, 1)).collect::<Vec<_>>(),
+            "http_stack_ms": {
+                "one_thread": stack_ms[0].iter().map(|&ms| round(ms, 1)).collect::<Vec<_>>(),
+                "two_threads": stack_ms[1].iter().map(|&ms| round(ms, 1)).collect::<Vec<_>>(),
+            },
+            "http_stack_ratio_to_2rtt": round(point.stack_ms / point.two_rtt_ms, 3),
         }));
         points.push(point);
     }
     let last = points.last().context("no node count")?;
     let two_rtt = 2.0 * rtt.1;
     let ratio = last.median_ms / two_rtt;
+    let stack_ratio = last.stack_ms / two_rtt;
     if let Some(dir) = bench.svg.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -436,10 +457,14 @@ fn s1_fanout(bench: &Bench) -> Result<Value> {
             "rtt_ms": {"fresh": round(rtt.0, 2), "kept_alive": round(rtt.1, 2), "basis": "kept_alive"},
             "two_rtt_ms": round(two_rtt, 2),
             "ratio": round(ratio, 3),
+            "http_stack_ms": round(last.stack_ms, 1),
+            "http_stack_ratio": round(stack_ratio, 3),
+            "http_stack_meets_target": stack_ratio <= 1.2,
             "by_node_count": rows,
             "plot": plot,
         },
         "target": "median duration_ms at the largest node count <= 1.2 x 2 x round trip (kept-alive GET, median of 11)",
+        "http_stack": "the same requests through the job's HTTP stack alone (examples/http_stack.rs): the better median of one thread and two",
         "pass": ratio <= 1.2,
     }))
 }
@@ -481,6 +506,8 @@ fn s2_throughput(bench: &Bench) -> Result<Value> {
 
     let mut reps = Vec::new();
     let (mut create_ratios, mut delete_ratios) = (Vec::new(), Vec::new());
+    let mut stack_ratios = Vec::new();
+    let mut job_to_stack = Vec::new();
     for repetition in 1..=repetitions {
         sim.reset()?;
         eprintln!("bench: S2 {repetition}/{repetitions}: create {groups} groups");
@@ -501,9 +528,67 @@ fn s2_throughput(bench: &Bench) -> Result<Value> {
             bail!("wrk saw {wrk_failures} non-2xx answers or socket errors");
         }
 
+        let mut stack_runs = serde_json::Map::new();
+        let mut best_stack_rps = 0.0_f64;
+        for threads in Threads::BOTH {
+            eprintln!(
+                "bench: S2 {repetition}/{repetitions}: the HTTP stack alone, {}, {wrk_seconds} s",
+                threads.key()
+            );
+            let calls = stack::Calls::Get(format!("/v1/group/{}/", ids[0]));
+            let before = sim.cpu_seconds()?;
+            let run = stack::load(
+                &bench.http_stack,
+                &sim.urls,
+                &calls,
+                NODE_CONCURRENCY,
+                wrk_seconds,
+                threads,
+            )?;
+            let sim_cpu = sim.cpu_seconds()? - before;
+            let (rps, requests) = (run.number("requests_per_s"), run.number("requests"));
+            best_stack_rps = best_stack_rps.max(rps);
+            stack_runs.insert(
+                threads.key().to_string(),
+                json!({
+                    "requests_per_s": rps,
+                    "ratio_to_wrk": round(rps / wrk_rps, 3),
+                    "cpu_us_per_request": round(run.cpu_s * 1e6 / requests.max(1.0), 1),
+                    "node_sim_cpu_us_per_request": round(sim_cpu * 1e6 / requests.max(1.0), 1),
+                }),
+            );
+        }
+        stack_ratios.push(best_stack_rps / wrk_rps);
+
         eprintln!("bench: S2 {repetition}/{repetitions}: delete {groups} groups");
         let mut delete = measure("delete")?;
         expect_groups(&sim, 0)?;
+
+        // Last, since the groups it creates stay on the nodes until the
+        // next repetition's reset.
+        eprintln!(
+            "bench: S2 {repetition}/{repetitions}: the HTTP stack alone, the job's create calls, {wrk_seconds} s"
+        );
+        let run = stack::load(
+            &bench.http_stack,
+            &sim.urls,
+            &stack::Calls::Create,
+            NODE_CONCURRENCY,
+            wrk_seconds,
+            Threads::One,
+        )?;
+        let stack_create_rps = run.number("requests_per_s");
+        let job_create_rps = create["requests_per_s"].as_f64().unwrap_or(0.0);
+        create["ratio_to_http_stack"] = json!(round(job_create_rps / stack_create_rps, 3));
+        job_to_stack.push(job_create_rps / stack_create_rps);
+        stack_runs.insert(
+            "create_calls_one_thread".to_string(),
+            json!({
+                "requests_per_s": stack_create_rps,
+                "ratio_to_wrk": round(stack_create_rps / wrk_rps, 3),
+                "cpu_us_per_request": round(run.cpu_s * 1e6 / run.number("requests").max(1.0), 1),
+            }),
+        );
 
         for (run, ratios) in [
             (&mut create, &mut create_ratios),
@@ -526,6 +611,7 @@ fn s2_throughput(bench: &Bench) -> Result<Value> {
                 "node_sim_cpu_pct_of_one_core": round(100.0 * wrk_sim_cpu / wrk_wall, 0),
                 "node_sim_cpu_us_per_request": per_request(wrk_sim_cpu),
             },
+            "http_stack": Value::Object(stack_runs),
         }));
     }
     let (create_ratio, delete_ratio) = (median(&create_ratios), median(&delete_ratios));
@@ -546,9 +632,15 @@ fn s2_throughput(bench: &Bench) -> Result<Value> {
         "measured": {
             "create_ratio_to_wrk": round(create_ratio, 3),
             "delete_ratio_to_wrk": round(delete_ratio, 3),
+            "http_stack_ratio_to_wrk": round(median(&stack_ratios), 3),
+            "http_stack_meets_target": median(&stack_ratios) >= 0.8,
+            "job_create_ratio_to_http_stack": round(median(&job_to_stack), 3),
             "repetitions": reps,
         },
         "target": "median over repetitions of job requests/s (requests / duration_ms) >= 0.8 x wrk requests/s of the same repetition, for create and for delete",
+        "http_stack": format!(
+            "GETs like wrk's through the job's HTTP stack alone (examples/http_stack.rs), {NODE_CONCURRENCY} loops per node, right after wrk: the better of one thread and two; and, for the job's own overhead, the stack sending the job's create calls (GET of a new id, then POST) from one thread"
+        ),
         "pass": create_ratio >= 0.8 && delete_ratio >= 0.8,
     }))
 }

@@ -16,6 +16,9 @@ pub struct FanoutPoint {
     pub two_rtt_ms: f64,
     /// Median wall time of the plain client doing the same fan-out, ms.
     pub raw_ms: f64,
+    /// The job's HTTP stack alone doing the job's requests (the better
+    /// median of its two runtimes), ms.
+    pub stack_ms: f64,
 }
 
 pub fn fanout(path: &Path, points: &[FanoutPoint], latency_ms: u64) -> Result<()> {
@@ -81,6 +84,18 @@ pub fn fanout(path: &Path, points: &[FanoutPoint], latency_ms: u64) -> Result<()
         .map_err(plot_error)?
         .label("plain client: a thread per node, connect + 2 GETs (median)")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(2)));
+
+    let green = RGBColor(20, 140, 70);
+    chart
+        .draw_series(DashedLineSeries::new(
+            points.iter().map(|p| (f64::from(p.nodes), p.stack_ms)),
+            6,
+            3,
+            green.stroke_width(2),
+        ))
+        .map_err(plot_error)?
+        .label("the job's HTTP stack alone (reqwest, no job logic; median)")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], green.stroke_width(2)));
 
     let blue = RGBColor(30, 90, 200);
     chart
