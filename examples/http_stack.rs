@@ -174,6 +174,16 @@ async fn expect(request: reqwest::RequestBuilder, status: StatusCode) -> Result<
     Ok(())
 }
 
+/// Sends every request at once (see [`all`]); each must answer `status`.
+async fn expect_all(
+    requests: impl Iterator<Item = reqwest::RequestBuilder>,
+    status: StatusCode,
+    spawn: bool,
+) -> Result<()> {
+    let calls = requests.map(|request| expect(request, status)).collect();
+    all(calls, spawn).await?.into_iter().collect()
+}
+
 async fn fanout(
     client: &Client,
     urls: &[String],
@@ -183,32 +193,14 @@ async fn fanout(
     let started = Instant::now();
     let reads = urls
         .iter()
-        .map(|url| {
-            expect(
-                client.get(format!("{url}/v1/group/{id}/")),
-                StatusCode::NOT_FOUND,
-            )
-        })
-        .collect();
-    all(reads, spawn)
-        .await?
-        .into_iter()
-        .collect::<Result<Vec<_>>>()?;
+        .map(|url| client.get(format!("{url}/v1/group/{id}/")));
+    expect_all(reads, StatusCode::NOT_FOUND, spawn).await?;
     let reads_done = started.elapsed();
     let body = json!({ "groupId": id });
     let writes = urls
         .iter()
-        .map(|url| {
-            expect(
-                client.post(format!("{url}/v1/group/")).json(&body),
-                StatusCode::CREATED,
-            )
-        })
-        .collect();
-    all(writes, spawn)
-        .await?
-        .into_iter()
-        .collect::<Result<Vec<_>>>()?;
+        .map(|url| client.post(format!("{url}/v1/group/")).json(&body));
+    expect_all(writes, StatusCode::CREATED, spawn).await?;
     Ok(json!({
         "mode": "fanout",
         "nodes": urls.len(),
@@ -234,25 +226,24 @@ async fn load(
         .map(|(node, slot, url)| {
             let (client, calls) = (client.clone(), calls.clone());
             async move {
-                let target = match &calls {
-                    Calls::Get(path) => format!("{url}{path}"),
-                    Calls::Create => String::new(),
-                };
                 let mut sent = 0u64;
-                while Instant::now() < until {
-                    match &calls {
-                        Calls::Get(_) => {
+                match &calls {
+                    Calls::Get(path) => {
+                        let target = format!("{url}{path}");
+                        while Instant::now() < until {
                             expect(client.get(&target), StatusCode::OK).await?;
                             sent += 1;
                         }
-                        Calls::Create => {
+                    }
+                    Calls::Create => {
+                        let collection = format!("{url}/v1/group/");
+                        while Instant::now() < until {
                             let id = format!("http-stack-{node}-{slot}-{sent}");
-                            let item = format!("{url}/v1/group/{id}/");
+                            let item = format!("{collection}{id}/");
                             expect(client.get(item), StatusCode::NOT_FOUND).await?;
                             let body = json!({ "groupId": id });
-                            let collection = format!("{url}/v1/group/");
-                            expect(client.post(collection).json(&body), StatusCode::CREATED)
-                                .await?;
+                            let create = client.post(&collection).json(&body);
+                            expect(create, StatusCode::CREATED).await?;
                             sent += 2;
                         }
                     }

@@ -398,7 +398,7 @@ fn s1_fanout(bench: &Bench) -> Result<Value> {
             for (threads, times) in Threads::BOTH.into_iter().zip(&mut stack_ms) {
                 let id = format!("bench-s1-{nodes}-{repetition}-stack-{}", threads.key());
                 let run = stack::fanout(&bench.http_stack, &sim.urls, &id, threads)?;
-                times.push(run.number("total_ms"));
+                times.push(run.number("total_ms")?);
             }
         }
         let stack_medians = stack_ms.each_ref().map(|times| median(times));
@@ -418,10 +418,14 @@ fn s1_fanout(bench: &Bench) -> Result<Value> {
             "ratio_to_2rtt": round(point.median_ms / point.two_rtt_ms, 3),
             "job_cpu_ms": cpu_ms,
             "plain_client_ms": raw.iter().map(|&ms| round(ms, 1)).collect::<Vec<_>>(),
-            "http_stack_ms": {
-                "one_thread": stack_ms[0].iter().map(|&ms| round(ms, 1)).collect::<Vec<_>>(),
-                "two_threads": stack_ms[1].iter().map(|&ms| round(ms, 1)).collect::<Vec<_>>(),
-            },
+            "http_stack_ms": Threads::BOTH
+                .iter()
+                .zip(&stack_ms)
+                .map(|(threads, times)| {
+                    let times: Vec<f64> = times.iter().map(|&ms| round(ms, 1)).collect();
+                    (threads.key().to_string(), json!(times))
+                })
+                .collect::<serde_json::Map<_, _>>(),
             "http_stack_ratio_to_2rtt": round(point.stack_ms / point.two_rtt_ms, 3),
         }));
         points.push(point);
@@ -528,35 +532,40 @@ fn s2_throughput(bench: &Bench) -> Result<Value> {
             bail!("wrk saw {wrk_failures} non-2xx answers or socket errors");
         }
 
-        let mut stack_runs = serde_json::Map::new();
-        let mut best_stack_rps = 0.0_f64;
-        for threads in Threads::BOTH {
-            eprintln!(
-                "bench: S2 {repetition}/{repetitions}: the HTTP stack alone, {}, {wrk_seconds} s",
-                threads.key()
-            );
-            let calls = stack::Calls::Get(format!("/v1/group/{}/", ids[0]));
+        // The HTTP stack alone: what it measured, and node-sim's CPU meanwhile.
+        let stack_load = |calls: &stack::Calls, threads: Threads| -> Result<(f64, Value)> {
             let before = sim.cpu_seconds()?;
             let run = stack::load(
                 &bench.http_stack,
                 &sim.urls,
-                &calls,
+                calls,
                 NODE_CONCURRENCY,
                 wrk_seconds,
                 threads,
             )?;
             let sim_cpu = sim.cpu_seconds()? - before;
-            let (rps, requests) = (run.number("requests_per_s"), run.number("requests"));
-            best_stack_rps = best_stack_rps.max(rps);
-            stack_runs.insert(
-                threads.key().to_string(),
+            let (rps, requests) = (run.number("requests_per_s")?, run.number("requests")?);
+            Ok((
+                rps,
                 json!({
                     "requests_per_s": rps,
                     "ratio_to_wrk": round(rps / wrk_rps, 3),
                     "cpu_us_per_request": round(run.cpu_s * 1e6 / requests.max(1.0), 1),
                     "node_sim_cpu_us_per_request": round(sim_cpu * 1e6 / requests.max(1.0), 1),
                 }),
+            ))
+        };
+        let mut stack_runs = serde_json::Map::new();
+        let mut best_stack_rps = 0.0_f64;
+        let wrk_calls = stack::Calls::Get(format!("/v1/group/{}/", ids[0]));
+        for threads in Threads::BOTH {
+            eprintln!(
+                "bench: S2 {repetition}/{repetitions}: the HTTP stack alone, {}, {wrk_seconds} s",
+                threads.key()
             );
+            let (rps, json) = stack_load(&wrk_calls, threads)?;
+            best_stack_rps = best_stack_rps.max(rps);
+            stack_runs.insert(threads.key().to_string(), json);
         }
         stack_ratios.push(best_stack_rps / wrk_rps);
 
@@ -569,26 +578,11 @@ fn s2_throughput(bench: &Bench) -> Result<Value> {
         eprintln!(
             "bench: S2 {repetition}/{repetitions}: the HTTP stack alone, the job's create calls, {wrk_seconds} s"
         );
-        let run = stack::load(
-            &bench.http_stack,
-            &sim.urls,
-            &stack::Calls::Create,
-            NODE_CONCURRENCY,
-            wrk_seconds,
-            Threads::One,
-        )?;
-        let stack_create_rps = run.number("requests_per_s");
+        let (stack_create_rps, json) = stack_load(&stack::Calls::Create, Threads::One)?;
+        stack_runs.insert("create_calls_one_thread".to_string(), json);
         let job_create_rps = create["requests_per_s"].as_f64().unwrap_or(0.0);
         create["ratio_to_http_stack"] = json!(round(job_create_rps / stack_create_rps, 3));
         job_to_stack.push(job_create_rps / stack_create_rps);
-        stack_runs.insert(
-            "create_calls_one_thread".to_string(),
-            json!({
-                "requests_per_s": stack_create_rps,
-                "ratio_to_wrk": round(stack_create_rps / wrk_rps, 3),
-                "cpu_us_per_request": round(run.cpu_s * 1e6 / run.number("requests").max(1.0), 1),
-            }),
-        );
 
         for (run, ratios) in [
             (&mut create, &mut create_ratios),

@@ -45,8 +45,12 @@ pub struct StackRun {
 }
 
 impl StackRun {
-    pub fn number(&self, key: &str) -> f64 {
-        self.line[key].as_f64().unwrap_or(f64::NAN)
+    /// A figure of the printed line; a missing one is an error, not a NaN
+    /// that would slip into the results.
+    pub fn number(&self, key: &str) -> Result<f64> {
+        self.line[key]
+            .as_f64()
+            .with_context(|| format!("http_stack printed no {key:?}: {}", self.line))
     }
 }
 
