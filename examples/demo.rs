@@ -15,12 +15,13 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use api_consumer::api::{FaultsPatch, NodeOp};
 use api_consumer::config::Config;
+use api_consumer::engine::Control;
 use api_consumer::job::run_job;
+use api_consumer::node_api::NodeOp;
+use api_consumer::output::telemetry;
+use api_consumer::sim::FaultsPatch;
 use api_consumer::sim::{SimCluster, SimOptions};
-use api_consumer::telemetry;
-use api_consumer::transaction::Control;
 
 struct Scenario {
     title: &'static str,

@@ -131,7 +131,7 @@ fn run() -> Result<()> {
             Mode::Fanout { .. } => 1,
             Mode::Load { connections, .. } => *connections,
         };
-        api_consumer::client::install_tls_provider();
+        api_consumer::node_api::install_tls_provider();
         let client = Client::builder()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(connections)

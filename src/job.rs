@@ -1,19 +1,22 @@
 //! The job as one call: configuration in, report out, logged as it goes.
+//! The only module that reads [`Config`]: it turns it into the settings of
+//! the client and the run.
 
+use std::io::IsTerminal as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::io::IsTerminal as _;
-
-use crate::client::{ClientError, ClientSettings, NodeClient};
-use crate::config::{Config, GroupId, LogFormat, NodeAddress};
-use crate::journal::{Intent, Journal, JournalError};
-use crate::progress::ProgressSettings;
-use crate::report::{write_report, write_termination_message};
-use crate::retry::RetrySettings;
-use crate::run::{run_groups, supervise, ExitStatus, RunReport, RunSettings};
-use crate::transaction::{Control, GroupReport, Outcome, Transaction};
+use crate::config::Config;
+use crate::domain::{
+    ExitStatus, GroupId, GroupReport, NodeAddress, NodeDetail, NodeState, Outcome,
+};
+use crate::engine::{run_groups, supervise, Control, RunSettings, Transaction};
+use crate::node_api::{ClientError, ClientSettings, NodeClient, RetrySettings};
+use crate::output::journal::{Intent, Journal, JournalError};
+use crate::output::progress::ProgressDisplay;
+use crate::output::report::{write_report, write_termination_message, RunReport};
+use crate::output::telemetry::LogFormat;
 
 impl From<&Config> for ClientSettings {
     fn from(config: &Config) -> Self {
@@ -40,17 +43,26 @@ impl From<&Config> for RunSettings {
             run_timeout: config.run_timeout,
             rollback_timeout: config.rollback_timeout,
             max_failed_groups: config.max_failed_groups,
-            progress: ProgressSettings {
-                interval: config.progress_interval,
-                // A bar only for a person watching: pretty logs, and both
-                // streams on a terminal (the bar is drawn on stderr).
-                bar: config.progress_interval.is_some()
-                    && config.log_format == LogFormat::Pretty
-                    && std::io::stdout().is_terminal()
-                    && std::io::stderr().is_terminal(),
-            },
+            progress: progress_display(config),
             report_path: config.report_path.clone(),
         }
+    }
+}
+
+/// Progress lines every `PROGRESS_INTERVAL_SECS`, or a bar instead for a
+/// person watching: pretty logs, and both streams on a terminal (the bar is
+/// drawn on stderr).
+fn progress_display(config: &Config) -> ProgressDisplay {
+    let Some(interval) = config.progress_interval else {
+        return ProgressDisplay::Off;
+    };
+    let watched = config.log_format == LogFormat::Pretty
+        && std::io::stdout().is_terminal()
+        && std::io::stderr().is_terminal();
+    if watched {
+        ProgressDisplay::Bar
+    } else {
+        ProgressDisplay::Lines(interval)
     }
 }
 
@@ -76,7 +88,8 @@ impl JobError {
 
 /// Runs every group of `config` and writes the report file if one is asked
 /// for. With a journal, the groups a killed run left unfinished are resolved
-/// first. The caller logs the summary ([`log_summary`]) once nothing else can
+/// first. The caller logs the summary
+/// ([`crate::output::summary::log_summary`]) once nothing else can
 /// log, so that it is the last line.
 pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport, JobError> {
     let settings = ClientSettings::from(config);
@@ -180,64 +193,31 @@ async fn recover(
         (group, client) => {
             let problem = group.err().or(client.err()).unwrap_or_default();
             tracing::error!(group_id = %intent.group_id, problem = %problem, "a journal intent cannot be resolved");
-            GroupReport::unresolvable(&intent, problem)
+            unresolvable(&intent, problem)
         }
     }
 }
 
-/// Logs one `node summary` line per node (requests, retries, transport
-/// errors, answers per status, latency), then the run summary: totals per
-/// outcome, requests, retries, latency, answers per status, exit code,
-/// duration. The run summary is the last line: nothing is logged after it
-/// (see [`crate::telemetry::SUMMARY_TARGET`]).
-pub fn log_summary(report: &RunReport) {
-    for node in &report.nodes {
-        tracing::info!(
-            target: "api_consumer::nodes",
-            node = node.node.as_str(),
-            requests = node.requests,
-            retries = node.retries,
-            transport_errors = node.transport_errors,
-            statuses = statuses_text(&node.statuses),
-            latency_p50_ms = node.latency.p50_ms,
-            latency_p99_ms = node.latency.p99_ms,
-            latency_max_ms = node.latency.max_ms,
-            "node summary"
-        );
+/// A journal intent that names an id or node this build cannot parse:
+/// reported inconsistent, with every node in doubt, and left in the journal.
+fn unresolvable(intent: &Intent, problem: String) -> GroupReport {
+    GroupReport {
+        group_id: GroupId::unchecked(&intent.group_id),
+        operation: intent.operation,
+        outcome: Outcome::Inconsistent,
+        reason: Some(format!("journal intent cannot be resolved: {problem}")),
+        duration_ms: 0,
+        nodes: intent
+            .nodes
+            .iter()
+            .map(|n| NodeDetail {
+                node: n.node.clone(),
+                prior: n.prior,
+                final_state: NodeState::Unknown,
+                written: true,
+                compensated: false,
+                detail: None,
+            })
+            .collect(),
     }
-    let totals = &report.totals;
-    let requests = &report.requests;
-    tracing::info!(
-        target: "api_consumer::summary",
-        operation = report.operation.as_str(),
-        groups = totals.groups,
-        committed = totals.committed,
-        rolled_back = totals.rolled_back,
-        inconsistent = totals.inconsistent,
-        not_started = totals.not_started,
-        not_attempted_from = report
-            .not_attempted
-            .as_ref()
-            .and_then(|n| n.from)
-            .map(|from| from.to_string()),
-        requests = requests.requests,
-        retries = requests.retries,
-        transport_errors = requests.transport_errors,
-        statuses = statuses_text(&requests.statuses),
-        latency_p50_ms = requests.latency.p50_ms,
-        latency_p99_ms = requests.latency.p99_ms,
-        stop_reason = report.stop_reason.map(|r| r.as_str()),
-        exit_code = u8::from(report.exit_code),
-        duration_ms = report.duration_ms,
-        "run summary"
-    );
-}
-
-/// Answers per status as one flat field, e.g. `201:3000 429:2`.
-fn statuses_text(statuses: &std::collections::BTreeMap<String, u64>) -> String {
-    statuses
-        .iter()
-        .map(|(status, count)| format!("{status}:{count}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }

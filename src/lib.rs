@@ -3,36 +3,55 @@
 //!
 //! # Module map
 //!
-//! - [`config`]: environment variables parsed once into a typed [`config::Config`].
-//! - [`api`]: the node API contract, shared by the client and the simulator.
-//! - [`client`]: [`client::NodeClient`], the node API over HTTP with per-node
-//!   limits; [`retry`]: retries with backoff, full jitter and `Retry-After`.
-//! - [`transaction`]: the all-or-nothing rules for one group (I1–I4).
-//! - [`run`]: many groups under the run's limits, deadline and signals.
-//! - [`job`]: the whole job as one call, as the binary runs it.
-//! - [`journal`]: the optional crash journal (`JOURNAL_PATH`).
-//! - [`telemetry`]: JSON-lines (or pretty) logging.
-//! - [`sim`]: `node-sim`, the reference node with fault injection.
+//! The folders are the layers; arrows point down this list, never up
+//! (`python3 ci/check-layout.py` checks that no two files import each
+//! other, directly or around a loop).
+//!
+//! - `bin/`: thin binaries. `api-consumer` reads the configuration, sets up
+//!   logging and signals, calls [`job::run_job`] and maps the report to an
+//!   exit code; `node-sim` serves [`sim`].
+//! - [`job`]: the whole job as one call; the only reader of [`config`],
+//!   whose values it turns into the settings of the layers below.
+//! - [`config`]: environment variables (and `.env`) parsed once into a
+//!   typed [`config::Config`]: the variable table, value parsing, the
+//!   environment merge and `--help`.
+//! - [`engine`]: what the job does to the nodes: the all-or-nothing
+//!   [`engine::Transaction`] for one group (its per-node decisions in
+//!   `engine/transaction/rules.rs`), the run over many groups
+//!   ([`engine::run_groups`]), its stop/abort/kill [`engine::Control`] and
+//!   the id list.
+//! - [`output`]: what operators read: logging ([`output::telemetry`]), the
+//!   summary lines, progress, the run report and termination message
+//!   ([`output::report`]) and the crash journal ([`output::journal`]).
+//! - [`node_api`]: the node API contract and the HTTP client: retries with
+//!   `Retry-After`, the per-node gate (429 pause, rate, concurrency), answer
+//!   classification, error text and request statistics.
+//! - [`domain`]: the leaf every layer shares: group id, operation, node
+//!   address, secret, node state, outcomes and group reports, totals, stop
+//!   reason, exit status, and the rules for showing values and replacing
+//!   files.
+//! - [`sim`]: `node-sim`, the reference node with fault injection, with its
+//!   own inspection and fault types; it shares only the node API contract
+//!   and the domain with the job.
+//!
+//! The design documents of record are in `docs/`: `NODE_API.md` (every call
+//! and answer, and what the client accepts) and `TRANSACTIONS.md` (the
+//! transaction semantics and the invariants I1–I4).
 //!
 //! # The life of a group
 //!
-//! [`run::run_groups`] starts a [`transaction::Transaction`] per id. It reads
+//! [`engine::run_groups`] starts a [`engine::Transaction`] per id. It reads
 //! the group on every node (prior state), writes where a node differs from
 //! the goal, resolves every unclear answer by reading the node back, and
 //! either commits or undoes exactly what it changed. Every request passes
-//! through the retry middleware and the node's gate (429 pause, rate limit,
-//! concurrency) before it reaches the network.
+//! through the retry middleware and the node's gate before it reaches the
+//! network. The outcome goes to the log, the progress counts, the run
+//! report and, with a journal, the journal.
 
-pub mod api;
-pub mod client;
 pub mod config;
-pub mod ids;
+pub mod domain;
+pub mod engine;
 pub mod job;
-pub mod journal;
-pub mod progress;
-pub mod report;
-pub mod retry;
-pub mod run;
+pub mod node_api;
+pub mod output;
 pub mod sim;
-pub mod telemetry;
-pub mod transaction;

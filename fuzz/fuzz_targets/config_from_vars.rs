@@ -11,7 +11,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use api_consumer::config::{Config, ConfigError, GroupId, VARIABLES};
+use api_consumer::config::{Config, ConfigError, VARIABLES};
+use api_consumer::domain::GroupId;
 use api_consumer_fuzz::{assert_short_line, text};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;

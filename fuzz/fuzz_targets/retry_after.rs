@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use api_consumer::retry::{parse_retry_after, MAX_RETRY_AFTER};
+use api_consumer::node_api::{parse_retry_after, MAX_RETRY_AFTER};
 use arbitrary::Arbitrary;
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderValue};

@@ -10,10 +10,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use api_consumer::config::{self, Config};
-use api_consumer::job::{log_summary, run_job};
-use api_consumer::run::ExitStatus;
-use api_consumer::telemetry;
-use api_consumer::transaction::{Control, StopReason};
+use api_consumer::domain::{ExitStatus, StopReason};
+use api_consumer::engine::Control;
+use api_consumer::job::run_job;
+use api_consumer::output::summary::log_summary;
+use api_consumer::output::telemetry;
 
 fn main() -> ExitCode {
     match std::env::args_os().nth(1) {
@@ -69,8 +70,12 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            tracing::error!(error = %error, "cannot start the async runtime");
-            return exit(ExitStatus::Inconsistent);
+            tracing::error!(
+                error = %error,
+                exit_code = u8::from(ExitStatus::CannotStart),
+                "cannot start the async runtime; no request was sent"
+            );
+            return exit(ExitStatus::CannotStart);
         }
     };
     let status = runtime.block_on(async {

@@ -1,4 +1,4 @@
-//! `node-sim`: serves K simulated nodes with fault injection (BRIEF §5) until
+//! `node-sim`: serves K simulated nodes with fault injection (docs/NODE_API.md) until
 //! SIGTERM or SIGINT. See `node-sim --help`.
 //!
 //! Every flag can also come from `NODE_SIM_<FLAG>` (upper snake case), so the
@@ -11,8 +11,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use api_consumer::api::{Faults, NodeOp};
-use api_consumer::sim::{SimCluster, SimOptions};
+use api_consumer::node_api::NodeOp;
+use api_consumer::sim::{Faults, SimCluster, SimOptions};
 use clap::Parser;
 
 /// Simulated cluster nodes with fault injection.
@@ -21,6 +21,9 @@ use clap::Parser;
 /// /v1/groups, GET /healthz) on K independent nodes, prints one URL per node,
 /// and runs until SIGTERM or SIGINT. Inspection, never faulted: GET
 /// /_sim/state, GET|PUT /_sim/faults, POST /_sim/reset.
+// This comment is `--help`'s text, read by people, not rustdoc: `<id>` is
+// a placeholder, not an HTML tag.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Parser)]
 #[command(name = "node-sim", version)]
 struct Args {

@@ -1,9 +1,10 @@
-//! `node-sim`: a reference node with fault injection (BRIEF §5).
+//! `node-sim`: a reference node with fault injection (docs/NODE_API.md,
+//! "node-sim").
 //!
 //! The job is only as trustworthy as the worst node it has been run against,
 //! and real nodes misbehave in ways mocks never do: answers lost after the call
 //! landed, throttling, hangs, restarts that lose or keep data. This module
-//! serves the node API of [`crate::api`] for real, over HTTP, and makes each of
+//! serves the node API of [`crate::node_api::contract`] for real, over HTTP, and makes each of
 //! those behaviours a dial that tests, demos and benchmarks can turn, at start
 //! and at runtime.
 //!
@@ -19,7 +20,9 @@
 //! Without a data file a restarted node comes back empty, like an in-memory
 //! server; with one it comes back with the groups it had.
 
+pub mod api;
 mod conn;
+mod memory;
 mod node;
 mod store;
 #[cfg(test)]
@@ -37,9 +40,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{Faults, FaultsPatch, SimState};
+pub use self::api::{Faults, FaultsPatch, SimState};
 
-use self::node::{Node, NodeState};
+use self::memory::NodeMemory;
+use self::node::Node;
 use self::store::Store;
 
 /// How long a graceful stop waits for in-flight requests before cutting the
@@ -111,13 +115,13 @@ impl SimCluster {
             Some(path) => Some(store::read(path).await?),
             None => None,
         };
-        let states: Vec<Arc<Mutex<NodeState>>> = (0..count)
+        let states: Vec<Arc<Mutex<NodeMemory>>> = (0..count)
             .map(|index| {
                 let groups = loaded
                     .as_mut()
                     .and_then(|nodes| nodes.remove(&index.to_string()))
                     .unwrap_or_default();
-                let state = NodeState::new(
+                let state = NodeMemory::new(
                     options.faults.clone(),
                     node_seed(options.seed, index),
                     groups.into_iter().collect(),

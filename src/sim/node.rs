@@ -5,9 +5,8 @@
 //! `201`. The lock is never held across an await; injected waits happen
 //! outside it.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -18,60 +17,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use governor::clock::Clock;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::api::{Faults, FaultsPatch, SimState};
+use super::memory::{limiter, lock, NodeMemory};
 use super::store::Store;
 use super::SimError;
-use crate::api::{Faults, FaultsPatch, GroupBody, NodeOp, SimState};
-
-pub(crate) struct NodeState {
-    pub(crate) groups: BTreeSet<String>,
-    requests: BTreeMap<String, u64>,
-    responses: BTreeMap<String, u64>,
-    connections: u64,
-    faults: Faults,
-    limiter: Option<DefaultDirectRateLimiter>,
-    rng: SmallRng,
-}
-
-impl NodeState {
-    pub(crate) fn new(faults: Faults, seed: u64, groups: BTreeSet<String>) -> Self {
-        Self {
-            groups,
-            requests: zero_requests(),
-            responses: BTreeMap::new(),
-            connections: 0,
-            limiter: limiter(faults.rate_limit),
-            faults,
-            rng: SmallRng::seed_from_u64(seed),
-        }
-    }
-}
-
-/// Every call name is present from the start, so readers can tell "never
-/// called" (0) from a name they misspelled.
-fn zero_requests() -> BTreeMap<String, u64> {
-    NodeOp::ALL
-        .into_iter()
-        .map(|op| (op.as_str().to_owned(), 0))
-        .collect()
-}
-
-fn limiter(rate_limit: u32) -> Option<DefaultDirectRateLimiter> {
-    // per_second sets the burst to the rate: a client may spend a whole
-    // second's allowance at once, as with most API gateways.
-    NonZeroU32::new(rate_limit).map(|rate| RateLimiter::direct(Quota::per_second(rate)))
-}
-
-/// A poisoned lock only means a panic elsewhere; the state itself is always
-/// consistent between statements, so keep serving.
-pub(crate) fn lock(state: &Mutex<NodeState>) -> MutexGuard<'_, NodeState> {
-    state.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::node_api::{GroupBody, NodeOp};
 
 pub(crate) fn validate_faults(faults: &Faults) -> Result<(), String> {
     let rates = [
@@ -133,7 +87,7 @@ pub(crate) struct Node {
     pub(crate) index: usize,
     seed: u64,
     initial_faults: Faults,
-    state: Arc<Mutex<NodeState>>,
+    state: Arc<Mutex<NodeMemory>>,
     pub(crate) store: Option<Arc<Store>>,
 }
 
@@ -151,7 +105,7 @@ impl Node {
         index: usize,
         seed: u64,
         initial_faults: Faults,
-        state: Arc<Mutex<NodeState>>,
+        state: Arc<Mutex<NodeMemory>>,
         store: Option<Arc<Store>>,
     ) -> Self {
         Self {
@@ -163,7 +117,7 @@ impl Node {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, NodeState> {
+    fn lock(&self) -> MutexGuard<'_, NodeMemory> {
         lock(&self.state)
     }
 
@@ -200,7 +154,7 @@ impl Node {
     /// reseeded so a scenario replays the same after a reset.
     pub(crate) fn reboot(&self, groups: BTreeSet<String>) {
         let mut state = self.lock();
-        *state = NodeState::new(self.initial_faults.clone(), self.seed, groups);
+        *state = NodeMemory::new(self.initial_faults.clone(), self.seed, groups);
     }
 
     pub(crate) async fn reset(&self) -> Result<(), SimError> {

@@ -1,21 +1,21 @@
 //! The `--data-file`: groups of every node of the process in one JSON file,
 //! `{"nodes": {"<index>": [ids]}}`, so a restarted node keeps its groups.
 //!
-//! The file is rewritten whole after every mutation, through a temporary file
-//! in the same directory that is synced and renamed over it: a crash at any
-//! point leaves either the old or the new version, never a torn one. One
+//! The file is rewritten whole after every mutation, atomically (see
+//! [`replace_atomically`]): a crash at any point leaves either the old or the
+//! new version, never a torn one. One
 //! process owns a file; two processes sharing one would overwrite each other.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::node::{lock, NodeState};
+use super::memory::{lock, NodeMemory};
 use super::SimError;
+use crate::domain::replace_atomically;
 
 /// Ids per node index, as stored.
 pub(crate) type NodeGroups = BTreeMap<String, Vec<String>>;
@@ -28,7 +28,7 @@ struct DataFile {
 
 pub(crate) struct Store {
     path: PathBuf,
-    states: Vec<Arc<Mutex<NodeState>>>,
+    states: Vec<Arc<Mutex<NodeMemory>>>,
     /// Entries of node indices this process does not run, written back as read.
     others: NodeGroups,
     /// Serialises writers, so the snapshot taken last is also written last.
@@ -46,7 +46,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     pub(crate) fn new(
         path: PathBuf,
-        states: Vec<Arc<Mutex<NodeState>>>,
+        states: Vec<Arc<Mutex<NodeMemory>>>,
         others: NodeGroups,
     ) -> Self {
         Self {
@@ -77,9 +77,11 @@ impl Store {
                 serde_json::to_vec_pretty(&DataFile { nodes }).map_err(io::Error::other)?;
             bytes.push(b'\n');
             let path = store.path.clone();
-            tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
-                .await
-                .map_err(io::Error::other)?
+            tokio::task::spawn_blocking(move || {
+                replace_atomically(&path, |out| out.write_all(&bytes))
+            })
+            .await
+            .map_err(io::Error::other)?
         });
         task.await
             .map_err(io::Error::other)
@@ -124,35 +126,4 @@ pub(crate) async fn read(path: &Path) -> Result<NodeGroups, SimError> {
                 "not a node-sim data file ({e}); expected {{\"nodes\": {{\"0\": [\"id\", ...]}}}}; fix or remove it"
             ))
         })
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?;
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(format!(".{}.tmp", std::process::id()));
-    let temp = dir.join(temp_name);
-
-    let written = (|| {
-        let mut file = File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    written?;
-    // The rename itself is durable only once the directory is synced; not
-    // every platform can open a directory, and the data is safe either way.
-    if let Ok(dir) = File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
 }

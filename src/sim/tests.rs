@@ -8,7 +8,9 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::api::{group_item_path, GroupBody, NodeOp, GROUP_COLLECTION_PATH, GROUP_LIST_PATH};
+use crate::node_api::contract::{
+    group_item_path, GroupBody, NodeOp, GROUP_COLLECTION_PATH, GROUP_LIST_PATH,
+};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -23,7 +25,7 @@ async fn start(count: usize, faults: Faults) -> SimCluster {
 }
 
 fn client() -> Client {
-    crate::client::install_tls_provider();
+    crate::node_api::install_tls_provider();
     Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))

@@ -3,10 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use api_consumer::api::{FaultsPatch, NodeOp};
-use api_consumer::run::ExitStatus;
+use api_consumer::domain::ExitStatus;
+use api_consumer::domain::{NodeState, Outcome};
+use api_consumer::node_api::NodeOp;
+use api_consumer::sim::FaultsPatch;
 use api_consumer::sim::{SimCluster, SimOptions};
-use api_consumer::transaction::{NodeState, Outcome};
 
 use crate::common::*;
 
@@ -32,7 +33,7 @@ async fn find_seed<F, Fut>(
     node: usize,
     patch: FaultsPatch,
     mut scenario: F,
-    shape: impl Fn(&api_consumer::api::SimState) -> bool,
+    shape: impl Fn(&api_consumer::sim::SimState) -> bool,
 ) -> SimCluster
 where
     F: FnMut(SimCluster) -> Fut,

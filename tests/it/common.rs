@@ -6,12 +6,14 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_consumer::api::{FaultsPatch, NodeOp, SimState};
 use api_consumer::config::Config;
+use api_consumer::domain::GroupReport;
+use api_consumer::engine::Control;
 use api_consumer::job::run_job;
-use api_consumer::run::RunReport;
+use api_consumer::node_api::NodeOp;
+use api_consumer::output::report::RunReport;
+use api_consumer::sim::{FaultsPatch, SimState};
 use api_consumer::sim::{SimCluster, SimOptions};
-use api_consumer::transaction::{Control, GroupReport};
 use serde_json::Value;
 
 pub async fn cluster(count: usize) -> SimCluster {
@@ -26,7 +28,7 @@ pub async fn cluster_with(count: usize, options: SimOptions) -> SimCluster {
 
 /// Reads a node's state the way an outside observer does: `GET /_sim/state`.
 pub async fn sim_state(url: &str) -> SimState {
-    api_consumer::client::install_tls_provider();
+    api_consumer::node_api::install_tls_provider();
     let response = reqwest::get(format!("{url}/_sim/state"))
         .await
         .expect("GET /_sim/state");

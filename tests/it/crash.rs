@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use api_consumer::api::FaultsPatch;
+use api_consumer::sim::FaultsPatch;
 use api_consumer::sim::SimCluster;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};

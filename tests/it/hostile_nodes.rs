@@ -2,7 +2,7 @@
 //! semantics (wrong statuses, odd bodies, redirects, `Retry-After`) and in
 //! bytes (resets, drips, broken framing, silence). Each case runs the job over
 //! two `node-sim` nodes plus the hostile one and checks that the job ends
-//! within a bound, with the outcome `transaction.rs` calls for, that every
+//! within a bound, with the outcome docs/TRANSACTIONS.md calls for, that every
 //! node holds what that outcome says (I1/I2), and that the report's reason
 //! names the node and what went wrong.
 //!
@@ -18,10 +18,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use api_consumer::api::{FaultsPatch, NodeOp};
-use api_consumer::run::{ExitStatus, RunReport};
+use api_consumer::domain::ExitStatus;
+use api_consumer::domain::Outcome;
+use api_consumer::node_api::NodeOp;
+use api_consumer::output::report::RunReport;
+use api_consumer::sim::FaultsPatch;
 use api_consumer::sim::SimCluster;
-use api_consumer::transaction::Outcome;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -13,8 +13,9 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use api_consumer::api::{FaultsPatch, NodeOp};
-use api_consumer::run::ExitStatus;
+use api_consumer::domain::ExitStatus;
+use api_consumer::node_api::NodeOp;
+use api_consumer::sim::FaultsPatch;
 use api_consumer::sim::SimCluster;
 use axum::body::Bytes;
 use axum::extract::State;

@@ -6,8 +6,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use api_consumer::api::{FaultsPatch, NodeOp};
 use api_consumer::config::VARIABLES;
+use api_consumer::node_api::NodeOp;
+use api_consumer::sim::FaultsPatch;
 use serde_json::Value;
 
 use crate::common::*;

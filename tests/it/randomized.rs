@@ -9,11 +9,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use std::time::Duration;
 
-use api_consumer::api::{FaultsPatch, NodeOp, SimState};
-use api_consumer::config::Operation;
-use api_consumer::run::{ExitStatus, RunReport};
+use api_consumer::domain::ExitStatus;
+use api_consumer::domain::Operation;
+use api_consumer::domain::{NodeState, Outcome};
+use api_consumer::node_api::NodeOp;
+use api_consumer::output::report::RunReport;
+use api_consumer::sim::{FaultsPatch, SimState};
 use api_consumer::sim::{SimCluster, SimOptions};
-use api_consumer::transaction::{NodeState, Outcome};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 

@@ -4,11 +4,12 @@
 
 use std::io::Write as _;
 
-use api_consumer::api::{FaultsPatch, NodeOp};
-use api_consumer::report::TERMINATION_MESSAGE_MAX_BYTES;
-use api_consumer::run::ExitStatus;
+use api_consumer::domain::ExitStatus;
+use api_consumer::domain::{Outcome, StopReason};
+use api_consumer::node_api::NodeOp;
+use api_consumer::output::report::TERMINATION_MESSAGE_MAX_BYTES;
+use api_consumer::sim::FaultsPatch;
 use api_consumer::sim::SimOptions;
-use api_consumer::transaction::{Outcome, StopReason};
 use serde_json::Value;
 
 use crate::common::*;

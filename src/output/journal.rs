@@ -37,8 +37,12 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::Operation;
-use crate::transaction::{NodeState, Outcome};
+use crate::domain::{replace_atomically, sibling, NodeState, Operation, Outcome};
+
+/// The target these log lines carry, which `LOG_LEVEL` directives name
+/// (`api_consumer::journal=debug`): part of the log interface, kept whatever file
+/// the code lives in.
+const LOG_TARGET: &str = "api_consumer::journal";
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -154,7 +158,7 @@ fn unfinished(path: &Path) -> Result<Vec<Intent>, JournalError> {
             Some(Entry::Outcome { group_id, .. }) => {
                 open.remove(&group_id);
             }
-            None => tracing::warn!(
+            None => tracing::warn!(target: LOG_TARGET,
                 path = %path.display(),
                 line = number,
                 "journal line is torn or corrupt; skipped (it was never acknowledged)"
@@ -170,9 +174,7 @@ fn unfinished(path: &Path) -> Result<Vec<Intent>, JournalError> {
 /// replaces the journal itself); released when the returned file closes,
 /// including when the process dies.
 fn lock(path: &Path) -> Result<File, JournalError> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    let lock_path = PathBuf::from(name);
+    let lock_path = sibling(path, ".lock");
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -188,14 +190,6 @@ fn lock(path: &Path) -> Result<File, JournalError> {
     }
 }
 
-fn sync_parent(path: &Path) -> std::io::Result<()> {
-    let parent = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    File::open(parent)?.sync_all()
-}
-
 impl Journal {
     /// Opens (or creates) the journal at `path` and returns the intents a
     /// previous run left unfinished. The file is compacted to those intents.
@@ -204,19 +198,12 @@ impl Journal {
     pub fn open(path: &Path) -> Result<(Journal, Vec<Intent>), JournalError> {
         let lock = lock(path)?;
         let pending = unfinished(path)?;
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let mut compacted = File::create(&tmp).map_err(io_error(&tmp))?;
-        for intent in &pending {
-            compacted
-                .write_all(&encode(&Entry::Intent(intent.clone())))
-                .map_err(io_error(&tmp))?;
-        }
-        compacted.sync_all().map_err(io_error(&tmp))?;
-        drop(compacted);
-        std::fs::rename(&tmp, path).map_err(io_error(path))?;
-        sync_parent(path).map_err(io_error(path))?;
+        replace_atomically(path, |compacted| {
+            pending
+                .iter()
+                .try_for_each(|intent| compacted.write_all(&encode(&Entry::Intent(intent.clone()))))
+        })
+        .map_err(io_error(path))?;
         let file = OpenOptions::new()
             .append(true)
             .open(path)

@@ -23,6 +23,11 @@ use reqwest_retry::policies::ExponentialBackoff;
 use reqwest_retry::{Jitter, RetryDecision, RetryPolicy, Retryable, RetryableStrategy};
 use tokio_util::sync::CancellationToken;
 
+/// The target these log lines carry, which `LOG_LEVEL` directives name
+/// (`api_consumer::retry=debug`): part of the log interface, kept whatever file
+/// the code lives in.
+const LOG_TARGET: &str = "api_consumer::retry";
+
 /// The longest `Retry-After` honoured; a larger value is clamped so that one
 /// confused node cannot park a group past every deadline (the run's own
 /// deadline still cuts any wait short).
@@ -92,7 +97,7 @@ pub fn is_transient_error(error: &reqwest_middleware::Error) -> bool {
     match error {
         reqwest_middleware::Error::Reqwest(e) => {
             (e.is_timeout() || e.is_connect() || e.is_request() || e.is_body())
-                && !crate::client::is_tls_error(error)
+                && !super::errors::is_tls_error(error)
         }
         reqwest_middleware::Error::Middleware(_) => false,
     }
@@ -145,7 +150,7 @@ fn describe(result: &Result<Response, reqwest_middleware::Error>) -> (Option<u16
             Some(response.status().as_u16()),
             response.status().to_string(),
         ),
-        Err(error) => (None, crate::client::describe_error(error)),
+        Err(error) => (None, super::errors::describe_error(error)),
     }
 }
 
@@ -193,7 +198,7 @@ impl<S: RetryableStrategy + Send + Sync + 'static> Middleware for RetryAfterMidd
             let delay = retry_after.map_or(backoff, |after| after.max(backoff));
             earlier_maybe_applied |= !proves_not_applied(&result);
             let (status, reason) = describe(&result);
-            tracing::info!(
+            tracing::info!(target: LOG_TARGET,
                 node = node.as_deref(),
                 method = %method,
                 attempt = past_retries + 1,

@@ -29,7 +29,25 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// How log lines are written (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+impl LogFormat {
+    /// `json` or `pretty`, in any case.
+    pub fn parse(value: &str) -> Option<LogFormat> {
+        if value.eq_ignore_ascii_case("json") {
+            Some(LogFormat::Json)
+        } else if value.eq_ignore_ascii_case("pretty") {
+            Some(LogFormat::Pretty)
+        } else {
+            None
+        }
+    }
+}
 
 /// Why logging could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -3,21 +3,24 @@
 //! `LOG_FORMAT=pretty`, an `indicatif` progress bar on stderr that log lines
 //! print above.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::transaction::Outcome;
+use super::telemetry::print_above;
+use crate::domain::{Outcome, OutcomeCounts};
 
 /// How a run shows its progress.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ProgressSettings {
-    /// Time between progress lines; `None` = no lines.
-    pub interval: Option<Duration>,
-    /// Draw a progress bar instead of progress lines.
-    pub bar: bool,
+pub enum ProgressDisplay {
+    /// Nothing but the run summary.
+    #[default]
+    Off,
+    /// A `progress` log line at this interval.
+    Lines(Duration),
+    /// A progress bar on stderr, for a person at a terminal.
+    Bar,
 }
 
 /// Counts of finished groups, shared with the reporting task.
@@ -25,10 +28,8 @@ pub struct ProgressSettings {
 struct Counts {
     total: u64,
     started: Instant,
-    committed: AtomicU64,
-    rolled_back: AtomicU64,
-    inconsistent: AtomicU64,
-    not_started: AtomicU64,
+    /// One short lock per finished group.
+    finished: Mutex<OutcomeCounts>,
 }
 
 /// A snapshot of the counts and what follows from them.
@@ -48,24 +49,27 @@ pub struct Snapshot {
 }
 
 impl Counts {
+    fn record(&self, outcome: Outcome) -> OutcomeCounts {
+        let mut finished = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+        finished.add(outcome);
+        *finished
+    }
+
     fn snapshot(&self) -> Snapshot {
-        let committed = self.committed.load(Ordering::Relaxed);
-        let rolled_back = self.rolled_back.load(Ordering::Relaxed);
-        let inconsistent = self.inconsistent.load(Ordering::Relaxed);
-        let not_started = self.not_started.load(Ordering::Relaxed);
-        snapshot(
-            [committed, rolled_back, inconsistent, not_started],
-            self.total,
-            self.started.elapsed(),
-        )
+        let finished = *self.finished.lock().unwrap_or_else(|e| e.into_inner());
+        snapshot(finished, self.total, self.started.elapsed())
     }
 }
 
-/// The snapshot for the given counts (committed, rolled back, inconsistent,
-/// not started) of `total` after `elapsed`.
-pub fn snapshot(counts: [u64; 4], total: u64, elapsed: Duration) -> Snapshot {
-    let [committed, rolled_back, inconsistent, not_started] = counts;
-    let done = counts.iter().sum::<u64>();
+/// The snapshot for `finished` groups of `total` after `elapsed`.
+pub fn snapshot(finished: OutcomeCounts, total: u64, elapsed: Duration) -> Snapshot {
+    let OutcomeCounts {
+        groups: done,
+        committed,
+        rolled_back,
+        inconsistent,
+        not_started,
+    } = finished;
     let secs = elapsed.as_secs_f64();
     let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
     let eta_secs = (rate > 0.0).then(|| (total.saturating_sub(done) as f64 / rate).ceil() as u64);
@@ -89,17 +93,14 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Starts reporting the progress of `total` groups as `settings` say.
-    pub fn start(total: u64, settings: ProgressSettings) -> Progress {
+    /// Starts reporting the progress of `total` groups as `display` says.
+    pub fn start(total: u64, display: ProgressDisplay) -> Progress {
         let counts = Arc::new(Counts {
             total,
             started: Instant::now(),
-            committed: AtomicU64::new(0),
-            rolled_back: AtomicU64::new(0),
-            inconsistent: AtomicU64::new(0),
-            not_started: AtomicU64::new(0),
+            finished: Mutex::new(OutcomeCounts::default()),
         });
-        if settings.bar {
+        if display == ProgressDisplay::Bar {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             if let Ok(style) = ProgressStyle::with_template(
                 "{elapsed_precise} [{wide_bar}] {pos}/{len} groups, ETA {eta} {msg}",
@@ -107,16 +108,19 @@ impl Progress {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar.enable_steady_tick(Duration::from_millis(200));
-            crate::telemetry::print_above(Some(bar.clone()));
+            print_above(Some(bar.clone()));
             return Progress {
                 counts,
                 bar: Some(bar),
                 reporter: None,
             };
         }
-        let reporter = settings
-            .interval
-            .map(|interval| tokio::spawn(report_every(counts.clone(), interval)));
+        let reporter = match display {
+            ProgressDisplay::Lines(interval) => {
+                Some(tokio::spawn(report_every(counts.clone(), interval)))
+            }
+            ProgressDisplay::Off | ProgressDisplay::Bar => None,
+        };
         Progress {
             counts,
             bar: None,
@@ -126,17 +130,10 @@ impl Progress {
 
     /// Counts one finished group.
     pub fn record(&self, outcome: Outcome) {
-        let counter = match outcome {
-            Outcome::Committed => &self.counts.committed,
-            Outcome::RolledBack => &self.counts.rolled_back,
-            Outcome::Inconsistent => &self.counts.inconsistent,
-            Outcome::NotStarted => &self.counts.not_started,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        let now = self.counts.record(outcome);
         if let Some(bar) = &self.bar {
             bar.inc(1);
             if outcome != Outcome::Committed {
-                let now = self.counts.snapshot();
                 bar.set_message(format!(
                     "{} rolled back, {} inconsistent, {} not started",
                     now.rolled_back, now.inconsistent, now.not_started
@@ -151,7 +148,7 @@ impl Progress {
             reporter.abort();
         }
         if let Some(bar) = &self.bar {
-            crate::telemetry::print_above(None);
+            print_above(None);
             bar.finish_and_clear();
         }
     }
@@ -190,13 +187,20 @@ mod tests {
 
     #[test]
     fn rate_and_eta_follow_the_counts() {
-        let now = snapshot([30, 8, 1, 1], 200, Duration::from_secs(4));
+        let counts = |committed, rolled_back, inconsistent, not_started| OutcomeCounts {
+            groups: committed + rolled_back + inconsistent + not_started,
+            committed,
+            rolled_back,
+            inconsistent,
+            not_started,
+        };
+        let now = snapshot(counts(30, 8, 1, 1), 200, Duration::from_secs(4));
         assert_eq!(now.done, 40);
         assert_eq!(now.rate, 10.0);
         assert_eq!(now.eta_secs, Some(16));
-        let start = snapshot([0, 0, 0, 0], 200, Duration::ZERO);
+        let start = snapshot(counts(0, 0, 0, 0), 200, Duration::ZERO);
         assert_eq!((start.rate, start.eta_secs), (0.0, None));
-        let over = snapshot([5, 0, 0, 0], 5, Duration::from_millis(500));
+        let over = snapshot(counts(5, 0, 0, 0), 5, Duration::from_millis(500));
         assert_eq!(over.eta_secs, Some(0));
     }
 }

@@ -23,39 +23,13 @@ use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::config::GroupId;
+use crate::domain::{GroupId, Position};
 
 /// The longest line read from `GROUP_IDS_FILE`. Ids are at most 256 bytes;
 /// the rest is room for surrounding blanks and comments.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
-
-/// Where an id was listed, for reports and errors; serialized as its text
-/// (`GROUP_IDS_FILE line 12`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Position {
-    /// The n-th entry of `GROUP_IDS` (from 1).
-    GroupIds(u64),
-    /// Line n of `GROUP_IDS_FILE` (from 1).
-    GroupIdsFile(u64),
-}
-
-impl fmt::Display for Position {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Position::GroupIds(n) => write!(f, "GROUP_IDS entry {n}"),
-            Position::GroupIdsFile(n) => write!(f, "GROUP_IDS_FILE line {n}"),
-        }
-    }
-}
-
-impl Serialize for Position {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
 
 /// One listed id and where it was listed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,6 @@
-//! The all-or-nothing transaction for one group on every node.
+//! The all-or-nothing transaction for one group on every node. The
+//! semantics of record are docs/TRANSACTIONS.md; the per-node decisions are
+//! pure functions in `rules.rs`, table-tested there.
 //!
 //! # The rules
 //!
@@ -42,263 +44,31 @@
 //! writer changing `G` at the same time can make a read-back see its change
 //! instead of ours; the report then names what was seen.
 
+mod rules;
+
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::client::{plain_record, NodeClient, ReadAnswer, WriteAnswer};
-use crate::config::{GroupId, Operation};
-use crate::journal::{Intent, IntentNode, Journal};
+use self::rules::{
+    compensation, read_back_step, read_detail, settle_write, state_of, undo_start, Compensation,
+    NodeWork, Settled, Step, UndoStart, WriteEffect,
+};
+use super::control::Control;
+use crate::domain::{GroupId, GroupReport, NodeDetail, NodeState, Operation, Outcome};
+use crate::node_api::{plain_record, NodeClient};
+use crate::output::journal::{Intent, IntentNode, Journal};
+
+/// The target these log lines carry, which `LOG_LEVEL` directives name
+/// (`api_consumer::transaction=debug`): part of the log interface, kept whatever file
+/// the code lives in.
+const LOG_TARGET: &str = "api_consumer::transaction";
 
 const CUT_OFF: &str = "cut off by the shutdown budget (ROLLBACK_TIMEOUT_SECS)";
-
-/// A node's state for one group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeState {
-    Present,
-    Absent,
-    /// The node could not be read (or a request was cut short).
-    Unknown,
-}
-
-impl NodeState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeState::Present => "present",
-            NodeState::Absent => "absent",
-            NodeState::Unknown => "unknown",
-        }
-    }
-}
-
-/// How a group's transaction ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Every node is at the goal (including "already there").
-    Committed,
-    /// Every node is at its prior state.
-    RolledBack,
-    /// Some node is at neither; the report names it.
-    Inconsistent,
-    /// The run stopped (deadline, signal) before the group was attempted.
-    NotStarted,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Committed => "committed",
-            Outcome::RolledBack => "rolled_back",
-            Outcome::Inconsistent => "inconsistent",
-            Outcome::NotStarted => "not_started",
-        }
-    }
-}
-
-/// Why the run stopped starting new work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    Deadline,
-    Signal,
-    /// A node's TLS certificate was rejected: no retry or later group can
-    /// succeed with that node.
-    Certificate,
-    /// `MAX_FAILED_GROUPS` groups failed (groups in flight still finish).
-    FailureLimit,
-    /// `GROUP_IDS_FILE` was changed in place during the run.
-    InputChanged,
-}
-
-impl StopReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StopReason::Deadline => "run deadline (RUN_TIMEOUT_SECS) reached",
-            StopReason::Signal => "termination signal received",
-            StopReason::Certificate => "a node's TLS certificate was rejected (see CA_CERT_PATH)",
-            StopReason::FailureLimit => "MAX_FAILED_GROUPS groups failed",
-            StopReason::InputChanged => "GROUP_IDS_FILE changed during the run",
-        }
-    }
-}
-
-/// Run-wide cancellation, in three escalating steps.
-#[derive(Debug)]
-pub struct Control {
-    /// No new group starts.
-    pub stop: CancellationToken,
-    /// Groups not yet committed cancel their forward work and roll back.
-    pub abort: CancellationToken,
-    /// Everything still running is cut off.
-    pub kill: CancellationToken,
-    reason: OnceLock<StopReason>,
-}
-
-impl Default for Control {
-    fn default() -> Self {
-        let kill = CancellationToken::new();
-        let abort = kill.child_token();
-        let stop = abort.child_token();
-        Self {
-            stop,
-            abort,
-            kill,
-            reason: OnceLock::new(),
-        }
-    }
-}
-
-impl Control {
-    /// Records why the run stops (the first reason wins) and stops it.
-    pub fn stop(&self, reason: StopReason) {
-        let _ = self.reason.set(reason);
-        self.stop.cancel();
-    }
-
-    pub fn reason(&self) -> Option<StopReason> {
-        self.reason.get().copied()
-    }
-
-    fn stop_detail(&self) -> String {
-        match self.reason() {
-            Some(reason) => format!(
-                "run stopped before the group committed: {}",
-                reason.as_str()
-            ),
-            None => "run stopped before the group committed".to_string(),
-        }
-    }
-}
-
-/// One node's part in a group's transaction.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NodeDetail {
-    pub node: String,
-    pub prior: NodeState,
-    #[serde(rename = "state")]
-    pub final_state: NodeState,
-    /// Whether this run sent a write to the node (which may have landed).
-    pub written: bool,
-    /// Whether this run sent a compensating write to the node.
-    pub compensated: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-/// The result of one group's transaction.
-#[derive(Debug, Clone, Serialize)]
-pub struct GroupReport {
-    pub group_id: GroupId,
-    pub operation: Operation,
-    pub outcome: Outcome,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub duration_ms: u64,
-    pub nodes: Vec<NodeDetail>,
-}
-
-impl GroupReport {
-    /// A journal intent that names an id or node this build cannot parse:
-    /// reported inconsistent, with every node in doubt, and left in the
-    /// journal.
-    pub fn unresolvable(intent: &Intent, problem: String) -> GroupReport {
-        GroupReport {
-            group_id: GroupId::unchecked(&intent.group_id),
-            operation: intent.operation,
-            outcome: Outcome::Inconsistent,
-            reason: Some(format!("journal intent cannot be resolved: {problem}")),
-            duration_ms: 0,
-            nodes: intent
-                .nodes
-                .iter()
-                .map(|n| NodeDetail {
-                    node: n.node.clone(),
-                    prior: n.prior,
-                    final_state: NodeState::Unknown,
-                    written: true,
-                    compensated: false,
-                    detail: None,
-                })
-                .collect(),
-        }
-    }
-
-    /// Nodes whose final state is not their prior state (or is unknown):
-    /// what an inconsistent outcome must name.
-    pub fn diverged_nodes(&self) -> impl Iterator<Item = &NodeDetail> {
-        self.nodes
-            .iter()
-            .filter(|n| n.final_state != n.prior || n.final_state == NodeState::Unknown)
-    }
-}
-
-fn goal_state(operation: Operation) -> NodeState {
-    match operation {
-        Operation::Create => NodeState::Present,
-        Operation::Delete => NodeState::Absent,
-    }
-}
-
-/// The state a node that needs the operation starts from.
-fn prior_state(operation: Operation) -> NodeState {
-    match operation {
-        Operation::Create => NodeState::Absent,
-        Operation::Delete => NodeState::Present,
-    }
-}
-
-fn state_of(answer: &ReadAnswer) -> NodeState {
-    match answer {
-        ReadAnswer::Present(_) => NodeState::Present,
-        ReadAnswer::Absent => NodeState::Absent,
-        ReadAnswer::Failed { .. } => NodeState::Unknown,
-    }
-}
-
-fn read_detail(answer: &ReadAnswer) -> Option<String> {
-    match answer {
-        ReadAnswer::Failed { detail, .. } => Some(format!("read failed: {detail}")),
-        _ => None,
-    }
-}
-
-/// What one forward write left on its node.
-struct Step {
-    state: NodeState,
-    detail: Option<String>,
-    /// The node was found at the goal by someone else's doing.
-    foreign: bool,
-    /// No write of this run can have landed on the node.
-    unchanged: bool,
-}
-
-impl Step {
-    fn at(state: NodeState, detail: Option<String>) -> Self {
-        Self {
-            state,
-            detail,
-            foreign: false,
-            unchanged: false,
-        }
-    }
-}
-
-struct NodeWork {
-    prior: NodeState,
-    record: Option<Value>,
-    state: NodeState,
-    written: bool,
-    compensated: bool,
-    detail: Option<String>,
-}
 
 /// One group's transaction over every node of `client`.
 pub struct Transaction<'a> {
@@ -329,7 +99,7 @@ impl<'a> Transaction<'a> {
     }
 
     /// Records the group's intent in `journal` before changing any node,
-    /// and its outcome at the end (see [`crate::journal`]).
+    /// and its outcome at the end (see [`crate::output::journal`]).
     pub fn with_journal(mut self, journal: Option<&'a Journal>) -> Self {
         self.journal = journal;
         self
@@ -359,7 +129,7 @@ impl<'a> Transaction<'a> {
         );
         let started = Instant::now();
         self.intent_recorded.store(true, Ordering::Relaxed);
-        let goal = goal_state(self.operation);
+        let goal = self.operation.goal();
         let work: Vec<NodeWork> = nodes
             .iter()
             .map(|n| NodeWork {
@@ -376,7 +146,7 @@ impl<'a> Transaction<'a> {
     }
 
     async fn resolve(&self, mut work: Vec<NodeWork>) -> (Outcome, Option<String>, Vec<NodeWork>) {
-        let goal = goal_state(self.operation);
+        let goal = self.operation.goal();
         let kill = &self.control.kill;
         let reads = (0..work.len()).map(|i| self.client.read(i, self.group, kill));
         let answers = tokio::select! {
@@ -429,7 +199,7 @@ impl<'a> Transaction<'a> {
             let recorded = self.intent_recorded.load(Ordering::Relaxed);
             if recorded && report.outcome != Outcome::Inconsistent {
                 if let Err(error) = journal.outcome(self.group.as_str(), report.outcome).await {
-                    tracing::error!(group_id = %self.group, error = %error, "cannot record the outcome in the journal; the next run will check the group again");
+                    tracing::error!(target: LOG_TARGET, group_id = %self.group, error = %error, "cannot record the outcome in the journal; the next run will check the group again");
                 }
             }
         }
@@ -437,7 +207,7 @@ impl<'a> Transaction<'a> {
     }
 
     async fn execute(&self) -> (Outcome, Option<String>, Vec<NodeWork>) {
-        let goal = goal_state(self.operation);
+        let goal = self.operation.goal();
         let Some(mut work) = self.read_prior().await else {
             let work = (0..self.client.node_count())
                 .map(|_| NodeWork::unread())
@@ -461,7 +231,7 @@ impl<'a> Transaction<'a> {
             .filter(|w| w.prior == NodeState::Present)
             .count();
         if present != 0 && present != work.len() {
-            tracing::warn!(
+            tracing::warn!(target: LOG_TARGET,
                 present,
                 absent = work.len() - present,
                 "pre-existing inconsistency: the group is on some nodes only; converging to the goal"
@@ -487,7 +257,7 @@ impl<'a> Transaction<'a> {
         mut work: Vec<NodeWork>,
         reason: String,
     ) -> (Outcome, Option<String>, Vec<NodeWork>) {
-        let goal = goal_state(self.operation);
+        let goal = self.operation.goal();
         self.roll_back(&mut work).await;
         let outcome = if work.iter().all(|w| w.state == w.prior) {
             Outcome::RolledBack
@@ -553,7 +323,7 @@ impl<'a> Transaction<'a> {
                 async move {
                     tokio::select! {
                         biased;
-                        _ = kill.cancelled() => (i, Step::at(NodeState::Unknown, Some(CUT_OFF.to_string()))),
+                        _ = kill.cancelled() => (i, Step::maybe_changed(NodeState::Unknown, Some(CUT_OFF.to_string()))),
                         step = self.write_and_resolve(i, cancel) => (i, step),
                     }
                 }
@@ -570,19 +340,12 @@ impl<'a> Transaction<'a> {
                     .detail
                     .clone()
                     .unwrap_or_else(|| format!("node is {}", step.state.as_str()));
-                tracing::warn!(node, state = step.state.as_str(), reason = %why, "node did not reach the goal; rolling the group back");
+                tracing::warn!(target: LOG_TARGET, node, state = step.state.as_str(), reason = %why, "node did not reach the goal; rolling the group back");
                 failure = Some(format!("{node}: {why}"));
                 cancel.cancel();
             }
             if let Some(w) = work.get_mut(i) {
-                w.state = step.state;
-                w.detail = step.detail;
-                if step.foreign {
-                    w.prior = step.state;
-                }
-                if step.unchanged {
-                    w.written = false;
-                }
+                w.settle(step);
             }
         }
         failure
@@ -598,69 +361,34 @@ impl<'a> Transaction<'a> {
             }
             Operation::Delete => self.client.delete(node, self.group, cancel).await,
         };
-        match answer {
-            WriteAnswer::Applied => Step::at(goal_state(self.operation), None),
-            // Our only attempt was refused because the node was already at the
-            // goal: someone else made that change after we read the node, so it
-            // is not ours to undo.
-            WriteAnswer::Unresolved {
-                status: Some(status),
-                detail,
-            } if !attempts.earlier_maybe_applied && self.says_already_at_goal(status) => {
-                tracing::warn!(
-                    node = self.client.node_name(node),
-                    status,
-                    "node was already at the goal when our write arrived; another writer changed it since it was read, and a rollback will leave it as it is"
-                );
-                Step {
-                    state: goal_state(self.operation),
-                    detail: Some(format!(
-                        "{detail}: already at the goal before this run's write (changed by another writer)"
-                    )),
-                    foreign: true,
-                    unchanged: true,
+        let (status, detail) = match settle_write(
+            self.operation,
+            answer,
+            &attempts,
+            cancel.is_cancelled(),
+        ) {
+            Settled::Step(step) => {
+                if let WriteEffect::Foreign { status } = step.effect {
+                    tracing::warn!(target: LOG_TARGET,
+                        node = self.client.node_name(node),
+                        status,
+                        "node was already at the goal when our write arrived; another writer changed it since it was read, and a rollback will leave it as it is"
+                    );
                 }
+                return step;
             }
-            // Every attempt was refused unapplied (429, connection refused,
-            // cancelled before sending): the node is still at its prior state.
-            WriteAnswer::Unresolved { detail, .. } if !attempts.maybe_applied => Step {
-                state: prior_state(self.operation),
-                detail: Some(format!("{detail} (not applied)")),
-                foreign: false,
-                unchanged: true,
-            },
-            // The rollback reads the node back itself.
-            WriteAnswer::Unresolved { detail, .. } if cancel.is_cancelled() => Step::at(
-                NodeState::Unknown,
-                Some(format!("{detail}; cancelled: the group is rolling back")),
-            ),
-            WriteAnswer::Unresolved { status, detail } => {
-                let read = self.client.read(node, self.group, cancel).await;
-                let state = state_of(&read);
-                tracing::debug!(
-                    node = self.client.node_name(node),
-                    status,
-                    attempts = attempts.count,
-                    answer = %detail,
-                    state = state.as_str(),
-                    "write answer resolved by reading the node back"
-                );
-                let detail = match read_detail(&read) {
-                    Some(read_failure) => format!("{detail}; {read_failure}"),
-                    None => detail,
-                };
-                Step::at(state, Some(detail))
-            }
-        }
-    }
-
-    /// The answers a node gives when the write's goal already holds: `400`
-    /// (or `409`) to a create, `404` (or `410`) to a delete.
-    fn says_already_at_goal(&self, status: u16) -> bool {
-        match self.operation {
-            Operation::Create => matches!(status, 400 | 409),
-            Operation::Delete => matches!(status, 404 | 410),
-        }
+            Settled::ReadBack { status, detail } => (status, detail),
+        };
+        let read = self.client.read(node, self.group, cancel).await;
+        tracing::debug!(target: LOG_TARGET,
+            node = self.client.node_name(node),
+            status,
+            attempts = attempts.count,
+            answer = %detail,
+            state = state_of(&read).as_str(),
+            "write answer resolved by reading the node back"
+        );
+        read_back_step(detail, &read)
     }
 
     /// Returns every node this run wrote to its prior state, as far as the
@@ -670,47 +398,47 @@ impl<'a> Transaction<'a> {
         let mut pending: FuturesUnordered<_> = work
             .iter()
             .enumerate()
-            .filter(|(_, w)| w.written && w.state != w.prior)
+            .filter(|(_, w)| w.needs_undo())
             .map(|(i, w)| {
                 let record = w.record.clone();
                 let known = w.state;
                 async move {
                     tokio::select! {
                         biased;
-                        _ = kill.cancelled() => (i, NodeState::Unknown, false, Some(CUT_OFF.to_string())),
-                        (state, compensated, detail) = self.compensate(i, known, record) => (i, state, compensated, detail),
+                        _ = kill.cancelled() => (i, Compensation::CutOff(CUT_OFF.to_string())),
+                        done = self.compensate(i, known, record) => (i, done),
                     }
                 }
             })
             .collect();
-        while let Some((i, state, compensated, detail)) = pending.next().await {
+        while let Some((i, done)) = pending.next().await {
             if let Some(w) = work.get_mut(i) {
-                w.state = state;
-                w.compensated |= compensated;
-                if detail.is_some() {
-                    w.detail = detail;
-                }
+                w.compensate(done);
             }
         }
     }
 
+    /// Undoes this run's change on one node, if it landed, and reads the
+    /// node back.
     async fn compensate(
         &self,
         node: usize,
         known: NodeState,
         record: Option<Value>,
-    ) -> (NodeState, bool, Option<String>) {
+    ) -> Compensation {
         let name = self.client.node_name(node);
-        let prior = prior_state(self.operation);
         let kill = &self.control.kill;
-        let mut state = known;
-        if state == NodeState::Unknown {
-            state = state_of(&self.client.read(node, self.group, kill).await);
-            if state == prior {
-                return (state, false, None);
+        let state = match undo_start(known) {
+            UndoStart::Undo => known,
+            UndoStart::ReadFirst => {
+                let state = state_of(&self.client.read(node, self.group, kill).await);
+                if state == self.operation.changed_from() {
+                    return Compensation::NotNeeded(state);
+                }
+                state
             }
-        }
-        tracing::info!(
+        };
+        tracing::info!(target: LOG_TARGET,
             node = name,
             state = state.as_str(),
             "compensating: undoing this run's change"
@@ -723,65 +451,22 @@ impl<'a> Transaction<'a> {
             }
         };
         let read = self.client.read(node, self.group, kill).await;
-        let state = match (&answer, state_of(&read)) {
-            (_, NodeState::Present) => NodeState::Present,
-            (_, NodeState::Absent) => NodeState::Absent,
-            (WriteAnswer::Applied, NodeState::Unknown) => prior,
-            (WriteAnswer::Unresolved { .. }, NodeState::Unknown) => NodeState::Unknown,
-        };
-        if state == prior {
-            tracing::info!(
-                node = name,
-                attempts = attempts.count,
-                state = state.as_str(),
-                "compensated"
-            );
-            (state, true, None)
-        } else {
-            let detail = match (&answer, read_detail(&read)) {
-                (WriteAnswer::Unresolved { detail, .. }, Some(read)) => {
-                    format!("compensation failed: {detail}; {read}")
-                }
-                (WriteAnswer::Unresolved { detail, .. }, None) => {
-                    format!("compensation failed: {detail}")
-                }
-                (WriteAnswer::Applied, _) => {
-                    "compensation answered success but the node still holds the change".to_string()
-                }
-            };
-            tracing::error!(node = name, attempts = attempts.count, state = state.as_str(), reason = %detail, "compensation failed");
-            (state, true, Some(detail))
+        let done = compensation(self.operation, &answer, &read);
+        match &done {
+            Compensation::Failed { state, detail } => {
+                tracing::error!(target: LOG_TARGET, node = name, attempts = attempts.count, state = state.as_str(), reason = %detail, "compensation failed");
+            }
+            Compensation::Undone(state) => {
+                tracing::info!(target: LOG_TARGET,
+                    node = name,
+                    attempts = attempts.count,
+                    state = state.as_str(),
+                    "compensated"
+                );
+            }
+            Compensation::NotNeeded(_) | Compensation::CutOff(_) => {}
         }
-    }
-}
-
-impl NodeWork {
-    fn unread() -> Self {
-        Self {
-            prior: NodeState::Unknown,
-            record: None,
-            state: NodeState::Unknown,
-            written: false,
-            compensated: false,
-            detail: None,
-        }
-    }
-
-    fn from_prior(answer: ReadAnswer) -> Self {
-        let prior = state_of(&answer);
-        let detail = read_detail(&answer);
-        let record = match answer {
-            ReadAnswer::Present(record) => Some(record),
-            _ => None,
-        };
-        Self {
-            prior,
-            record,
-            state: prior,
-            written: false,
-            compensated: false,
-            detail,
-        }
+        done
     }
 }
 
@@ -792,7 +477,7 @@ fn log_outcome(report: &GroupReport) {
     let group_id = report.group_id.as_str();
     let operation = report.operation.as_str();
     match report.outcome {
-        Outcome::Committed => tracing::info!(
+        Outcome::Committed => tracing::info!(target: LOG_TARGET,
             group_id,
             operation,
             outcome,
@@ -800,7 +485,7 @@ fn log_outcome(report: &GroupReport) {
             duration_ms = report.duration_ms,
             "group committed"
         ),
-        Outcome::RolledBack | Outcome::NotStarted => tracing::warn!(
+        Outcome::RolledBack | Outcome::NotStarted => tracing::warn!(target: LOG_TARGET,
             group_id,
             operation,
             outcome,
@@ -811,7 +496,7 @@ fn log_outcome(report: &GroupReport) {
         ),
         Outcome::Inconsistent => {
             for node in report.diverged_nodes() {
-                tracing::error!(
+                tracing::error!(target: LOG_TARGET,
                     group_id,
                     operation,
                     node = node.node.as_str(),
@@ -821,7 +506,7 @@ fn log_outcome(report: &GroupReport) {
                     "node left inconsistent"
                 );
             }
-            tracing::error!(
+            tracing::error!(target: LOG_TARGET,
                 group_id,
                 operation,
                 outcome,

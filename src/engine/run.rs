@@ -3,10 +3,10 @@
 //! Groups start in list order while fewer than `CONCURRENCY` are in flight
 //! (per-node limits live in the client), until the list ends, the run stops
 //! or `MAX_FAILED_GROUPS` groups have failed. The run's life has three stages
-//! (BRIEF I4), driven by [`Control`]:
+//! (I4 in docs/TRANSACTIONS.md), driven by [`Control`]:
 //!
 //! - **stop** at `RUN_TIMEOUT_SECS` or the first SIGTERM/SIGINT: no new group
-//!   starts; the entries not started are reported as [`NotAttempted`];
+//!   starts; the entries not started are reported as not attempted;
 //! - **abort** a quarter of `ROLLBACK_TIMEOUT_SECS` later (or at a second
 //!   signal): groups still applying give up and roll back;
 //! - **kill** at `ROLLBACK_TIMEOUT_SECS` after the stop: whatever is still
@@ -20,16 +20,22 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::client::{NodeClient, NodeStatsSnapshot, RequestTotals};
-use crate::config::{GroupId, Operation};
-use crate::ids::{GroupIds, Position};
-use crate::journal::Journal;
-use crate::progress::{Progress, ProgressSettings};
-use crate::report::FailedGroups;
-use crate::transaction::{Control, GroupReport, Outcome, StopReason, Transaction};
+use super::control::Control;
+use super::id_list::GroupIds;
+use super::transaction::Transaction;
+use crate::domain::{GroupId, GroupReport, Operation, Outcome, OutcomeCounts, StopReason};
+use crate::node_api::{NodeClient, RequestTotals};
+use crate::output::journal::Journal;
+use crate::output::progress::{Progress, ProgressDisplay};
+use crate::output::report::{FailedGroups, NotAttempted, RunReport};
+use crate::output::telemetry::rfc3339;
+
+/// The target these log lines carry, which `LOG_LEVEL` directives name
+/// (`api_consumer::run=debug`): part of the log interface, kept whatever file
+/// the code lives in.
+const LOG_TARGET: &str = "api_consumer::run";
 
 /// Limits of one run.
 #[derive(Debug, Clone)]
@@ -39,116 +45,10 @@ pub struct RunSettings {
     pub rollback_timeout: Duration,
     /// Failed groups after which no new group starts.
     pub max_failed_groups: Option<NonZeroU64>,
-    pub progress: ProgressSettings,
+    pub progress: ProgressDisplay,
     /// The report file, next to which every group not committed is spooled
-    /// (see [`crate::report`]); `None` = a sample in memory only.
+    /// (see [`crate::output::report`]); `None` = a sample in memory only.
     pub report_path: Option<std::path::PathBuf>,
-}
-
-/// The process exit code a run ends with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(into = "u8")]
-pub enum ExitStatus {
-    /// Every group is at its goal.
-    AllAtGoal = 0,
-    /// Some group rolled back or was not started; none is inconsistent.
-    RolledBack = 1,
-    /// Configuration or input error; no request was sent.
-    ConfigError = 2,
-    /// Some group is inconsistent.
-    Inconsistent = 3,
-}
-
-impl From<ExitStatus> for u8 {
-    fn from(status: ExitStatus) -> u8 {
-        status as u8
-    }
-}
-
-/// Number of groups per outcome.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Totals {
-    pub groups: u64,
-    pub committed: u64,
-    pub rolled_back: u64,
-    pub inconsistent: u64,
-    pub not_started: u64,
-}
-
-impl Totals {
-    fn add(&mut self, outcome: Outcome) {
-        self.groups += 1;
-        match outcome {
-            Outcome::Committed => self.committed += 1,
-            Outcome::RolledBack => self.rolled_back += 1,
-            Outcome::Inconsistent => self.inconsistent += 1,
-            Outcome::NotStarted => self.not_started += 1,
-        }
-    }
-
-    /// Groups that failed: rolled back or inconsistent.
-    pub fn failed(&self) -> u64 {
-        self.rolled_back + self.inconsistent
-    }
-
-    pub fn exit_status(&self) -> ExitStatus {
-        if self.inconsistent > 0 {
-            ExitStatus::Inconsistent
-        } else if self.rolled_back > 0 || self.not_started > 0 {
-            ExitStatus::RolledBack
-        } else {
-            ExitStatus::AllAtGoal
-        }
-    }
-}
-
-/// The entries a stopped run did not attempt: every entry from `from` to
-/// the end of the list (the run starts groups in list order).
-#[derive(Debug, Clone, Serialize)]
-pub struct NotAttempted {
-    pub count: u64,
-    /// Where the first of them is listed (`GROUP_IDS_FILE line 5012`);
-    /// absent when the list itself could no longer be read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<Position>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_group_id: Option<GroupId>,
-}
-
-/// What a run did: the totals, and the detail of every group not committed.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunReport {
-    pub operation: Operation,
-    pub started_at: String,
-    pub duration_ms: u64,
-    pub exit_code: ExitStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stop_reason: Option<StopReason>,
-    pub totals: Totals,
-    /// Requests over every node, as in `nodes`.
-    pub requests: RequestTotals,
-    pub nodes: Vec<NodeStatsSnapshot>,
-    /// The groups whose transaction ended other than `committed`: all of
-    /// them, or a sample within [`crate::report::KEPT_NODE_DETAILS`] (the
-    /// report file lists all of them).
-    pub groups: Vec<GroupReport>,
-    /// Groups not committed that are not in `groups`.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub groups_omitted: u64,
-    /// Where every group not committed was spooled, for the report file.
-    #[serde(skip)]
-    pub groups_spool: Option<std::path::PathBuf>,
-    /// The entries not attempted because the run stopped first.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub not_attempted: Option<NotAttempted>,
-    /// Groups a killed run left unfinished, resolved from the journal before
-    /// this run's own groups (not counted in `totals`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub recovered: Vec<GroupReport>,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 /// Runs every listed group and returns the report.
@@ -172,7 +72,7 @@ pub async fn run_groups(
     journal: Option<Arc<Journal>>,
 ) -> RunReport {
     let started = Instant::now();
-    let started_at = crate::telemetry::rfc3339(SystemTime::now());
+    let started_at = rfc3339(SystemTime::now());
     let concurrency = settings.concurrency.max(1);
     let mut entries = ids.stream(concurrency.max(256));
     let progress = Progress::start(ids.len(), settings.progress);
@@ -180,7 +80,7 @@ pub async fn run_groups(
         running: JoinSet::new(),
         in_flight: HashMap::new(),
         in_flight_ids: HashSet::new(),
-        totals: Totals::default(),
+        totals: OutcomeCounts::default(),
         failed: match &settings.report_path {
             Some(path) => FailedGroups::spooled_for(path),
             None => FailedGroups::in_memory(),
@@ -195,7 +95,7 @@ pub async fn run_groups(
         let entry = match next {
             Ok(entry) => entry,
             Err(error) => {
-                tracing::error!(error = %error, "the id list changed; no new group starts");
+                tracing::error!(target: LOG_TARGET, error = %error, "the id list changed; no new group starts");
                 own_stop = Some(StopReason::InputChanged);
                 break;
             }
@@ -205,10 +105,17 @@ pub async fn run_groups(
             first_not_attempted = Some(entry);
             break;
         }
-        if let Some(reason) = run.limit_reached(&client, &control, settings.max_failed_groups) {
-            own_stop = own_stop.or(reason);
-            first_not_attempted = Some(entry);
-            break;
+        match run.admission(&client, &control, settings.max_failed_groups) {
+            Admission::Open => {}
+            Admission::RunStopped => {
+                first_not_attempted = Some(entry);
+                break;
+            }
+            Admission::FailureLimit => {
+                own_stop = own_stop.or(Some(StopReason::FailureLimit));
+                first_not_attempted = Some(entry);
+                break;
+            }
         }
         started_groups += 1;
         let (client, control, journal) = (client.clone(), control.clone(), journal.clone());
@@ -258,12 +165,21 @@ pub async fn run_groups(
     }
 }
 
+/// Whether the next group may start.
+enum Admission {
+    Open,
+    /// The run was stopped; its [`Control`] holds the reason.
+    RunStopped,
+    /// `MAX_FAILED_GROUPS` groups have failed.
+    FailureLimit,
+}
+
 /// The groups in flight and what the finished ones came to.
 struct Dispatch<'a> {
     running: JoinSet<GroupReport>,
     in_flight: HashMap<tokio::task::Id, GroupId>,
     in_flight_ids: HashSet<GroupId>,
-    totals: Totals,
+    totals: OutcomeCounts,
     failed: FailedGroups,
     progress: &'a Progress,
 }
@@ -297,36 +213,39 @@ impl Dispatch<'_> {
         }
     }
 
-    /// Why no further group may start, if it may not: the run's stop, a
+    /// Whether the next group may start: not after the run's stop, a
     /// rejected certificate (which stops the run), or `MAX_FAILED_GROUPS`
     /// (which stops only the starting of groups: those in flight finish).
-    fn limit_reached(
+    fn admission(
         &self,
         client: &NodeClient,
         control: &Control,
         max_failed: Option<NonZeroU64>,
-    ) -> Option<Option<StopReason>> {
+    ) -> Admission {
         if control.stop.is_cancelled() {
-            return Some(None);
+            return Admission::RunStopped;
         }
         if let Some(failure) = client.tls_failure() {
-            tracing::error!(
+            tracing::error!(target: LOG_TARGET,
                 reason = failure,
                 "a node's TLS certificate was rejected; no new group starts"
             );
             control.stop(StopReason::Certificate);
-            return Some(None);
+            return Admission::RunStopped;
         }
-        let max = max_failed?;
+        let Some(max) = max_failed else {
+            return Admission::Open;
+        };
         let failed = self.totals.failed();
-        (failed >= max.get()).then(|| {
-            tracing::warn!(
-                failed_groups = failed,
-                max_failed_groups = max.get(),
-                "MAX_FAILED_GROUPS reached; no new group starts, groups in flight finish"
-            );
-            Some(StopReason::FailureLimit)
-        })
+        if failed < max.get() {
+            return Admission::Open;
+        }
+        tracing::warn!(target: LOG_TARGET,
+            failed_groups = failed,
+            max_failed_groups = max.get(),
+            "MAX_FAILED_GROUPS reached; no new group starts, groups in flight finish"
+        );
+        Admission::FailureLimit
     }
 
     fn collect(&mut self, done: Result<(tokio::task::Id, GroupReport), tokio::task::JoinError>) {
@@ -346,7 +265,7 @@ impl Dispatch<'_> {
                 // A panicking transaction may have left nodes in any state:
                 // count it as inconsistent so the exit code never
                 // understates it.
-                tracing::error!(error = %error, "a group's transaction panicked");
+                tracing::error!(target: LOG_TARGET, error = %error, "a group's transaction panicked");
                 Outcome::Inconsistent
             }
         };
@@ -364,7 +283,7 @@ pub fn supervise(control: Arc<Control>, settings: RunSettings) -> tokio::task::J
 async fn escalate(control: Arc<Control>, settings: RunSettings) {
     tokio::select! {
         _ = tokio::time::sleep(settings.run_timeout) => {
-            tracing::warn!(run_timeout_secs = settings.run_timeout.as_secs(), "run deadline reached; no new group starts");
+            tracing::warn!(target: LOG_TARGET, run_timeout_secs = settings.run_timeout.as_secs(), "run deadline reached; no new group starts");
             control.stop(StopReason::Deadline);
         }
         _ = control.stop.cancelled() => {}
@@ -372,13 +291,13 @@ async fn escalate(control: Arc<Control>, settings: RunSettings) {
     let stopped = tokio::time::Instant::now();
     tokio::select! {
         _ = tokio::time::sleep_until(stopped + settings.rollback_timeout / 4) => {
-            tracing::warn!("groups still applying now roll back");
+            tracing::warn!(target: LOG_TARGET, "groups still applying now roll back");
             control.abort.cancel();
         }
         _ = control.abort.cancelled() => {}
     }
     tokio::time::sleep_until(stopped + settings.rollback_timeout).await;
-    tracing::error!(
+    tracing::error!(target: LOG_TARGET,
         rollback_timeout_secs = settings.rollback_timeout.as_secs(),
         "shutdown budget spent; cutting off what is still running"
     );

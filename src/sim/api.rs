@@ -1,95 +1,12 @@
-//! The node API contract, shared by the job's client and the simulator.
-//!
-//! Every node serves three calls (BRIEF §2):
-//!
-//! | call   | request                                        | success        |
-//! |--------|------------------------------------------------|----------------|
-//! | create | `POST /v1/group/` with `{"groupId": "<id>"}`   | `201 Created`  |
-//! | delete | `DELETE /v1/group/` with `{"groupId": "<id>"}` | `200 OK`       |
-//! | get    | `GET /v1/group/<percent-encoded id>/`          | `200` + record |
-//!
-//! The simulator adds `GET /v1/groups` (a list), `GET /healthz` and the
-//! inspection endpoints under `/_sim/`, whose bodies are typed here too so the
-//! tests and the simulator cannot drift apart.
+//! The bodies of the simulator's inspection and fault endpoints
+//! (`/_sim/state`, `/_sim/faults`), typed once so that the tests and the
+//! simulator cannot drift apart.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
 
-/// Path of the collection that `POST` (create) and `DELETE` (delete) address.
-pub const GROUP_COLLECTION_PATH: &str = "v1/group/";
-/// Path of the optional list endpoint.
-pub const GROUP_LIST_PATH: &str = "v1/groups";
-
-/// Characters that stay literal in a path segment: RFC 3986 unreserved ones.
-/// Everything else, `/`, `?`, `#`, `%` and non-ASCII bytes included, is
-/// percent-encoded so an id is always exactly one path segment.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// Relative path of one group's record: `v1/group/<percent-encoded id>/`.
-pub fn group_item_path(group_id: &str) -> String {
-    format!("{GROUP_COLLECTION_PATH}{}/", group_segment(group_id))
-}
-
-/// A group id as one percent-encoded path segment.
-pub fn group_segment(group_id: &str) -> impl std::fmt::Display + '_ {
-    utf8_percent_encode(group_id, SEGMENT)
-}
-
-/// The body of create and delete requests, and of a successful get.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupBody {
-    #[serde(rename = "groupId")]
-    pub group_id: String,
-}
-
-impl GroupBody {
-    pub fn new(group_id: impl Into<String>) -> Self {
-        Self {
-            group_id: group_id.into(),
-        }
-    }
-}
-
-/// A node-API call, as counted by the simulator and named in logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeOp {
-    Create,
-    Delete,
-    Get,
-    List,
-}
-
-impl NodeOp {
-    pub const ALL: [NodeOp; 4] = [NodeOp::Create, NodeOp::Delete, NodeOp::Get, NodeOp::List];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeOp::Create => "create",
-            NodeOp::Delete => "delete",
-            NodeOp::Get => "get",
-            NodeOp::List => "list",
-        }
-    }
-
-    /// Parses the names used by `--fail-ops` and `fail_ops`.
-    pub fn parse(name: &str) -> Option<NodeOp> {
-        NodeOp::ALL.into_iter().find(|op| op.as_str() == name)
-    }
-}
-
-impl fmt::Display for NodeOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::node_api::NodeOp;
 
 /// Body of `GET /_sim/state`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,27 +96,4 @@ pub struct FaultsPatch {
     pub rate_limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_ops: Option<Vec<NodeOp>>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_one_encoded_segment() {
-        assert_eq!(group_item_path("plain-id_1.x~"), "v1/group/plain-id_1.x~/");
-        assert_eq!(
-            group_item_path("a/b?c#d%e f"),
-            "v1/group/a%2Fb%3Fc%23d%25e%20f/"
-        );
-        assert_eq!(group_item_path("é"), "v1/group/%C3%A9/");
-    }
-
-    #[test]
-    fn op_names_round_trip() {
-        for op in NodeOp::ALL {
-            assert_eq!(NodeOp::parse(op.as_str()), Some(op));
-        }
-        assert_eq!(NodeOp::parse("put"), None);
-    }
 }

@@ -1,0 +1,245 @@
+//! The table of every environment variable the job reads: name, default,
+//! accepted range and meaning. `--help`, the defaults applied when a
+//! variable is unset and the checks on `.env_example` all come from it.
+
+use std::fmt;
+
+/// The default of a variable, as documented and as applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultValue {
+    /// The variable must be set.
+    Required,
+    /// Applied when the variable is unset; parsed like a set value.
+    Value(&'static str),
+    /// Leaving the variable unset is meaningful; the text says what it means.
+    Unset(&'static str),
+}
+
+impl fmt::Display for DefaultValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DefaultValue::Required => f.write_str("required"),
+            DefaultValue::Value(v) => write!(f, "default: {v}"),
+            DefaultValue::Unset(meaning) => write!(f, "default: unset, {meaning}"),
+        }
+    }
+}
+
+/// Documentation of one environment variable: the single source for
+/// `--help`, the defaults, the numeric ranges and `.env_example`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VariableDoc {
+    pub name: &'static str,
+    pub default: DefaultValue,
+    /// Inclusive range of a whole-number variable.
+    pub range: Option<(u64, u64)>,
+    pub description: &'static str,
+}
+
+pub(super) const NODES: VariableDoc = VariableDoc {
+    name: "NODES",
+    default: DefaultValue::Required,
+    range: None,
+    description: "Comma-separated node base URLs (http://host[:port][/prefix] or https://...) \
+        or host[:port] entries, which mean http://host[:port]. IPv6 literals need brackets \
+        ([::1]:8080). Entries are trimmed; empty entries, credentials, queries and nodes \
+        listed twice are errors. At most 10000 nodes.",
+};
+pub(super) const OPERATION: VariableDoc = VariableDoc {
+    name: "OPERATION",
+    default: DefaultValue::Required,
+    range: None,
+    description: "create (make every group present on every node) or delete (make every \
+        group absent from every node); case-insensitive.",
+};
+pub(super) const GROUP_IDS: VariableDoc = VariableDoc {
+    name: "GROUP_IDS",
+    default: DefaultValue::Unset("ids come only from GROUP_IDS_FILE"),
+    range: None,
+    description: "Comma-separated group ids, each trimmed. A group id is 1 to 256 bytes of \
+        UTF-8 without control characters, and not exactly . or .. (which no URL path can \
+        address). GROUP_IDS and GROUP_IDS_FILE together must give \
+        at least one id. Every entry is one transaction; an id listed again runs again \
+        after its earlier entry has finished, never at the same time.",
+};
+pub(super) const GROUP_IDS_FILE: VariableDoc = VariableDoc {
+    name: "GROUP_IDS_FILE",
+    default: DefaultValue::Unset("ids come only from GROUP_IDS"),
+    range: None,
+    description: "Path of a UTF-8 file with one group id per line (use it for ids that \
+        contain commas). Lines are trimmed; blank lines and lines starting with # are \
+        skipped. Its ids follow those of GROUP_IDS. Any size: every line is checked \
+        before the first request, then the ids are streamed, not held in memory.",
+};
+pub(super) const REQUEST_TIMEOUT_MS: VariableDoc = VariableDoc {
+    name: "REQUEST_TIMEOUT_MS",
+    default: DefaultValue::Value("5000"),
+    range: Some((1, 600_000)),
+    description: "Time limit of one HTTP attempt (connecting, sending and reading the \
+        whole answer), in milliseconds.",
+};
+pub(super) const CONNECT_TIMEOUT_MS: VariableDoc = VariableDoc {
+    name: "CONNECT_TIMEOUT_MS",
+    default: DefaultValue::Value("2000"),
+    range: Some((1, 600_000)),
+    description: "Time limit for opening a TCP (and TLS) connection to a node, in \
+        milliseconds.",
+};
+pub(super) const MAX_RETRIES: VariableDoc = VariableDoc {
+    name: "MAX_RETRIES",
+    default: DefaultValue::Value("5"),
+    range: Some((0, 100)),
+    description: "Retries of a request after a transient failure (connection error, \
+        timeout, 408, 429, 5xx), on top of the first attempt.",
+};
+pub(super) const RETRY_BASE_DELAY_MS: VariableDoc = VariableDoc {
+    name: "RETRY_BASE_DELAY_MS",
+    default: DefaultValue::Value("100"),
+    range: Some((1, 600_000)),
+    description: "First delay of the exponential backoff between retries, in \
+        milliseconds; it doubles per retry up to RETRY_MAX_DELAY_MS, and each wait is \
+        drawn at random below it (full jitter).",
+};
+pub(super) const RETRY_MAX_DELAY_MS: VariableDoc = VariableDoc {
+    name: "RETRY_MAX_DELAY_MS",
+    default: DefaultValue::Value("10000"),
+    range: Some((1, 3_600_000)),
+    description: "Longest backoff wait between retries, in milliseconds; at least \
+        RETRY_BASE_DELAY_MS. A node's Retry-After is honoured even when longer.",
+};
+pub(super) const RUN_TIMEOUT_SECS: VariableDoc = VariableDoc {
+    name: "RUN_TIMEOUT_SECS",
+    default: DefaultValue::Value("3600"),
+    range: Some((1, 604_800)),
+    description: "Deadline for starting work, in seconds from start-up. Groups not started \
+        by then are not attempted; groups in flight get ROLLBACK_TIMEOUT_SECS more.",
+};
+pub(super) const ROLLBACK_TIMEOUT_SECS: VariableDoc = VariableDoc {
+    name: "ROLLBACK_TIMEOUT_SECS",
+    default: DefaultValue::Value("20"),
+    range: Some((1, 3_600)),
+    description: "Budget after the run deadline or a SIGTERM/SIGINT in which groups in \
+        flight finish or roll back, in seconds. Keep it below the pod's \
+        terminationGracePeriodSeconds.",
+};
+pub(super) const CONCURRENCY: VariableDoc = VariableDoc {
+    name: "CONCURRENCY",
+    default: DefaultValue::Value("16"),
+    range: Some((1, 10_000)),
+    description: "Groups processed at the same time.",
+};
+pub(super) const NODE_CONCURRENCY: VariableDoc = VariableDoc {
+    name: "NODE_CONCURRENCY",
+    default: DefaultValue::Value("8"),
+    range: Some((1, 1_000)),
+    description: "Requests in flight to one node at the same time.",
+};
+pub(super) const NODE_RATE_LIMIT: VariableDoc = VariableDoc {
+    name: "NODE_RATE_LIMIT",
+    default: DefaultValue::Value("0"),
+    range: Some((0, 1_000_000)),
+    description: "Requests per second sent to one node, spread evenly (no bursts); 0 \
+        turns the limit off. A 429 from a node also pauses every request to it until its \
+        Retry-After has passed.",
+};
+pub(super) const MAX_FAILED_GROUPS: VariableDoc = VariableDoc {
+    name: "MAX_FAILED_GROUPS",
+    default: DefaultValue::Value("0"),
+    range: Some((0, u32::MAX as u64)),
+    description: "Stop starting new groups once this many have failed (rolled back or \
+        inconsistent); groups in flight still finish, the report says from which entry \
+        on groups were not attempted. 0 means no limit.",
+};
+pub(super) const PROGRESS_INTERVAL_SECS: VariableDoc = VariableDoc {
+    name: "PROGRESS_INTERVAL_SECS",
+    default: DefaultValue::Value("10"),
+    range: Some((0, 86_400)),
+    description: "Seconds between progress lines (done/total, outcomes, rate, ETA); 0 \
+        turns them off. With LOG_FORMAT=pretty on a terminal, a progress bar instead.",
+};
+pub(super) const AUTH_TOKEN: VariableDoc = VariableDoc {
+    name: "AUTH_TOKEN",
+    default: DefaultValue::Unset("no Authorization header is sent"),
+    range: None,
+    description: "Token sent to every node as `Authorization: Bearer <token>` (the token \
+        alone, visible ASCII without spaces). Never logged or shown in errors.",
+};
+pub(super) const LOG_FORMAT: VariableDoc = VariableDoc {
+    name: "LOG_FORMAT",
+    default: DefaultValue::Value("json"),
+    range: None,
+    description: "json: one flat JSON object per line on stdout (timestamp, level, \
+        severity, message, target, fields); pretty: human-readable lines, coloured only \
+        on a terminal.",
+};
+pub(super) const LOG_LEVEL: VariableDoc = VariableDoc {
+    name: "LOG_LEVEL",
+    default: DefaultValue::Value("info"),
+    range: None,
+    description: "Log filter: a level (error, warn, info, debug, trace) or tracing \
+        EnvFilter directives such as api_consumer=debug,info. The run summary is \
+        logged at every level but off.",
+};
+pub(super) const REPORT_PATH: VariableDoc = VariableDoc {
+    name: "REPORT_PATH",
+    default: DefaultValue::Unset("no report file; the summary is still logged"),
+    range: None,
+    description: "Path of the JSON run report written at the end of the run (its \
+        directory must exist).",
+};
+pub(super) const TERMINATION_MESSAGE_PATH: VariableDoc = VariableDoc {
+    name: "TERMINATION_MESSAGE_PATH",
+    default: DefaultValue::Value("/dev/termination-log"),
+    range: None,
+    description: "Where a compact run summary (at most 4 KiB of JSON) is written at the \
+        end, for kubectl describe pod; written only when the file already exists, as \
+        Kubernetes creates it (keep it equal to the container's terminationMessagePath).",
+};
+pub(super) const CA_CERT_PATH: VariableDoc = VariableDoc {
+    name: "CA_CERT_PATH",
+    default: DefaultValue::Unset("the system's trust store only"),
+    range: None,
+    description: "PEM file with the certificate(s) of a private CA that signs the nodes' \
+        https certificates; trusted in addition to the system's trust store. A \
+        certificate error is never retried, and no new group starts after one.",
+};
+pub(super) const JOURNAL_PATH: VariableDoc = VariableDoc {
+    name: "JOURNAL_PATH",
+    default: DefaultValue::Unset("no journal"),
+    range: None,
+    description: "Path of the crash journal (on a volume that outlives the pod). Before \
+        changing a group the job records its intent there; a run started after a killed \
+        one first returns every group the killed run left unfinished to all-or-nothing, \
+        restoring deleted records exactly. Its directory must exist.",
+};
+
+/// Every variable the job reads, in documentation order.
+pub const VARIABLES: &[VariableDoc] = &[
+    NODES,
+    OPERATION,
+    GROUP_IDS,
+    GROUP_IDS_FILE,
+    REQUEST_TIMEOUT_MS,
+    CONNECT_TIMEOUT_MS,
+    MAX_RETRIES,
+    RETRY_BASE_DELAY_MS,
+    RETRY_MAX_DELAY_MS,
+    RUN_TIMEOUT_SECS,
+    ROLLBACK_TIMEOUT_SECS,
+    CONCURRENCY,
+    NODE_CONCURRENCY,
+    NODE_RATE_LIMIT,
+    MAX_FAILED_GROUPS,
+    PROGRESS_INTERVAL_SECS,
+    AUTH_TOKEN,
+    CA_CERT_PATH,
+    LOG_FORMAT,
+    LOG_LEVEL,
+    REPORT_PATH,
+    TERMINATION_MESSAGE_PATH,
+    JOURNAL_PATH,
+];
+
+/// Most nodes one run accepts: beyond this a typo (a pasted id list?) is
+/// far likelier than a real cluster.
+pub const MAX_NODES: usize = 10_000;

@@ -1,0 +1,22 @@
+//! The types every layer shares, and nothing else: what a run works on
+//! (operation, group id, node address, secret), what it finds (node state)
+//! and how it ends (outcome, group report, totals, stop reason, exit
+//! status), plus the two rules every output follows (values shown cut short,
+//! files replaced atomically). This module uses no other module of the
+//! crate.
+
+mod file;
+mod group;
+mod node;
+mod outcome;
+mod secret;
+mod state;
+mod text;
+
+pub use file::{replace_atomically, sibling};
+pub use group::{GroupId, Operation, Position};
+pub use node::NodeAddress;
+pub use outcome::{ExitStatus, GroupReport, NodeDetail, Outcome, OutcomeCounts, StopReason};
+pub use secret::Secret;
+pub use state::NodeState;
+pub use text::{quote, truncate, QUOTE_MAX_CHARS};

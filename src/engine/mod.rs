@@ -1,0 +1,22 @@
+//! The engine: what the job does to the nodes.
+//!
+//! - [`transaction`]: one group, all-or-nothing, on every node (I1–I4 of
+//!   docs/TRANSACTIONS.md); its per-node decisions are pure functions in
+//!   `transaction/rules.rs`;
+//! - [`run`]: many groups under the run's limits, deadline and signals;
+//! - [`control`]: the run's stop, abort and kill;
+//! - [`id_list`]: the ids of `GROUP_IDS` and `GROUP_IDS_FILE`, checked up
+//!   front and streamed while the run starts groups.
+//!
+//! The engine uses the node API and the outputs (journal, progress, report
+//! types); it never reads the configuration: the job hands it settings.
+
+pub mod control;
+pub mod id_list;
+pub mod run;
+pub mod transaction;
+
+pub use control::Control;
+pub use id_list::GroupIds;
+pub use run::{run_groups, supervise, RunSettings};
+pub use transaction::Transaction;

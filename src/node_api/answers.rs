@@ -1,0 +1,125 @@
+//! What an answer means: the classification of every write and read the
+//! client makes, as pure functions of the status, headers and body. The
+//! client never guesses: any write answer other than the expected success
+//! is [`WriteAnswer::Unresolved`], which the transaction resolves by reading
+//! the node back (docs/NODE_API.md lists every case).
+
+use http::{HeaderMap, StatusCode};
+use reqwest::Response;
+use serde_json::Value;
+use url::Url;
+
+use super::errors::{describe_error, describe_status};
+use crate::domain::GroupId;
+
+/// The answer to a create or delete, after retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteAnswer {
+    /// The node answered the expected success (`201` create, `200` delete).
+    Applied,
+    /// Anything else: the write may or may not have landed (a `400` on
+    /// create, a `404` on delete, retries exhausted, a refusal after an
+    /// earlier attempt that may have landed). Resolved by reading back.
+    Unresolved { status: Option<u16>, detail: String },
+}
+
+/// The answer to a read of one group on one node, after retries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadAnswer {
+    /// The node holds the group; the record it returned (or the plain
+    /// `{"groupId": ..}` record when its body was not a JSON object).
+    Present(Value),
+    Absent,
+    /// The node's state could not be learnt.
+    Failed {
+        status: Option<u16>,
+        detail: String,
+    },
+}
+
+pub(super) fn write_answer(
+    result: reqwest_middleware::Result<Response>,
+    expected: StatusCode,
+    url: &Url,
+) -> WriteAnswer {
+    match result {
+        Ok(response) => classify_write(response.status(), response.headers(), expected, url),
+        Err(error) => WriteAnswer::Unresolved {
+            status: None,
+            detail: describe_error(&error),
+        },
+    }
+}
+
+/// The answer class of a write that got a response: only `expected` settles
+/// it; anything else leaves it to a read-back.
+pub fn classify_write(
+    status: StatusCode,
+    headers: &HeaderMap,
+    expected: StatusCode,
+    url: &Url,
+) -> WriteAnswer {
+    if status == expected {
+        WriteAnswer::Applied
+    } else {
+        WriteAnswer::Unresolved {
+            status: Some(status.as_u16()),
+            detail: describe_status(status, headers, url),
+        }
+    }
+}
+
+pub(super) fn read_answer(
+    result: reqwest_middleware::Result<Response>,
+    body: &[u8],
+    group: &GroupId,
+    url: &Url,
+) -> ReadAnswer {
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            return ReadAnswer::Failed {
+                status: None,
+                detail: describe_error(&error),
+            }
+        }
+    };
+    classify_read(response.status(), response.headers(), body, group, url)
+}
+
+/// The answer class of a read that got a response. Liberal in what it
+/// accepts: a `200` for the group's own URL says the group exists whatever
+/// the body, unless the body names another group.
+pub fn classify_read(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    group: &GroupId,
+    url: &Url,
+) -> ReadAnswer {
+    match status {
+        StatusCode::OK => match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(record)) => match record.get("groupId") {
+                Some(Value::String(id)) if id == group.as_str() => {
+                    ReadAnswer::Present(Value::Object(record))
+                }
+                Some(_) => ReadAnswer::Failed {
+                    status: Some(200),
+                    detail: "node returned a record for a different group id".to_string(),
+                },
+                None => ReadAnswer::Present(plain_record(group)),
+            },
+            _ => ReadAnswer::Present(plain_record(group)),
+        },
+        StatusCode::NOT_FOUND | StatusCode::GONE => ReadAnswer::Absent,
+        _ => ReadAnswer::Failed {
+            status: Some(status.as_u16()),
+            detail: format!("{} to a read", describe_status(status, headers, url)),
+        },
+    }
+}
+
+/// The record a create sends: [`super::contract::GroupBody`] as JSON, `{"groupId": id}`.
+pub fn plain_record(group: &GroupId) -> Value {
+    serde_json::json!({ "groupId": group.as_str() })
+}

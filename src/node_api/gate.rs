@@ -1,0 +1,148 @@
+//! The limits every attempt against one node passes, as a middleware that
+//! sits inside the retry layer (so each retry is admitted again): a pause
+//! after a `429` (so other groups do not hammer a throttling node), the
+//! `NODE_RATE_LIMIT` pacing and the `NODE_CONCURRENCY` slots. The gate also
+//! reads the answer's body (capped at [`MAX_BODY_BYTES`]), so that a reset
+//! in the middle of a body is one more transient attempt.
+
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::{Extensions, StatusCode};
+use reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next};
+use tokio::sync::Semaphore;
+
+use super::retry::{parse_retry_after, StopRetrying};
+use super::stats::NodeStats;
+
+/// Bodies are read up to this size; node answers are tiny, so anything larger
+/// is cut off rather than buffered.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The limits applied to every attempt against one node.
+pub struct NodeGate {
+    permits: Semaphore,
+    rate: Option<DefaultDirectRateLimiter>,
+    paused_until: Mutex<Option<Instant>>,
+    pub(super) stats: NodeStats,
+}
+
+impl NodeGate {
+    pub(super) fn new(concurrency: usize, rate: Option<NonZeroU32>) -> Self {
+        Self {
+            permits: Semaphore::new(concurrency.max(1)),
+            // No burst: requests leave 1/R s apart, so a node that enforces
+            // the same limit (even with no burst of its own) never refuses.
+            rate: rate
+                .map(|r| RateLimiter::direct(Quota::per_second(r).allow_burst(NonZeroU32::MIN))),
+            paused_until: Mutex::new(None),
+            stats: NodeStats::default(),
+        }
+    }
+
+    fn pause_for(&self, delay: Duration) {
+        let until = Instant::now() + delay;
+        if let Ok(mut paused) = self.paused_until.lock() {
+            if paused.is_none_or(|current| current < until) {
+                *paused = Some(until);
+            }
+        }
+    }
+
+    /// Waits until the node may receive one more request: its `429` pause is
+    /// over, the rate limit has a token and a concurrency slot is free.
+    async fn admit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.wait_unpaused().await;
+        if let Some(rate) = &self.rate {
+            rate.until_ready().await;
+        }
+        self.permits.acquire().await.ok()
+    }
+
+    async fn wait_unpaused(&self) {
+        loop {
+            let until = self.paused_until.lock().ok().and_then(|paused| *paused);
+            match until {
+                Some(until) if until > Instant::now() => {
+                    tokio::time::sleep_until(until.into()).await;
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Extension carrying the gate of the node a request is for.
+#[derive(Clone)]
+pub(super) struct GateRef(pub(super) Arc<NodeGate>);
+
+/// Applies per-node limits to each attempt and buffers the (capped) body.
+pub(super) struct GateMiddleware;
+
+#[async_trait::async_trait]
+impl Middleware for GateMiddleware {
+    async fn handle(
+        &self,
+        req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let Some(GateRef(gate)) = extensions.get::<GateRef>().cloned() else {
+            return next.run(req, extensions).await;
+        };
+        let stop = extensions
+            .get::<StopRetrying>()
+            .map(|s| s.0.clone())
+            .unwrap_or_default();
+        let _permit = tokio::select! {
+            biased;
+            _ = stop.cancelled() => None,
+            permit = gate.admit() => permit,
+        }
+        .ok_or_else(|| {
+            reqwest_middleware::Error::Middleware(anyhow::anyhow!("cancelled before sending"))
+        })?;
+        extensions.remove::<AnswerBody>();
+        let sent = Instant::now();
+        let result = match next.run(req, extensions).await {
+            Ok(mut response) => read_body(&mut response).await.map(|body| {
+                extensions.insert(AnswerBody(body));
+                response
+            }),
+            Err(error) => Err(error),
+        };
+        gate.stats.record(&result, sent.elapsed());
+        if let Ok(response) = &result {
+            if response.status() == StatusCode::TOO_MANY_REQUESTS {
+                if let Some(delay) = parse_retry_after(response.headers(), SystemTime::now()) {
+                    gate.pause_for(delay);
+                }
+            }
+        }
+        result
+    }
+}
+
+/// Request extension: the body of the last attempt's answer, as the gate
+/// read it. The response itself is handed on with its body consumed:
+/// rebuilding a `reqwest::Response` around the bytes would cost a URL parse
+/// per answer.
+#[derive(Clone)]
+pub(super) struct AnswerBody(pub(super) Vec<u8>);
+
+/// Reads the body up to [`MAX_BODY_BYTES`], so that a body that fails midway
+/// is an error of this attempt.
+async fn read_body(response: &mut Response) -> reqwest_middleware::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_BODY_BYTES - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_BODY_BYTES {
+            break;
+        }
+    }
+    Ok(body)
+}

@@ -1,0 +1,16 @@
+//! What the job leaves behind for operators:
+//!
+//! - [`telemetry`]: logging setup, JSON lines (or pretty) on stdout;
+//! - [`summary`]: the node summary lines and the run summary, the log's end;
+//! - [`progress`]: progress lines, or a bar at a terminal;
+//! - [`report`]: the run report, its file and the termination message;
+//! - [`journal`]: the crash journal (`JOURNAL_PATH`).
+//!
+//! Outputs use the domain types and the node API's statistics; they never
+//! call into the engine.
+
+pub mod journal;
+pub mod progress;
+pub mod report;
+pub mod summary;
+pub mod telemetry;

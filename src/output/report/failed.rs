@@ -1,0 +1,138 @@
+//! The groups of a run that did not commit, with bounded memory.
+//!
+//! A run over a long list can leave many groups not committed (a node down
+//! for the whole run rolls back every group), and each one's detail grows
+//! with the number of nodes. So the run keeps in memory only a sample of at
+//! most [`KEPT_NODE_DETAILS`] node details (inconsistent groups are kept in
+//! preference, as they matter most), and with `REPORT_PATH` appends every
+//! group's detail to a spool file next to the report as it finishes. The
+//! report file then lists every group, from the spool.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::domain::{sibling, GroupReport, Outcome};
+
+/// The target these log lines carry, which `LOG_LEVEL` directives name
+/// (`api_consumer::report=debug`): part of the log interface, kept whatever file
+/// the code lives in.
+const LOG_TARGET: &str = "api_consumer::report";
+
+/// How many node details (one per node of each group) the in-memory sample
+/// holds at most: with 3 nodes, some 33,000 groups; with 1,000 nodes, 100.
+pub const KEPT_NODE_DETAILS: usize = 100_000;
+
+/// The groups of a run that did not commit.
+#[derive(Debug)]
+pub struct FailedGroups {
+    /// Node details the sample may hold.
+    pub(super) limit: usize,
+    kept: Vec<GroupReport>,
+    kept_details: usize,
+    /// Groups not in `kept` (all of them are in the spool, when there is one).
+    omitted: u64,
+    spool: Option<Spool>,
+}
+
+#[derive(Debug)]
+struct Spool {
+    path: PathBuf,
+    writer: Option<BufWriter<File>>,
+}
+
+impl FailedGroups {
+    /// A list kept in memory only (within [`KEPT_NODE_DETAILS`]).
+    pub fn in_memory() -> FailedGroups {
+        FailedGroups::with_limit(KEPT_NODE_DETAILS)
+    }
+
+    pub(super) fn with_limit(limit: usize) -> FailedGroups {
+        FailedGroups {
+            limit,
+            kept: Vec::new(),
+            kept_details: 0,
+            omitted: 0,
+            spool: None,
+        }
+    }
+
+    /// A list that also spools every group next to the report at
+    /// `report_path`, for [`super::write_report`].
+    pub fn spooled_for(report_path: &Path) -> FailedGroups {
+        let path = sibling(report_path, ".groups.tmp");
+        let writer = match File::create(&path) {
+            Ok(file) => Some(BufWriter::new(file)),
+            Err(error) => {
+                tracing::error!(target: LOG_TARGET, path = %path.display(), error = %error, "cannot write the report's group list; the report will list only the groups kept in memory");
+                None
+            }
+        };
+        FailedGroups {
+            spool: Some(Spool { path, writer }),
+            ..FailedGroups::in_memory()
+        }
+    }
+
+    /// Adds one group that did not commit.
+    pub fn push(&mut self, group: GroupReport) {
+        if let Some(spool) = &mut self.spool {
+            spool.append(&group);
+        }
+        let details = group.nodes.len().max(1);
+        if self.kept_details + details <= self.limit {
+            self.kept_details += details;
+            self.kept.push(group);
+            return;
+        }
+        self.omitted += 1;
+        if group.outcome == Outcome::Inconsistent {
+            // Make room by dropping the latest kept group that is not
+            // inconsistent, if that is enough.
+            if let Some(at) = self
+                .kept
+                .iter()
+                .rposition(|g| g.outcome != Outcome::Inconsistent)
+            {
+                let freed = self.kept[at].nodes.len().max(1);
+                if self.kept_details - freed + details <= self.limit {
+                    self.kept_details = self.kept_details - freed + details;
+                    self.kept[at] = group;
+                }
+            }
+        }
+    }
+
+    /// The kept groups, and how many more did not commit.
+    pub fn into_parts(self) -> (Vec<GroupReport>, u64, Option<PathBuf>) {
+        let spool = self.spool.and_then(|mut spool| {
+            let flushed = spool.writer.take().map(|mut w| w.flush());
+            match flushed {
+                Some(Ok(())) => Some(spool.path),
+                Some(Err(error)) => {
+                    tracing::error!(target: LOG_TARGET, path = %spool.path.display(), error = %error, "cannot write the report's group list");
+                    let _ = std::fs::remove_file(&spool.path);
+                    None
+                }
+                None => None,
+            }
+        });
+        (self.kept, self.omitted, spool)
+    }
+}
+
+impl Spool {
+    fn append(&mut self, group: &GroupReport) {
+        let Some(writer) = &mut self.writer else {
+            return;
+        };
+        let written = serde_json::to_writer(&mut *writer, group)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writer.write_all(b"\n"));
+        if let Err(error) = written {
+            tracing::error!(target: LOG_TARGET, path = %self.path.display(), error = %error, "cannot write the report's group list; the report will list only the groups kept in memory");
+            self.writer = None;
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}

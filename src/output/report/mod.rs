@@ -1,0 +1,155 @@
+//! What a run leaves behind: the [`RunReport`], the report file
+//! (`REPORT_PATH`), the list of groups that did not commit (`failed.rs`) and
+//! the termination message (`termination.rs`).
+
+mod failed;
+mod termination;
+#[cfg(test)]
+mod tests;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+
+use serde::ser::{Error as _, SerializeSeq};
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+pub use failed::{FailedGroups, KEPT_NODE_DETAILS};
+pub use termination::{
+    termination_message, write_termination_message, TERMINATION_MESSAGE_MAX_BYTES,
+};
+
+use crate::domain::{
+    replace_atomically, ExitStatus, GroupId, GroupReport, Operation, OutcomeCounts, Position,
+    StopReason,
+};
+use crate::node_api::{NodeStatsSnapshot, RequestTotals};
+
+/// The entries a stopped run did not attempt: every entry from `from` to
+/// the end of the list (the run starts groups in list order).
+#[derive(Debug, Clone, Serialize)]
+pub struct NotAttempted {
+    pub count: u64,
+    /// Where the first of them is listed (`GROUP_IDS_FILE line 5012`);
+    /// absent when the list itself could no longer be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<Position>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_group_id: Option<GroupId>,
+}
+
+/// What a run did: the totals, and the detail of every group not committed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub operation: Operation,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub exit_code: ExitStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<StopReason>,
+    pub totals: OutcomeCounts,
+    /// Requests over every node, as in `nodes`.
+    pub requests: RequestTotals,
+    pub nodes: Vec<NodeStatsSnapshot>,
+    /// The groups whose transaction ended other than `committed`: all of
+    /// them, or a sample within [`KEPT_NODE_DETAILS`] (the
+    /// report file lists all of them).
+    pub groups: Vec<GroupReport>,
+    /// Groups not committed that are not in `groups`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub groups_omitted: u64,
+    /// Where every group not committed was spooled, for the report file.
+    #[serde(skip)]
+    pub groups_spool: Option<std::path::PathBuf>,
+    /// The entries not attempted because the run stopped first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_attempted: Option<NotAttempted>,
+    /// Groups a killed run left unfinished, resolved from the journal before
+    /// this run's own groups (not counted in `totals`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recovered: Vec<GroupReport>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Writes the report atomically at `path` (a reader never sees half a
+/// report). Its `groups` are those of the spool at `spool` (every group that
+/// did not commit) when there is one, else those of `report`; the spool is
+/// removed.
+pub fn write_report(path: &Path, report: &RunReport, spool: Option<&Path>) -> std::io::Result<()> {
+    let result = replace_atomically(path, |out| {
+        let file = ReportFile::new(report, spool)?;
+        serde_json::to_writer_pretty(&mut *out, &file).map_err(std::io::Error::other)?;
+        out.write_all(b"\n")
+    });
+    if let Some(spool) = spool {
+        let _ = std::fs::remove_file(spool);
+    }
+    result
+}
+
+/// The report file's document: the report's fields (nested objects with
+/// their keys in serde_json's order), then `groups`, each group on one line
+/// however many there are, streamed from the spool.
+#[derive(Serialize)]
+struct ReportFile<'a> {
+    #[serde(flatten)]
+    head: Map<String, Value>,
+    groups: Groups<'a>,
+}
+
+impl<'a> ReportFile<'a> {
+    fn new(report: &'a RunReport, spool: Option<&'a Path>) -> std::io::Result<Self> {
+        let mut head = match serde_json::to_value(report).map_err(std::io::Error::other)? {
+            Value::Object(fields) => fields,
+            _ => Map::new(),
+        };
+        head.remove("groups");
+        let groups = match spool {
+            Some(path) => Groups::Spool(path),
+            None => Groups::Kept(&report.groups),
+        };
+        Ok(Self { head, groups })
+    }
+}
+
+/// Where the report file's groups come from.
+enum Groups<'a> {
+    /// One compact JSON object per line, as [`FailedGroups`] spooled them.
+    Spool(&'a Path),
+    Kept(&'a [GroupReport]),
+}
+
+impl Serialize for Groups<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Each group goes in as a raw (compact) value, so that a pretty
+        // report keeps one line per group.
+        let mut seq = serializer.serialize_seq(None)?;
+        match self {
+            Groups::Spool(path) => {
+                let file = File::open(path).map_err(S::Error::custom)?;
+                for line in BufReader::new(file).lines() {
+                    let line = line.map_err(S::Error::custom)?;
+                    if !line.is_empty() {
+                        seq.serialize_element(
+                            &RawValue::from_string(line).map_err(S::Error::custom)?,
+                        )?;
+                    }
+                }
+            }
+            Groups::Kept(groups) => {
+                for group in *groups {
+                    // Through a `Value`, as the report's other fields.
+                    let value = serde_json::to_value(group).map_err(S::Error::custom)?;
+                    let raw = serde_json::value::to_raw_value(&value).map_err(S::Error::custom)?;
+                    seq.serialize_element(&raw)?;
+                }
+            }
+        }
+        seq.end()
+    }
+}

@@ -1,0 +1,109 @@
+//! The termination message: how the run ended, in the 4 KiB that Kubernetes
+//! keeps for `kubectl describe pod`.
+
+use std::path::Path;
+
+use super::RunReport;
+use crate::domain::{truncate, GroupReport, Outcome};
+
+/// The target these log lines carry, which `LOG_LEVEL` directives name
+/// (`api_consumer::report=debug`): part of the log interface, kept whatever file
+/// the code lives in.
+const LOG_TARGET: &str = "api_consumer::report";
+
+/// The most Kubernetes keeps of a termination message.
+pub const TERMINATION_MESSAGE_MAX_BYTES: usize = 4096;
+
+/// Writes [`termination_message`] to `path` when that file exists (the
+/// kubelet creates it for each container), so that `kubectl describe pod`
+/// shows how the run ended.
+pub fn write_termination_message(path: &Path, report: &RunReport) {
+    if !path.is_file() {
+        return;
+    }
+    if let Err(error) = std::fs::write(path, termination_message(report)) {
+        tracing::warn!(target: LOG_TARGET, path = %path.display(), error = %error, "cannot write the termination message");
+    }
+}
+
+/// The run summary as one JSON object of at most
+/// [`TERMINATION_MESSAGE_MAX_BYTES`]: the summary's figures, then as many
+/// groups that did not commit as fit (inconsistent ones first, then in
+/// report order), and how many did not fit.
+pub fn termination_message(report: &RunReport) -> String {
+    let totals = &report.totals;
+    let mut head = serde_json::json!({
+        "exit_code": report.exit_code,
+        "operation": report.operation.as_str(),
+        "groups": totals.groups,
+        "committed": totals.committed,
+        "rolled_back": totals.rolled_back,
+        "inconsistent": totals.inconsistent,
+        "not_started": totals.not_started,
+        "requests": report.requests.requests,
+        "retries": report.requests.retries,
+        "duration_ms": report.duration_ms,
+    });
+    if let Some(reason) = report.stop_reason {
+        head["stop_reason"] = reason.as_str().into();
+    }
+    if let Some(from) = report.not_attempted.as_ref().and_then(|n| n.from) {
+        head["not_attempted_from"] = from.to_string().into();
+    }
+    let mut failed: Vec<&GroupReport> = report.recovered.iter().chain(&report.groups).collect();
+    failed.sort_by_key(|g| g.outcome != Outcome::Inconsistent);
+    let mut message = head.to_string();
+    // Room for `,"failed":[`, `],"failed_omitted":<n>` and `}`.
+    let budget = TERMINATION_MESSAGE_MAX_BYTES.saturating_sub(64);
+    let mut listed = Vec::new();
+    let mut used = message.len();
+    for group in &failed {
+        if budget.saturating_sub(used) < SMALLEST_ENTRY {
+            break;
+        }
+        let entry = failed_entry(group).to_string();
+        if used + entry.len() < budget {
+            used += entry.len() + 1;
+            listed.push(entry);
+        }
+    }
+    let omitted = (failed.len() - listed.len()) as u64 + report.groups_omitted;
+    if !failed.is_empty() || omitted > 0 {
+        message.pop();
+        message.push_str(&format!(",\"failed\":[{}]", listed.join(",")));
+        if omitted > 0 {
+            message.push_str(&format!(",\"failed_omitted\":{omitted}"));
+        }
+        message.push('}');
+    }
+    message
+}
+
+/// Below this many bytes left, no further group entry can fit.
+const SMALLEST_ENTRY: usize = 40;
+
+/// One group that did not commit, briefly: for an inconsistent one, the
+/// nodes left at neither state and what they hold.
+fn failed_entry(group: &GroupReport) -> serde_json::Value {
+    const REASON_CHARS: usize = 120;
+    let mut entry = serde_json::json!({
+        "group_id": group.group_id,
+        "outcome": group.outcome.as_str(),
+    });
+    if group.outcome == Outcome::Inconsistent {
+        const NODES: usize = 4;
+        let nodes: serde_json::Map<String, serde_json::Value> = group
+            .diverged_nodes()
+            .take(NODES)
+            .map(|n| (n.node.clone(), n.final_state.as_str().into()))
+            .collect();
+        entry["nodes"] = nodes.into();
+        let more = group.diverged_nodes().count().saturating_sub(NODES);
+        if more > 0 {
+            entry["nodes_omitted"] = more.into();
+        }
+    } else if let Some(reason) = &group.reason {
+        entry["reason"] = truncate(reason, REASON_CHARS).into();
+    }
+    entry
+}
