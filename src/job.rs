@@ -9,13 +9,16 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::domain::{
-    ExitStatus, GroupId, GroupReport, NodeAddress, NodeDetail, NodeState, Outcome,
+    ExitStatus, GroupId, GroupReport, NodeAddress, NodeDetail, NodeState, Outcome, RunOperation,
 };
+use crate::engine::phases::{prepare, Request};
 use crate::engine::{run_groups, supervise, Control, RunSettings, Transaction};
 use crate::node_api::{ClientError, ClientSettings, NodeClient, RetrySettings};
 use crate::output::journal::{Intent, Journal, JournalError};
 use crate::output::progress::ProgressDisplay;
-use crate::output::report::{write_report, write_termination_message, RunReport};
+use crate::output::report::{
+    write_report, write_termination_message, RunReport, PLAN_FORMAT_VERSION,
+};
 use crate::output::telemetry::LogFormat;
 
 impl From<&Config> for ClientSettings {
@@ -94,15 +97,20 @@ impl JobError {
 pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport, JobError> {
     let settings = ClientSettings::from(config);
     let client = Arc::new(NodeClient::new(&settings, &config.nodes)?);
+    // A run that never writes never opens the journal: resolving what a
+    // killed run left would write.
+    let writes = !config.dry_run && config.operation != RunOperation::Verify;
     let (journal, unfinished) = match &config.journal_path {
-        Some(path) => {
+        Some(path) if writes => {
             let (journal, unfinished) = open_journal(path, config.rollback_timeout).await?;
             (Some(Arc::new(journal)), unfinished)
         }
-        None => (None, Vec::new()),
+        _ => (None, Vec::new()),
     };
     tracing::info!(
         operation = config.operation.as_str(),
+        dry_run = config.dry_run.then_some(true),
+        prune = config.prune.then_some(true),
         nodes = config.nodes.len(),
         groups = config.group_ids.len(),
         concurrency = config.concurrency,
@@ -118,9 +126,17 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
             recovered.push(recover(&settings, journal, intent, &control).await);
         }
     }
+    let request = Request {
+        operation: config.operation,
+        dry_run: config.dry_run,
+        prune: config.prune,
+        prune_max: config.prune_max,
+        ids: config.group_ids.clone(),
+    };
+    let prepared = prepare(&client, request, &control).await;
     let mut report = run_groups(
         client,
-        &config.group_ids,
+        &prepared.phases,
         config.operation,
         run_settings,
         control,
@@ -131,7 +147,16 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
     if recovered.iter().any(|r| r.outcome == Outcome::Inconsistent) {
         report.exit_code = ExitStatus::Inconsistent;
     }
+    if prepared.shortfall {
+        report.exit_code = report.exit_code.with_shortfall();
+    }
     report.recovered = recovered;
+    report.listing = prepared.listing;
+    report.unlisted = prepared.unlisted;
+    if config.dry_run {
+        report.dry_run = true;
+        report.format_version = Some(PLAN_FORMAT_VERSION);
+    }
     if let Some(path) = &config.report_path {
         if let Err(error) = write_report(path, &report, report.groups_spool.as_deref()) {
             tracing::error!(path = %path.display(), error = %error, "cannot write the run report");
@@ -203,7 +228,7 @@ async fn recover(
 fn unresolvable(intent: &Intent, problem: String) -> GroupReport {
     GroupReport {
         group_id: GroupId::unchecked(&intent.group_id),
-        operation: intent.operation,
+        operation: intent.operation.into(),
         outcome: Outcome::Inconsistent,
         reason: Some(format!("journal intent cannot be resolved: {problem}")),
         duration_ms: 0,
@@ -219,5 +244,6 @@ fn unresolvable(intent: &Intent, problem: String) -> GroupReport {
                 detail: None,
             })
             .collect(),
+        would_write: Vec::new(),
     }
 }

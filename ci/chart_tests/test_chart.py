@@ -16,7 +16,7 @@ VALUES = [pytest.param((), id="default")] + [
 REAL_NODES = ("--set", "demo.enabled=false", "--set-json", 'config.nodes=["http://n1:8080","http://n2:8080"]')
 
 JOB_VARIABLES = {
-    "NODES", "OPERATION", "GROUP_IDS", "GROUP_IDS_FILE", "REQUEST_TIMEOUT_MS", "CONNECT_TIMEOUT_MS",
+    "NODES", "OPERATION", "DRY_RUN", "PRUNE", "PRUNE_MAX", "GROUP_IDS", "GROUP_IDS_FILE", "REQUEST_TIMEOUT_MS", "CONNECT_TIMEOUT_MS",
     "MAX_RETRIES", "RETRY_BASE_DELAY_MS", "RETRY_MAX_DELAY_MS", "RUN_TIMEOUT_SECS",
     "ROLLBACK_TIMEOUT_SECS", "CONCURRENCY", "NODE_CONCURRENCY", "NODE_RATE_LIMIT", "MAX_FAILED_GROUPS",
     "PROGRESS_INTERVAL_SECS", "AUTH_TOKEN", "LOG_FORMAT", "LOG_LEVEL", "REPORT_PATH",
@@ -144,7 +144,8 @@ def test_pod_failure_policy_maps_the_exit_codes(render, values):
     assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
     actions = exit_code_actions(spec)
     assert actions[2] == "FailJob"
-    assert set(actions) == {1, 2, 3}
+    assert actions[4] == "FailJob"
+    assert set(actions) == {1, 2, 3, 4}
     assert 0 not in actions
     name = job_container(rendered)["name"]
     for rule in rules[1:]:
@@ -164,7 +165,7 @@ def test_the_actions_for_exit_codes_1_and_3_are_configurable(render):
     actions = exit_code_actions(
         render("--set", "job.onRolledBack=FailJob", "--set", "job.onInconsistent=FailJob").job_spec()
     )
-    assert actions == {1: "FailJob", 2: "FailJob", 3: "FailJob"}
+    assert actions == {1: "FailJob", 2: "FailJob", 3: "FailJob", 4: "FailJob"}
 
 
 # ------------------------------------------------------------- CronJob
@@ -315,6 +316,25 @@ def test_environment_holds_only_job_variables_and_no_empty_value(render, values)
     for key, value in env.items():
         assert value.strip(), key
     assert {"NODES", "OPERATION", "GROUP_IDS_FILE"} <= set(env)
+
+
+def test_operations_dry_run_and_prune_reach_the_pod(render):
+    env = render().env()
+    assert (env["OPERATION"], env["DRY_RUN"], env["PRUNE"], env["PRUNE_MAX"]) == ("create", "false", "false", "100")
+    env = render(
+        "--set", "config.operation=reconcile", "--set", "config.prune=true",
+        "--set", "config.pruneMax=7", "--set", "config.dryRun=true",
+    ).env()
+    assert (env["OPERATION"], env["DRY_RUN"], env["PRUNE"], env["PRUNE_MAX"]) == ("reconcile", "true", "true", "7")
+
+
+def test_a_verify_may_check_every_listed_group_without_ids(render):
+    rendered = render("--set", "config.operation=verify", "--set-json", "config.groupIds=[]")
+    assert rendered.env()["OPERATION"] == "verify"
+    cron = render(
+        "--set", "config.operation=verify", "--set-json", "config.groupIds=[]", "--set", "cronJob.enabled=true"
+    )
+    assert cron.one("CronJob")["spec"]["concurrencyPolicy"] == "Forbid"
 
 
 def test_failure_limit_and_progress_interval_by_default(render):
@@ -523,6 +543,12 @@ def test_versions_agree_across_crate_chart_and_image():
         (("--set", "journal.accessMode=ReadOnlyMany"), "value must be one of"),
         (("--set", "journal.size=lots"), "does not match pattern"),
         (("--set-json", "config.groupIds=[]"), "minItems"),
+        (("--set-json", "config.groupIds=[]", "--set", "config.operation=reconcile"), "minItems"),
+        (("--set", "config.prune=true"), "value must be \"reconcile\""),
+        (("--set", "config.prune=yes"), "want boolean"),
+        (("--set", "config.dryRun=1"), "want boolean"),
+        (("--set", "config.pruneMax=-1"), "minimum"),
+        (("--set", "config.pruneMax=4294967296"), "maximum"),
         (("--set-json", 'config.groupIds=["# not an id"]'), "does not match pattern"),
         (("--set-json", 'config.groupIds=[" padded"]'), "does not match pattern"),
         (("--set-json", 'config.groupIds=["tab\\there"]'), "does not match pattern"),

@@ -235,7 +235,8 @@ ttlSecondsAfterFinished: {{ .Values.job.ttlSecondsAfterFinished | int64 }}
 # podFailurePolicy, stated for the reader).
 podReplacementPolicy: Failed
 # Exit codes of api-consumer: 0 done, 1 rolled back or not started, 2
-# configuration error, 3 inconsistent. The first matching rule applies.
+# configuration error, 3 inconsistent, 4 a dry run found changes to make.
+# The first matching rule applies.
 podFailurePolicy:
   rules:
     # Evicted, preempted or drained: the cluster's doing, not the job's; the
@@ -260,6 +261,15 @@ podFailurePolicy:
         containerName: api-consumer
         operator: In
         values: [3]
+    # A dry run's plan with changes: the answer, not a failure to retry (a
+    # rerun reads the same nodes and finds the same changes). The Job fails
+    # at once, so the plan shows in `kubectl get jobs` and in alerts on
+    # failed Jobs; its logs and termination message hold the plan.
+    - action: FailJob
+      onExitCodes:
+        containerName: api-consumer
+        operator: In
+        values: [4]
 template:
   metadata:
     labels:

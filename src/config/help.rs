@@ -15,6 +15,9 @@ pub fn help_text() -> String {
          failures with backoff, resolves ambiguous answers by reading the node back, and \
          rolls back exactly the nodes it changed when the group cannot reach its goal. \
          Groups that cannot be made consistent are named in the logs and the run report. \
+         It also verifies (read-only: which groups are on some nodes only), plans without \
+         writing (DRY_RUN), and reconciles the nodes to a desired set of groups, deleting \
+         the others only when asked (PRUNE, bounded by PRUNE_MAX). \
          Logs go to stdout; the last line is the run summary.",
     );
     out.push_str("\nUSAGE:\n    api-consumer [--help | --version]\n\n");
@@ -39,13 +42,17 @@ pub fn help_text() -> String {
     }
     out.push_str(
         "\nEXIT CODES:\n\
-         \x20   0  every group is at its goal on every node (already being there counts)\n\
+         \x20   0  every group is at its goal on every node (already being there counts);\n\
+         \x20      verify: every group is on every node or on none; dry run: no change\n\
          \x20   1  at least one group was rolled back cleanly, or not attempted because of\n\
          \x20      the run deadline, a signal, MAX_FAILED_GROUPS or an id file edited\n\
-         \x20      during the run; no group is inconsistent\n\
+         \x20      during the run, or could not be read (verify, dry run); or a node's\n\
+         \x20      list could not be had, or a reconcile refused to prune; no group is\n\
+         \x20      inconsistent\n\
          \x20   2  configuration or input error; no request was sent\n\
          \x20   3  at least one group is inconsistent (on some nodes only); see the logs\n\
          \x20      and the run report for the group, node and state\n\
+         \x20   4  a dry run found changes to make (and no problem above)\n\
          \x20  70  the process could not start (its async runtime); no request was sent\n",
     );
     out

@@ -29,20 +29,28 @@ pub use help::help_text;
 pub use variables::{DefaultValue, VariableDoc, MAX_NODES, VARIABLES};
 
 use self::parse::{
-    collect_group_ids, millis, number, parse_auth_token, parse_nodes, parse_operation, present,
-    read_ca_certificates, required, secs, validate_log_level, with_default, writable_file_path,
+    collect_group_ids, flag, millis, number, parse_auth_token, parse_nodes, parse_operation,
+    present, read_ca_certificates, required, secs, validate_log_level, with_default,
+    writable_file_path,
 };
 use self::variables::*;
-use crate::domain::{quote, NodeAddress, Operation, Secret};
+use crate::domain::{quote, NodeAddress, RunOperation, Secret};
 use crate::engine::id_list::GroupIds;
 use crate::output::telemetry::LogFormat;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub nodes: Vec<NodeAddress>,
-    pub operation: Operation,
+    pub operation: RunOperation,
+    /// Plan only: read, never write.
+    pub dry_run: bool,
+    /// Reconcile also deletes the groups not listed.
+    pub prune: bool,
+    /// Most groups one reconcile may prune.
+    pub prune_max: u64,
     /// The ids in the order given: `GROUP_IDS` first, then `GROUP_IDS_FILE`
-    /// (every entry is one transaction, repeats included).
+    /// (every entry is one transaction, repeats included). Empty only for
+    /// a verify of every listed group.
     pub group_ids: GroupIds,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
@@ -102,6 +110,9 @@ impl ConfigError {
 struct Raw {
     nodes: Option<String>,
     operation: Option<String>,
+    dry_run: Option<String>,
+    prune: Option<String>,
+    prune_max: Option<String>,
     group_ids: Option<String>,
     group_ids_file: Option<String>,
     request_timeout_ms: Option<String>,
@@ -162,10 +173,19 @@ impl Config {
 
         let nodes = parse_nodes(&required(&NODES, raw.nodes)?)?;
         let operation = parse_operation(&required(&OPERATION, raw.operation)?)?;
+        let dry_run = flag(&DRY_RUN, raw.dry_run)?;
+        let prune = flag(&PRUNE, raw.prune)?;
+        let prune_max = number(&PRUNE_MAX, raw.prune_max)?;
+        if prune && operation != RunOperation::Reconcile {
+            return Err(ConfigError::new(
+                PRUNE.name,
+                format!("applies only to OPERATION=reconcile, not {operation}"),
+            ));
+        }
 
         let inline_ids = present(&GROUP_IDS, raw.group_ids)?;
         let ids_file = present(&GROUP_IDS_FILE, raw.group_ids_file)?;
-        let group_ids = collect_group_ids(inline_ids.as_deref(), ids_file)?;
+        let group_ids = collect_group_ids(inline_ids.as_deref(), ids_file, operation)?;
 
         let request_timeout = millis(&REQUEST_TIMEOUT_MS, raw.request_timeout_ms)?;
         let connect_timeout = millis(&CONNECT_TIMEOUT_MS, raw.connect_timeout_ms)?;
@@ -232,6 +252,9 @@ impl Config {
         Ok(Config {
             nodes,
             operation,
+            dry_run,
+            prune,
+            prune_max,
             group_ids,
             request_timeout,
             connect_timeout,

@@ -12,7 +12,7 @@ use super::variables::{
     MAX_NODES, NODES, OPERATION,
 };
 use super::ConfigError;
-use crate::domain::{quote, GroupId, NodeAddress, Operation, Secret};
+use crate::domain::{quote, GroupId, NodeAddress, RunOperation, Secret};
 use crate::engine::id_list::GroupIds;
 
 /// A set variable, trimmed; set-but-empty is an error.
@@ -128,25 +128,38 @@ pub(super) fn parse_nodes(value: &str) -> Result<Vec<NodeAddress>, ConfigError> 
     Ok(nodes)
 }
 
-pub(super) fn parse_operation(value: &str) -> Result<Operation, ConfigError> {
-    if value.eq_ignore_ascii_case("create") {
-        return Ok(Operation::Create);
+pub(super) fn parse_operation(value: &str) -> Result<RunOperation, ConfigError> {
+    const OPERATIONS: [RunOperation; 4] = [
+        RunOperation::Create,
+        RunOperation::Delete,
+        RunOperation::Verify,
+        RunOperation::Reconcile,
+    ];
+    OPERATIONS
+        .into_iter()
+        .find(|op| value.eq_ignore_ascii_case(op.as_str()))
+        .ok_or_else(|| {
+            ConfigError::new(
+                OPERATION.name,
+                format!(
+                    "must be create, delete, verify or reconcile, got {}",
+                    quote(value)
+                ),
+            )
+        })
+}
+
+/// A yes/no variable: `true`/`false` or `1`/`0`, case-insensitive.
+pub(super) fn flag(doc: &VariableDoc, raw: Option<String>) -> Result<bool, ConfigError> {
+    let text = with_default(doc, raw)?;
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ConfigError::new(
+            doc.name,
+            format!("must be true or false (or 1 or 0), got {}", quote(&text)),
+        )),
     }
-    if value.eq_ignore_ascii_case("delete") {
-        return Ok(Operation::Delete);
-    }
-    let later = ["plan", "verify", "reconcile"]
-        .iter()
-        .any(|op| value.eq_ignore_ascii_case(op));
-    let note = if later {
-        " (this operation is not available yet)"
-    } else {
-        ""
-    };
-    Err(ConfigError::new(
-        OPERATION.name,
-        format!("must be create or delete, got {}{note}", quote(value)),
-    ))
 }
 
 /// Checks `GROUP_IDS` and every line of `GROUP_IDS_FILE` (read here once,
@@ -154,6 +167,7 @@ pub(super) fn parse_operation(value: &str) -> Result<Operation, ConfigError> {
 pub(super) fn collect_group_ids(
     inline: Option<&str>,
     file: Option<String>,
+    operation: RunOperation,
 ) -> Result<GroupIds, ConfigError> {
     let mut ids = Vec::new();
     if let Some(inline) = inline {
@@ -177,7 +191,8 @@ pub(super) fn collect_group_ids(
             .with_file(Path::new(path), quote(path))
             .map_err(|e| ConfigError::new(GROUP_IDS_FILE.name, e.0))?;
     }
-    if ids.is_empty() {
+    // Verify without ids checks every group the nodes list.
+    if ids.is_empty() && operation != RunOperation::Verify {
         let detail = match &file {
             Some(path) => format!(
                 "no group ids given: GROUP_IDS is unset and GROUP_IDS_FILE {} holds no ids",
@@ -187,7 +202,15 @@ pub(super) fn collect_group_ids(
                      GROUP_IDS_FILE (one id per line)"
                 .to_owned(),
         };
-        return Err(ConfigError::new(GROUP_IDS.name, detail));
+        let why = match operation {
+            // An empty desired set would prune every group.
+            RunOperation::Reconcile => {
+                "; reconcile needs the desired set, and with PRUNE=true \
+                                        an empty one would delete every group"
+            }
+            _ => "",
+        };
+        return Err(ConfigError::new(GROUP_IDS.name, format!("{detail}{why}")));
     }
     Ok(ids)
 }

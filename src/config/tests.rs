@@ -85,7 +85,7 @@ fn defaults() {
         names(&config),
         ["http://127.0.0.1:8080", "http://127.0.0.1:8081"]
     );
-    assert_eq!(config.operation, Operation::Create);
+    assert_eq!(config.operation, RunOperation::Create);
     assert_eq!(ids(&config), ["g1", "g2"]);
     assert_eq!(config.request_timeout, Duration::from_millis(5000));
     assert_eq!(config.connect_timeout, Duration::from_millis(2000));
@@ -143,7 +143,7 @@ fn every_setting_is_read_and_trimmed() {
         ["http://node01.app.internal.com", "https://n2:8443/api/v1"]
     );
     assert_eq!(config.nodes[1].base.as_str(), "https://n2:8443/api/v1/");
-    assert_eq!(config.operation, Operation::Delete);
+    assert_eq!(config.operation, RunOperation::Delete);
     assert_eq!(ids(&config), ["a", "b c", "d"]);
     assert_eq!(config.request_timeout, Duration::from_millis(1));
     assert_eq!(config.connect_timeout, Duration::from_millis(600_000));
@@ -171,9 +171,37 @@ fn every_setting_is_read_and_trimmed() {
 }
 
 #[test]
+fn operations_dry_run_and_prune() {
+    let config = ok(vars(BASE));
+    assert_eq!(
+        (config.dry_run, config.prune, config.prune_max),
+        (false, false, 100)
+    );
+    for (text, operation) in [
+        ("Verify", RunOperation::Verify),
+        ("RECONCILE", RunOperation::Reconcile),
+        ("delete", RunOperation::Delete),
+    ] {
+        assert_eq!(ok(with(&[("OPERATION", text)])).operation, operation);
+    }
+    for (text, value) in [("TRUE", true), ("1", true), ("False", false), ("0", false)] {
+        assert_eq!(ok(with(&[("DRY_RUN", text)])).dry_run, value, "{text}");
+    }
+    let reconcile = ok(with(&[
+        ("OPERATION", "reconcile"),
+        ("PRUNE", "true"),
+        ("PRUNE_MAX", "0"),
+    ]));
+    assert_eq!((reconcile.prune, reconcile.prune_max), (true, 0));
+    // Verify without ids checks every group the nodes list.
+    let verify = ok(without("GROUP_IDS", &[("OPERATION", "verify")]));
+    assert!(verify.group_ids.is_empty());
+}
+
+#[test]
 fn last_occurrence_of_a_variable_wins() {
     let config = ok(with(&[("OPERATION", "delete")]));
-    assert_eq!(config.operation, Operation::Delete);
+    assert_eq!(config.operation, RunOperation::Delete);
 }
 
 #[test]
@@ -317,17 +345,37 @@ fn errors_name_the_variable() {
         (
             with(&[("OPERATION", "create,delete")]),
             "OPERATION",
-            "must be create or delete",
+            "must be create, delete, verify or reconcile",
         ),
         (
             with(&[("OPERATION", "plan")]),
             "OPERATION",
-            "not available yet",
+            "must be create, delete, verify or reconcile",
+        ),
+        // Dry run and prune.
+        (
+            with(&[("DRY_RUN", "maybe")]),
+            "DRY_RUN",
+            "must be true or false (or 1 or 0)",
         ),
         (
-            with(&[("OPERATION", "Reconcile")]),
-            "OPERATION",
-            "not available yet",
+            with(&[("PRUNE", "true")]),
+            "PRUNE",
+            "applies only to OPERATION=reconcile, not create",
+        ),
+        (with(&[("PRUNE", "yes")]), "PRUNE", "must be true or false"),
+        (
+            with(&[("PRUNE_MAX", "-1")]),
+            "PRUNE_MAX",
+            "must be a whole number from 0 to 4294967295",
+        ),
+        (
+            without(
+                "GROUP_IDS",
+                &[("OPERATION", "reconcile"), ("PRUNE", "true")],
+            ),
+            "GROUP_IDS",
+            "an empty one would delete every group",
         ),
         // Group ids.
         (without("GROUP_IDS", &[]), "GROUP_IDS", "GROUP_IDS_FILE"),
@@ -714,7 +762,7 @@ fn dotenv_is_overlaid_by_the_process_environment() {
         Err(e) => panic!("{e}"),
     };
     let config = ok(merged);
-    assert_eq!(config.operation, Operation::Delete);
+    assert_eq!(config.operation, RunOperation::Delete);
     assert_eq!(ids(&config), ["a", "b"]);
     assert_eq!(names(&config), ["http://127.0.0.1:8080"]);
 
@@ -873,7 +921,9 @@ fn help_lists_every_variable_with_its_default_and_exit_codes() {
             assert!(heading.contains(&format!("{min} to {max}")), "{heading}");
         }
     }
-    for code in ["    0  ", "    1  ", "    2  ", "    3  "] {
+    for code in [
+        "    0  ", "    1  ", "    2  ", "    3  ", "    4  ", "   70  ",
+    ] {
         assert!(help.contains(code), "exit code line {code:?}");
     }
     assert!(help.contains("api-consumer [--help | --version]"));

@@ -49,8 +49,40 @@ pub(super) const OPERATION: VariableDoc = VariableDoc {
     name: "OPERATION",
     default: DefaultValue::Required,
     range: None,
-    description: "create (make every group present on every node) or delete (make every \
-        group absent from every node); case-insensitive.",
+    description: "create (make every listed group present on every node), delete (make \
+        every listed group absent from every node), verify (read-only: report every group \
+        that is on some nodes only; without ids, every group any node lists through GET \
+        /v1/groups) or reconcile (the listed ids are the desired set: each made present \
+        on every node, and with PRUNE=true every other group deleted from every node); \
+        case-insensitive.",
+};
+pub(super) const DRY_RUN: VariableDoc = VariableDoc {
+    name: "DRY_RUN",
+    default: DefaultValue::Value("false"),
+    range: None,
+    description: "true: plan only. The nodes are read (and, for reconcile, listed), no \
+        write is sent; one log line per group that would change, and the run report is \
+        the plan. Exit 0 when nothing would change, 4 when something would, 1 when a \
+        node could not be read. true/false or 1/0, case-insensitive. verify is always \
+        read-only and ignores it.",
+};
+pub(super) const PRUNE: VariableDoc = VariableDoc {
+    name: "PRUNE",
+    default: DefaultValue::Value("false"),
+    range: None,
+    description: "With OPERATION=reconcile, true also deletes every group the nodes list \
+        that is not among the ids, each as its own all-or-nothing delete. Needs every \
+        node to answer GET /v1/groups and at least one listed id; an error with any \
+        other operation. true/false or 1/0, case-insensitive.",
+};
+pub(super) const PRUNE_MAX: VariableDoc = VariableDoc {
+    name: "PRUNE_MAX",
+    default: DefaultValue::Value("100"),
+    range: Some((0, u32::MAX as u64)),
+    description: "Most groups one reconcile may prune. When more would be pruned, none \
+        is: the run names how many and the first of them and exits 1, so that a wrong or \
+        truncated id list cannot empty a cluster. The listed groups are still made \
+        present.",
 };
 pub(super) const GROUP_IDS: VariableDoc = VariableDoc {
     name: "GROUP_IDS",
@@ -59,7 +91,8 @@ pub(super) const GROUP_IDS: VariableDoc = VariableDoc {
     description: "Comma-separated group ids, each trimmed. A group id is 1 to 256 bytes of \
         UTF-8 without control characters, and not exactly . or .. (which no URL path can \
         address). GROUP_IDS and GROUP_IDS_FILE together must give \
-        at least one id. Every entry is one transaction; an id listed again runs again \
+        at least one id, except for verify, which without ids checks every group the \
+        nodes list. Every entry is one transaction; an id listed again runs again \
         after its earlier entry has finished, never at the same time.",
 };
 pub(super) const GROUP_IDS_FILE: VariableDoc = VariableDoc {
@@ -146,8 +179,8 @@ pub(super) const MAX_FAILED_GROUPS: VariableDoc = VariableDoc {
     name: "MAX_FAILED_GROUPS",
     default: DefaultValue::Value("0"),
     range: Some((0, u32::MAX as u64)),
-    description: "Stop starting new groups once this many have failed (rolled back or \
-        inconsistent); groups in flight still finish, the report says from which entry \
+    description: "Stop starting new groups once this many have failed (rolled back, \
+        inconsistent, or not readable by verify or a dry run); groups in flight still finish, the report says from which entry \
         on groups were not attempted. 0 means no limit.",
 };
 pub(super) const PROGRESS_INTERVAL_SECS: VariableDoc = VariableDoc {
@@ -217,6 +250,9 @@ pub(super) const JOURNAL_PATH: VariableDoc = VariableDoc {
 pub const VARIABLES: &[VariableDoc] = &[
     NODES,
     OPERATION,
+    DRY_RUN,
+    PRUNE,
+    PRUNE_MAX,
     GROUP_IDS,
     GROUP_IDS_FILE,
     REQUEST_TIMEOUT_MS,

@@ -7,7 +7,68 @@ use serde::Serialize;
 
 use super::state::NodeState;
 
-/// What the run does to every group.
+/// What the run does (`OPERATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOperation {
+    /// Every listed group present on every node.
+    Create,
+    /// Every listed group absent from every node.
+    Delete,
+    /// Read-only: is every group on every node or on none?
+    Verify,
+    /// The listed groups are the desired set: each made present everywhere,
+    /// and with `PRUNE`, every other group deleted everywhere.
+    Reconcile,
+}
+
+impl RunOperation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOperation::Create => "create",
+            RunOperation::Delete => "delete",
+            RunOperation::Verify => "verify",
+            RunOperation::Reconcile => "reconcile",
+        }
+    }
+}
+
+impl fmt::Display for RunOperation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happens to one group: a transaction's operation, or a read-only
+/// check (verify). Named in every group's log lines and report entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupAction {
+    Create,
+    Delete,
+    Verify,
+}
+
+impl GroupAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupAction::Create => "create",
+            GroupAction::Delete => "delete",
+            GroupAction::Verify => "verify",
+        }
+    }
+}
+
+impl From<Operation> for GroupAction {
+    fn from(operation: Operation) -> Self {
+        match operation {
+            Operation::Create => GroupAction::Create,
+            Operation::Delete => GroupAction::Delete,
+        }
+    }
+}
+
+/// What a transaction does to one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Operation {
@@ -117,6 +178,9 @@ pub enum Position {
     GroupIds(u64),
     /// Line n of `GROUP_IDS_FILE` (from 1).
     GroupIdsFile(u64),
+    /// The n-th group found on the nodes but not listed (from 1), in id
+    /// order: what verify checks without ids, and what a reconcile prunes.
+    Discovered(u64),
 }
 
 impl fmt::Display for Position {
@@ -124,6 +188,7 @@ impl fmt::Display for Position {
         match self {
             Position::GroupIds(n) => write!(f, "GROUP_IDS entry {n}"),
             Position::GroupIdsFile(n) => write!(f, "GROUP_IDS_FILE line {n}"),
+            Position::Discovered(n) => write!(f, "group {n} found on the nodes"),
         }
     }
 }

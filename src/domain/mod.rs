@@ -14,7 +14,7 @@ mod state;
 mod text;
 
 pub use file::{replace_atomically, sibling};
-pub use group::{GroupId, Operation, Position};
+pub use group::{GroupAction, GroupId, Operation, Position, RunOperation};
 pub use node::NodeAddress;
 pub use outcome::{ExitStatus, GroupReport, NodeDetail, Outcome, OutcomeCounts, StopReason};
 pub use secret::Secret;

@@ -3,10 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::group::{GroupId, Operation};
+use super::group::{GroupAction, GroupId};
 use super::state::NodeState;
 
-/// How a group's transaction ended.
+/// How a group ended: a transaction's outcome, what verify found, or what
+/// a dry run would do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -14,10 +15,22 @@ pub enum Outcome {
     Committed,
     /// Every node is at its prior state.
     RolledBack,
-    /// Some node is at neither; the report names it.
+    /// Some node is at neither (a transaction), or the group is on some
+    /// nodes only (verify); the report names the nodes.
     Inconsistent,
     /// The run stopped (deadline, signal) before the group was attempted.
     NotStarted,
+    /// Verify: on every node.
+    ConsistentPresent,
+    /// Verify: on no node.
+    ConsistentAbsent,
+    /// Verify or dry run: a node could not be read, so the group's state
+    /// is not known.
+    Unknown,
+    /// Dry run: every node is at the goal; nothing would be sent.
+    Unchanged,
+    /// Dry run: a write would be sent to the nodes the entry names.
+    WouldChange,
 }
 
 impl Outcome {
@@ -27,7 +40,24 @@ impl Outcome {
             Outcome::RolledBack => "rolled_back",
             Outcome::Inconsistent => "inconsistent",
             Outcome::NotStarted => "not_started",
+            Outcome::ConsistentPresent => "consistent_present",
+            Outcome::ConsistentAbsent => "consistent_absent",
+            Outcome::Unknown => "unknown",
+            Outcome::Unchanged => "unchanged",
+            Outcome::WouldChange => "would_change",
         }
+    }
+
+    /// Whether the group needs an entry in the report: anything but a
+    /// group found (or left) as it should be.
+    pub fn is_reported(self) -> bool {
+        !matches!(
+            self,
+            Outcome::Committed
+                | Outcome::ConsistentPresent
+                | Outcome::ConsistentAbsent
+                | Outcome::Unchanged
+        )
     }
 }
 
@@ -77,12 +107,15 @@ pub struct NodeDetail {
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupReport {
     pub group_id: GroupId,
-    pub operation: Operation,
+    pub operation: GroupAction,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub duration_ms: u64,
     pub nodes: Vec<NodeDetail>,
+    /// Dry run: the nodes a write would be sent to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub would_write: Vec<String>,
 }
 
 impl GroupReport {
@@ -101,15 +134,29 @@ impl GroupReport {
 pub enum ExitStatus {
     /// Every group is at its goal.
     AllAtGoal = 0,
-    /// Some group rolled back or was not started; none is inconsistent.
+    /// Some group rolled back, was not started or could not be read (or a
+    /// reconcile refused to prune); none is inconsistent.
     RolledBack = 1,
     /// Configuration or input error; no request was sent.
     ConfigError = 2,
     /// Some group is inconsistent.
     Inconsistent = 3,
+    /// A dry run found changes to make.
+    WouldChange = 4,
     /// The process could not start its runtime; no request was sent. A
     /// retry of the pod may succeed.
     CannotStart = 70,
+}
+
+impl ExitStatus {
+    /// The exit code of a run that could not do everything it was asked
+    /// (a node's list missing, a prune refused): at least 1, and 3 stays 3.
+    pub fn with_shortfall(self) -> ExitStatus {
+        match self {
+            ExitStatus::AllAtGoal | ExitStatus::WouldChange => ExitStatus::RolledBack,
+            other => other,
+        }
+    }
 }
 
 impl From<ExitStatus> for u8 {
@@ -127,6 +174,22 @@ pub struct OutcomeCounts {
     pub rolled_back: u64,
     pub inconsistent: u64,
     pub not_started: u64,
+    /// The counts of verify and dry runs, left out where zero (a create or
+    /// delete run never has them).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub consistent_present: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub consistent_absent: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unknown: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unchanged: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub would_change: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl OutcomeCounts {
@@ -138,19 +201,43 @@ impl OutcomeCounts {
             Outcome::RolledBack => self.rolled_back += 1,
             Outcome::Inconsistent => self.inconsistent += 1,
             Outcome::NotStarted => self.not_started += 1,
+            Outcome::ConsistentPresent => self.consistent_present += 1,
+            Outcome::ConsistentAbsent => self.consistent_absent += 1,
+            Outcome::Unknown => self.unknown += 1,
+            Outcome::Unchanged => self.unchanged += 1,
+            Outcome::WouldChange => self.would_change += 1,
         }
     }
 
-    /// Groups that failed: rolled back or inconsistent.
-    pub fn failed(&self) -> u64 {
-        self.rolled_back + self.inconsistent
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &OutcomeCounts) {
+        self.groups += other.groups;
+        self.committed += other.committed;
+        self.rolled_back += other.rolled_back;
+        self.inconsistent += other.inconsistent;
+        self.not_started += other.not_started;
+        self.consistent_present += other.consistent_present;
+        self.consistent_absent += other.consistent_absent;
+        self.unknown += other.unknown;
+        self.unchanged += other.unchanged;
+        self.would_change += other.would_change;
     }
 
+    /// Groups that failed: rolled back, inconsistent, or not known.
+    pub fn failed(&self) -> u64 {
+        self.rolled_back + self.inconsistent + self.unknown
+    }
+
+    /// The exit code these counts call for. Problems win over changes: an
+    /// inconsistent group is 3; a group rolled back, not started or not
+    /// known is 1; only then does a dry run with changes to make give 4.
     pub fn exit_status(&self) -> ExitStatus {
         if self.inconsistent > 0 {
             ExitStatus::Inconsistent
-        } else if self.rolled_back > 0 || self.not_started > 0 {
+        } else if self.rolled_back > 0 || self.not_started > 0 || self.unknown > 0 {
             ExitStatus::RolledBack
+        } else if self.would_change > 0 {
+            ExitStatus::WouldChange
         } else {
             ExitStatus::AllAtGoal
         }

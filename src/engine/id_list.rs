@@ -43,6 +43,8 @@ pub struct Entry {
 #[derive(Debug, Clone)]
 pub struct GroupIds {
     inline: Vec<GroupId>,
+    /// The inline ids were found on the nodes, not listed in `GROUP_IDS`.
+    discovered: bool,
     file: Option<IdsFile>,
 }
 
@@ -76,6 +78,16 @@ impl GroupIds {
     pub fn inline(ids: Vec<GroupId>) -> GroupIds {
         GroupIds {
             inline: ids,
+            discovered: false,
+            file: None,
+        }
+    }
+
+    /// Ids found on the nodes (verify without ids, a reconcile's prune).
+    pub fn discovered(ids: Vec<GroupId>) -> GroupIds {
+        GroupIds {
+            inline: ids,
+            discovered: true,
             file: None,
         }
     }
@@ -147,7 +159,12 @@ impl GroupIds {
     /// Calls `each` for every entry in order until it returns `false`.
     fn for_each(&self, mut each: impl FnMut(Entry) -> bool) -> Result<(), IdsError> {
         for (index, id) in self.inline.iter().enumerate() {
-            let position = Position::GroupIds(index as u64 + 1);
+            let number = index as u64 + 1;
+            let position = if self.discovered {
+                Position::Discovered(number)
+            } else {
+                Position::GroupIds(number)
+            };
             if !each(Entry {
                 id: id.clone(),
                 position,

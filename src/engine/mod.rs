@@ -4,6 +4,11 @@
 //!   docs/TRANSACTIONS.md); its per-node decisions are pure functions in
 //!   `transaction/rules.rs`;
 //! - [`run`]: many groups under the run's limits, deadline and signals;
+//! - [`inspect`]: the read-only looks at one group: verify, and the dry
+//!   run's plan;
+//! - [`phases`]: how each `OPERATION` becomes the run's phases (a reconcile
+//!   lists the nodes and decides its prune first), with [`discovery`]
+//!   listing the nodes;
 //! - [`control`]: the run's stop, abort and kill;
 //! - [`id_list`]: the ids of `GROUP_IDS` and `GROUP_IDS_FILE`, checked up
 //!   front and streamed while the run starts groups.
@@ -12,11 +17,14 @@
 //! types); it never reads the configuration: the job hands it settings.
 
 pub mod control;
+pub mod discovery;
 pub mod id_list;
+pub mod inspect;
+pub mod phases;
 pub mod run;
 pub mod transaction;
 
 pub use control::Control;
 pub use id_list::GroupIds;
-pub use run::{run_groups, supervise, RunSettings};
+pub use run::{run_groups, supervise, Phase, RunSettings, Task};
 pub use transaction::Transaction;

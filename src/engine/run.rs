@@ -24,8 +24,11 @@ use tokio::task::JoinSet;
 
 use super::control::Control;
 use super::id_list::GroupIds;
+use super::inspect;
 use super::transaction::Transaction;
-use crate::domain::{GroupId, GroupReport, Operation, Outcome, OutcomeCounts, StopReason};
+use crate::domain::{
+    GroupId, GroupReport, Operation, Outcome, OutcomeCounts, RunOperation, StopReason,
+};
 use crate::node_api::{NodeClient, RequestTotals};
 use crate::output::journal::Journal;
 use crate::output::progress::{Progress, ProgressDisplay};
@@ -51,7 +54,26 @@ pub struct RunSettings {
     pub report_path: Option<std::path::PathBuf>,
 }
 
-/// Runs every listed group and returns the report.
+/// What the run does to each group of a [`Phase`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// An all-or-nothing transaction.
+    Apply(Operation),
+    /// Read-only: on every node, or on none?
+    Verify,
+    /// Dry run: read-only, what would a transaction write?
+    Plan(Operation),
+}
+
+/// One list of groups and what to do to each. A run goes through its
+/// phases in order (a reconcile: the listed groups, then those it prunes).
+#[derive(Debug, Clone)]
+pub struct Phase {
+    pub ids: GroupIds,
+    pub task: Task,
+}
+
+/// Runs every group of every phase and returns the report.
 ///
 /// Memory follows the work in flight, not the length of the list: ids are
 /// streamed from the list, committed groups are counted and forgotten, and
@@ -65,8 +87,8 @@ pub struct RunSettings {
 /// starts (so that it also covers the journal's recovery).
 pub async fn run_groups(
     client: Arc<NodeClient>,
-    ids: &GroupIds,
-    operation: Operation,
+    phases: &[Phase],
+    operation: RunOperation,
     settings: RunSettings,
     control: Arc<Control>,
     journal: Option<Arc<Journal>>,
@@ -74,8 +96,8 @@ pub async fn run_groups(
     let started = Instant::now();
     let started_at = rfc3339(SystemTime::now());
     let concurrency = settings.concurrency.max(1);
-    let mut entries = ids.stream(concurrency.max(256));
-    let progress = Progress::start(ids.len(), settings.progress);
+    let listed: u64 = phases.iter().map(|phase| phase.ids.len()).sum();
+    let progress = Progress::start(listed, settings.progress);
     let mut run = Dispatch {
         running: JoinSet::new(),
         in_flight: HashMap::new(),
@@ -91,52 +113,64 @@ pub async fn run_groups(
     let mut own_stop = None;
     let mut first_not_attempted = None;
 
-    while let Some(next) = entries.recv().await {
-        let entry = match next {
-            Ok(entry) => entry,
-            Err(error) => {
-                tracing::error!(target: LOG_TARGET, error = %error, "the id list changed; no new group starts");
-                own_stop = Some(StopReason::InputChanged);
-                break;
-            }
-        };
-        run.reap();
-        if !run.wait_for_room(&entry.id, concurrency, &control).await {
-            first_not_attempted = Some(entry);
-            break;
-        }
-        match run.admission(&client, &control, settings.max_failed_groups) {
-            Admission::Open => {}
-            Admission::RunStopped => {
+    'phases: for phase in phases {
+        let mut entries = phase.ids.stream(concurrency.max(256));
+        while let Some(next) = entries.recv().await {
+            let entry = match next {
+                Ok(entry) => entry,
+                Err(error) => {
+                    tracing::error!(target: LOG_TARGET, error = %error, "the id list changed; no new group starts");
+                    own_stop = Some(StopReason::InputChanged);
+                    break 'phases;
+                }
+            };
+            run.reap();
+            if !run.wait_for_room(&entry.id, concurrency, &control).await {
                 first_not_attempted = Some(entry);
-                break;
+                break 'phases;
             }
-            Admission::FailureLimit => {
-                own_stop = own_stop.or(Some(StopReason::FailureLimit));
-                first_not_attempted = Some(entry);
-                break;
+            match run.admission(&client, &control, settings.max_failed_groups) {
+                Admission::Open => {}
+                Admission::RunStopped => {
+                    first_not_attempted = Some(entry);
+                    break 'phases;
+                }
+                Admission::FailureLimit => {
+                    own_stop = own_stop.or(Some(StopReason::FailureLimit));
+                    first_not_attempted = Some(entry);
+                    break 'phases;
+                }
             }
+            started_groups += 1;
+            let (client, control, journal) = (client.clone(), control.clone(), journal.clone());
+            let id = entry.id.clone();
+            let task = phase.task;
+            let spawned = run.running.spawn(async move {
+                let group = &entry.id;
+                match task {
+                    Task::Apply(operation) => {
+                        Transaction::new(&client, group, operation, &control)
+                            .with_journal(journal.as_deref())
+                            .run()
+                            .await
+                    }
+                    Task::Verify => inspect::verify(&client, group, &control).await,
+                    Task::Plan(operation) => {
+                        inspect::plan(&client, group, operation, &control).await
+                    }
+                }
+            });
+            run.in_flight_ids.insert(id.clone());
+            run.in_flight.insert(spawned.id(), id);
         }
-        started_groups += 1;
-        let (client, control, journal) = (client.clone(), control.clone(), journal.clone());
-        let id = entry.id.clone();
-        let task = run.running.spawn(async move {
-            Transaction::new(&client, &entry.id, operation, &control)
-                .with_journal(journal.as_deref())
-                .run()
-                .await
-        });
-        run.in_flight_ids.insert(id.clone());
-        run.in_flight.insert(task.id(), id);
     }
-    drop(entries);
     while let Some(done) = run.running.join_next_with_id().await {
         run.collect(done);
     }
     let mut totals = run.totals;
     let (groups, groups_omitted, groups_spool) = run.failed.into_parts();
-    let not_attempted = (started_groups < ids.len()).then(|| {
-        let count = ids.len() - started_groups;
+    let not_attempted = (started_groups < listed).then(|| {
+        let count = listed - started_groups;
         totals.groups += count;
         totals.not_started += count;
         NotAttempted {
@@ -148,7 +182,9 @@ pub async fn run_groups(
     progress.finish();
     let nodes = client.stats();
     RunReport {
+        format_version: None,
         operation,
+        dry_run: false,
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
         exit_code: totals.exit_status(),
@@ -162,6 +198,8 @@ pub async fn run_groups(
         groups_spool,
         not_attempted,
         recovered: Vec::new(),
+        listing: None,
+        unlisted: None,
     }
 }
 
@@ -256,7 +294,7 @@ impl Dispatch<'_> {
         let outcome = match done {
             Ok((_, report)) => {
                 let outcome = report.outcome;
-                if outcome != Outcome::Committed {
+                if outcome.is_reported() {
                     self.failed.push(report);
                 }
                 outcome

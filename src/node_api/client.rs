@@ -24,11 +24,12 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::answers::{read_answer, write_answer, ReadAnswer, WriteAnswer};
-use super::contract::{group_segment, GroupBody, GROUP_COLLECTION_PATH};
+use super::contract::{group_segment, GroupBody, GROUP_COLLECTION_PATH, GROUP_LIST_PATH};
 use super::errors::{
     describe_error, install_tls_provider, is_tls_error, same_origin, MAX_REDIRECTS,
 };
-use super::gate::{AnswerBody, GateMiddleware, GateRef, NodeGate};
+use super::gate::{AnswerBody, BodyLimit, GateMiddleware, GateRef, NodeGate};
+use super::listing::{classify_list, ListAnswer, LIST_MAX_BYTES};
 use super::retry::{Attempts, NodeName, RetryAfterMiddleware, RetrySettings, StopRetrying};
 use super::stats::NodeStatsSnapshot;
 use crate::domain::{GroupId, NodeAddress, Secret};
@@ -60,6 +61,8 @@ struct Sent {
     result: reqwest_middleware::Result<Response>,
     attempts: Attempts,
     body: Vec<u8>,
+    /// The body went on past the request's limit.
+    truncated: bool,
 }
 
 struct NodeEntry {
@@ -167,9 +170,13 @@ impl NodeClient {
         node: &NodeEntry,
         builder: reqwest_middleware::RequestBuilder,
         stop: &CancellationToken,
+        body_limit: Option<BodyLimit>,
     ) -> Sent {
         let mut extensions = Extensions::new();
         extensions.insert(GateRef(node.gate.clone()));
+        if let Some(limit) = body_limit {
+            extensions.insert(limit);
+        }
         extensions.insert(StopRetrying(stop.clone()));
         extensions.insert(NodeName(node.name.clone()));
         let request = match builder.build() {
@@ -179,6 +186,7 @@ impl NodeClient {
                     result: Err(e.into()),
                     attempts: Attempts::default(),
                     body: Vec::new(),
+                    truncated: false,
                 }
             }
         };
@@ -197,14 +205,15 @@ impl NodeClient {
                     .set(format!("{}: {}", node.name, describe_error(error)));
             }
         }
-        let body = match (&result, extensions.remove::<AnswerBody>()) {
-            (Ok(_), Some(AnswerBody(body))) => body,
-            _ => Vec::new(),
+        let (body, truncated) = match (&result, extensions.remove::<AnswerBody>()) {
+            (Ok(_), Some(body)) => (body.bytes, body.truncated),
+            _ => (Vec::new(), false),
         };
         Sent {
             result,
             attempts,
             body,
+            truncated,
         }
     }
 
@@ -258,7 +267,7 @@ impl NodeClient {
         };
         let url = &entry.collection;
         let builder = self.http.request(method, url.clone()).json(body);
-        let sent = self.send(entry, builder, stop).await;
+        let sent = self.send(entry, builder, stop, None).await;
         (write_answer(sent.result, expected, url), sent.attempts)
     }
 
@@ -274,8 +283,42 @@ impl NodeClient {
             }
         };
         let url = item_url(&entry.collection, group);
-        let sent = self.send(entry, self.http.get(url.clone()), stop).await;
+        let sent = self
+            .send(entry, self.http.get(url.clone()), stop, None)
+            .await;
         read_answer(sent.result, &sent.body, group, &url)
+    }
+
+    /// `GET /v1/groups`: every group the node holds, read up to
+    /// [`LIST_MAX_BYTES`].
+    pub async fn list(&self, node: usize, stop: &CancellationToken) -> ListAnswer {
+        let entry = match self.entry(node) {
+            Ok(entry) => entry,
+            Err(detail) => {
+                return ListAnswer::Failed {
+                    status: None,
+                    detail,
+                }
+            }
+        };
+        let url = match entry.address.base.join(GROUP_LIST_PATH) {
+            Ok(url) => url,
+            Err(e) => {
+                return ListAnswer::Failed {
+                    status: None,
+                    detail: e.to_string(),
+                }
+            }
+        };
+        let limit = Some(BodyLimit(LIST_MAX_BYTES));
+        let sent = self.send(entry, self.http.get(url), stop, limit).await;
+        match sent.result {
+            Ok(response) => classify_list(response.status(), &sent.body, sent.truncated),
+            Err(error) => ListAnswer::Failed {
+                status: None,
+                detail: describe_error(&error),
+            },
+        }
     }
 }
 

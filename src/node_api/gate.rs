@@ -106,10 +106,13 @@ impl Middleware for GateMiddleware {
             reqwest_middleware::Error::Middleware(anyhow::anyhow!("cancelled before sending"))
         })?;
         extensions.remove::<AnswerBody>();
+        let limit = extensions
+            .get::<BodyLimit>()
+            .map_or(MAX_BODY_BYTES, |limit| limit.0);
         let sent = Instant::now();
         let result = match next.run(req, extensions).await {
-            Ok(mut response) => read_body(&mut response).await.map(|body| {
-                extensions.insert(AnswerBody(body));
+            Ok(mut response) => read_body(&mut response, limit).await.map(|body| {
+                extensions.insert(body);
                 response
             }),
             Err(error) => Err(error),
@@ -131,18 +134,38 @@ impl Middleware for GateMiddleware {
 /// rebuilding a `reqwest::Response` around the bytes would cost a URL parse
 /// per answer.
 #[derive(Clone)]
-pub(super) struct AnswerBody(pub(super) Vec<u8>);
+pub(super) struct AnswerBody {
+    pub(super) bytes: Vec<u8>,
+    /// The answer went on past the limit; `bytes` holds its start.
+    pub(super) truncated: bool,
+}
 
-/// Reads the body up to [`MAX_BODY_BYTES`], so that a body that fails midway
-/// is an error of this attempt.
-async fn read_body(response: &mut Response) -> reqwest_middleware::Result<Vec<u8>> {
-    let mut body = Vec::new();
+/// Request extension: how much of the answer's body to read, when not
+/// [`MAX_BODY_BYTES`] (a node's list of groups).
+#[derive(Clone, Copy)]
+pub(super) struct BodyLimit(pub(super) usize);
+
+/// Reads the body up to `limit` bytes, so that a body that fails midway is
+/// an error of this attempt, and one that goes on past the limit is cut off
+/// rather than buffered.
+async fn read_body(
+    response: &mut Response,
+    limit: usize,
+) -> reqwest_middleware::Result<AnswerBody> {
+    let mut bytes = Vec::new();
     while let Some(chunk) = response.chunk().await? {
-        let room = MAX_BODY_BYTES - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= MAX_BODY_BYTES {
-            break;
+        let room = limit - bytes.len();
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            return Ok(AnswerBody {
+                bytes,
+                truncated: true,
+            });
         }
+        bytes.extend_from_slice(&chunk);
     }
-    Ok(body)
+    Ok(AnswerBody {
+        bytes,
+        truncated: false,
+    })
 }

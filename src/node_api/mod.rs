@@ -8,6 +8,7 @@
 //! - [`gate`]: the per-node limits each attempt passes (429 pause, rate,
 //!   concurrency) and the capped body read;
 //! - [`answers`]: what each answer means ([`WriteAnswer`], [`ReadAnswer`]);
+//! - [`listing`]: `GET /v1/groups` in every shape nodes answer it;
 //! - [`errors`]: transport errors and unexpected answers in words;
 //! - [`stats`]: per-node request counts and latency.
 //!
@@ -19,6 +20,7 @@ pub mod client;
 pub mod contract;
 pub mod errors;
 pub mod gate;
+pub mod listing;
 pub mod retry;
 pub mod stats;
 
@@ -26,5 +28,6 @@ pub use answers::{classify_read, classify_write, plain_record, ReadAnswer, Write
 pub use client::{ClientError, ClientSettings, NodeClient};
 pub use contract::{group_item_path, GroupBody, NodeOp};
 pub use errors::install_tls_provider;
+pub use listing::{ListAnswer, LIST_MAX_BYTES};
 pub use retry::{parse_retry_after, Attempts, RetrySettings, MAX_RETRY_AFTER};
 pub use stats::{Latency, NodeStatsSnapshot, RequestTotals};

@@ -41,6 +41,8 @@ pub struct Snapshot {
     pub rolled_back: u64,
     pub inconsistent: u64,
     pub not_started: u64,
+    /// Every count, those of verify and dry runs included.
+    pub counts: OutcomeCounts,
     /// Groups finished per second since the run started.
     pub rate: f64,
     /// Seconds until every group is done at that rate; `None` before the
@@ -69,6 +71,7 @@ pub fn snapshot(finished: OutcomeCounts, total: u64, elapsed: Duration) -> Snaps
         rolled_back,
         inconsistent,
         not_started,
+        ..
     } = finished;
     let secs = elapsed.as_secs_f64();
     let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
@@ -80,6 +83,7 @@ pub fn snapshot(finished: OutcomeCounts, total: u64, elapsed: Duration) -> Snaps
         rolled_back,
         inconsistent,
         not_started,
+        counts: finished,
         rate,
         eta_secs,
     }
@@ -160,6 +164,11 @@ impl Drop for Progress {
     }
 }
 
+/// A count only some operations have: absent from the line when zero.
+fn nonzero(count: u64) -> Option<u64> {
+    (count > 0).then_some(count)
+}
+
 async fn report_every(counts: Arc<Counts>, interval: Duration) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -174,6 +183,10 @@ async fn report_every(counts: Arc<Counts>, interval: Duration) {
             rolled_back = now.rolled_back,
             inconsistent = now.inconsistent,
             not_started = now.not_started,
+            consistent = nonzero(now.counts.consistent_present + now.counts.consistent_absent),
+            unknown = nonzero(now.counts.unknown),
+            unchanged = nonzero(now.counts.unchanged),
+            would_change = nonzero(now.counts.would_change),
             groups_per_sec = (now.rate * 10.0).round() / 10.0,
             eta_secs = now.eta_secs,
             "progress"
@@ -193,6 +206,7 @@ mod tests {
             rolled_back,
             inconsistent,
             not_started,
+            ..OutcomeCounts::default()
         };
         let now = snapshot(counts(30, 8, 1, 1), 200, Duration::from_secs(4));
         assert_eq!(now.done, 40);

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::report::RunReport;
+use crate::domain::RunOperation;
 
 /// Logs one `node summary` line per node (requests, retries, transport
 /// errors, answers per status, latency), then the run summary: totals per
@@ -10,6 +11,7 @@ use super::report::RunReport;
 /// duration. The run summary is the last line: nothing is logged after it
 /// (see [`super::telemetry::SUMMARY_TARGET`]).
 pub fn log_summary(report: &RunReport) {
+    log_findings(report);
     for node in &report.nodes {
         tracing::info!(
             target: "api_consumer::nodes",
@@ -34,6 +36,12 @@ pub fn log_summary(report: &RunReport) {
         rolled_back = totals.rolled_back,
         inconsistent = totals.inconsistent,
         not_started = totals.not_started,
+        consistent_present = nonzero(totals.consistent_present),
+        consistent_absent = nonzero(totals.consistent_absent),
+        unknown = nonzero(totals.unknown),
+        unchanged = nonzero(totals.unchanged),
+        would_change = nonzero(totals.would_change),
+        dry_run = report.dry_run.then_some(true),
         not_attempted_from = report
             .not_attempted
             .as_ref()
@@ -50,6 +58,81 @@ pub fn log_summary(report: &RunReport) {
         duration_ms = report.duration_ms,
         "run summary"
     );
+}
+
+/// A count for a field that only some operations have: absent when zero.
+fn nonzero(count: u64) -> Option<u64> {
+    (count > 0).then_some(count)
+}
+
+/// The target of the lines before the node summaries that say what a
+/// verify, a dry run or a reconcile found (the summary's own target ends the
+/// log, see [`super::telemetry::SUMMARY_TARGET`]).
+const FINDINGS_TARGET: &str = "api_consumer::findings";
+
+/// What a verify, a dry run or a reconcile found, in one line that says so
+/// even when nothing differs.
+fn log_findings(report: &RunReport) {
+    let totals = &report.totals;
+    if report.dry_run {
+        let text = if totals.would_change == 0 && totals.unknown == 0 {
+            format!(
+                "plan: nothing would change ({} groups checked)",
+                totals.groups
+            )
+        } else {
+            format!(
+                "plan: {} groups would change, {} unchanged, {} not known",
+                totals.would_change, totals.unchanged, totals.unknown
+            )
+        };
+        tracing::info!(
+            target: FINDINGS_TARGET,
+            would_change = totals.would_change,
+            unchanged = totals.unchanged,
+            unknown = totals.unknown,
+            "{text}"
+        );
+    }
+    if report.operation == RunOperation::Verify {
+        let consistent = totals.consistent_present + totals.consistent_absent;
+        let text = if consistent == totals.groups {
+            format!("verify: all {consistent} groups are consistent")
+        } else {
+            format!(
+                "verify: {} groups inconsistent, {} not known, {} consistent",
+                totals.inconsistent, totals.unknown, consistent
+            )
+        };
+        tracing::info!(
+            target: FINDINGS_TARGET,
+            consistent_present = totals.consistent_present,
+            consistent_absent = totals.consistent_absent,
+            inconsistent = totals.inconsistent,
+            unknown = totals.unknown,
+            "{text}"
+        );
+    }
+    if let Some(listing) = &report.listing {
+        for failure in &listing.failures {
+            tracing::error!(
+                target: FINDINGS_TARGET,
+                node = failure.node.as_str(),
+                reason = failure.reason.as_str(),
+                "a node's list could not be had"
+            );
+        }
+    }
+    if let Some(unlisted) = &report.unlisted {
+        tracing::info!(
+            target: FINDINGS_TARGET,
+            unlisted = unlisted.groups,
+            unlisted_inconsistent = unlisted.inconsistent,
+            prune_refused = unlisted.prune_refused.as_deref(),
+            "reconcile: {} groups found on the nodes are not listed",
+            unlisted.groups
+        );
+    }
 }
 
 /// Answers per status as one flat field, e.g. `201:3000 429:2`.

@@ -1,6 +1,8 @@
 //! Seeded randomized transactions: random prior states, random fault mixes,
-//! random operations; after every batch every node is read through
-//! `/_sim/state` and I1–I3 and the exit code are checked for every group.
+//! random operations (create, delete, and reconcile with prune: half the
+//! round's groups listed, the others pruned); after every batch every node
+//! is read through `/_sim/state` and I1–I3 and the exit code are checked for
+//! every group.
 //!
 //! `RANDOMIZED_SEED` picks the seed (default fixed, so a failure reproduces);
 //! `RANDOMIZED_ROUNDS` scales the number of batches.
@@ -75,26 +77,82 @@ fn state_of(present: bool) -> NodeState {
     }
 }
 
+/// What a round runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Create,
+    Delete,
+    /// Reconcile with prune: the listed half of the groups created, the
+    /// other half deleted (pruned).
+    Reconcile,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Create => "create",
+            Kind::Delete => "delete",
+            Kind::Reconcile => "reconcile",
+        }
+    }
+}
+
+/// One round's groups: each one's prior state on every node and the
+/// operation it should go through.
+struct Round {
+    kind: Kind,
+    priors: BTreeMap<String, Vec<bool>>,
+    operations: BTreeMap<String, Operation>,
+}
+
+impl Round {
+    /// The ids the job is given: every group, or for a reconcile the
+    /// desired (created) half.
+    fn listed(&self) -> Vec<&str> {
+        self.operations
+            .iter()
+            .filter(|(_, &op)| self.kind != Kind::Reconcile || op == Operation::Create)
+            .map(|(id, _)| id.as_str())
+            .collect()
+    }
+}
+
 /// Checks I1–I3 for every group of one round against what the nodes hold.
 fn check_round(
     round: u64,
     report: &RunReport,
-    operation: Operation,
-    priors: &BTreeMap<String, Vec<bool>>,
+    plan: &Round,
     after: &[BTreeSet<String>],
     urls: &[String],
 ) -> BTreeMap<Outcome, u64> {
-    let goal = operation == Operation::Create;
+    let prune_refused = report
+        .unlisted
+        .as_ref()
+        .is_some_and(|u| u.prune_refused.is_some());
     let mut outcomes = BTreeMap::new();
     let detailed: BTreeMap<&str, _> = report
         .groups
         .iter()
         .map(|g| (g.group_id.as_str(), g))
         .collect();
-    for (id, prior) in priors {
+    for (id, prior) in &plan.priors {
+        let operation = plan.operations[id];
+        let goal = operation == Operation::Create;
         let actual: Vec<bool> = after.iter().map(|held| held.contains(id)).collect();
         let ctx =
             format!("round {round} group {id} {operation}: prior {prior:?} actual {actual:?}");
+        let pruned = plan.kind == Kind::Reconcile && operation == Operation::Delete;
+        if pruned && (prune_refused || prior.iter().all(|&p| !p)) {
+            // Nothing pruned (or nothing to prune): the group is as it was.
+            assert_eq!(
+                &actual, prior,
+                "prune refused, yet the group changed: {ctx}"
+            );
+            assert!(!detailed.contains_key(id.as_str()), "{ctx}");
+            // Counted apart: left as it was, no transaction ran.
+            *outcomes.entry(Outcome::Unchanged).or_insert(0) += 1;
+            continue;
+        }
         // I2: what existed before a create, or was absent before a delete,
         // is never undone.
         for (node, (&before, &now)) in prior.iter().zip(&actual).enumerate() {
@@ -113,6 +171,11 @@ fn check_round(
             Outcome::RolledBack | Outcome::NotStarted => {
                 assert_eq!(&actual, prior, "I1 rolled back: {ctx}");
             }
+            Outcome::ConsistentPresent
+            | Outcome::ConsistentAbsent
+            | Outcome::Unknown
+            | Outcome::Unchanged
+            | Outcome::WouldChange => panic!("not an outcome of a transaction: {ctx}"),
             Outcome::Inconsistent => {
                 let g = detailed[id.as_str()];
                 let named: BTreeSet<&str> = g.diverged_nodes().map(|n| n.node.as_str()).collect();
@@ -144,9 +207,13 @@ fn check_round(
 
 fn expected_exit(report: &RunReport) -> ExitStatus {
     let t = &report.totals;
+    let prune_refused = report
+        .unlisted
+        .as_ref()
+        .is_some_and(|u| u.prune_refused.is_some());
     if t.inconsistent > 0 {
         ExitStatus::Inconsistent
-    } else if t.rolled_back + t.not_started > 0 {
+    } else if t.rolled_back + t.not_started > 0 || prune_refused {
         ExitStatus::RolledBack
     } else {
         ExitStatus::AllAtGoal
@@ -200,8 +267,9 @@ impl Chaos {
         let cluster = cluster_with(NODES, options).await;
         let urls = cluster.urls();
         let mut totals: BTreeMap<Outcome, u64> = BTreeMap::new();
+        let mut prune_transactions = 0u64;
         for round in 0..self.rounds {
-            let (operation, priors) = seed_round(&cluster, &mut rng, round).await;
+            let plan = seed_round(&cluster, &mut rng, round).await;
             for node in cluster.nodes() {
                 let mut faults = random_faults(&mut rng);
                 if self.every_knob {
@@ -209,7 +277,12 @@ impl Chaos {
                 }
                 node.set_faults(faults).expect("faults");
             }
-            let ids: Vec<&str> = priors.keys().map(String::as_str).collect();
+            let ids = plan.listed();
+            let prune = if plan.kind == Kind::Reconcile {
+                "true"
+            } else {
+                "false"
+            };
             let extra = [
                 ("MAX_RETRIES", "3"),
                 ("RETRY_BASE_DELAY_MS", "1"),
@@ -217,8 +290,10 @@ impl Chaos {
                 ("REQUEST_TIMEOUT_MS", "250"),
                 ("CONCURRENCY", "8"),
                 ("NODE_CONCURRENCY", "4"),
+                ("PRUNE", prune),
+                ("PRUNE_MAX", "1000"),
             ];
-            let config = config(&urls, operation.as_str(), &ids, &extra);
+            let config = config(&urls, plan.kind.as_str(), &ids, &extra);
             let report = if self.restarts {
                 let victim = rng.random_range(0..NODES);
                 let after = Duration::from_millis(rng.random_range(0..40));
@@ -233,12 +308,26 @@ impl Chaos {
                 node.set_faults(no_faults()).expect("faults off");
             }
             let after = held(&states(&cluster).await);
-            let outcomes = check_round(round, &report, operation, &priors, &after, &urls);
+            let outcomes = check_round(round, &report, &plan, &after, &urls);
             assert_eq!(report.exit_code, expected_exit(&report), "round {round}");
-            assert_eq!(report.totals.groups, GROUPS_PER_ROUND as u64);
+            let pruned = report
+                .unlisted
+                .as_ref()
+                .filter(|u| u.prune_refused.is_none())
+                .map_or(0, |u| u.groups);
+            assert_eq!(
+                report.totals.groups,
+                ids.len() as u64 + pruned,
+                "round {round}"
+            );
+            prune_transactions += pruned;
             for (outcome, n) in outcomes {
                 *totals.entry(outcome).or_insert(0) += n;
             }
+        }
+        eprintln!("of which prune transactions (reconcile with PRUNE=true): {prune_transactions}");
+        if self.rounds >= 12 {
+            assert!(prune_transactions > 0, "no reconcile round pruned anything");
         }
         totals
     }
@@ -260,20 +349,17 @@ fn no_faults() -> FaultsPatch {
 
 /// Resets the nodes and gives every group of the round a random prior
 /// state; a third of the groups start consistent.
-async fn seed_round(
-    cluster: &SimCluster,
-    rng: &mut SmallRng,
-    round: u64,
-) -> (Operation, BTreeMap<String, Vec<bool>>) {
+async fn seed_round(cluster: &SimCluster, rng: &mut SmallRng, round: u64) -> Round {
     for node in cluster.nodes() {
         node.reset().await.expect("reset");
     }
-    let operation = if rng.random_bool(0.5) {
-        Operation::Create
-    } else {
-        Operation::Delete
+    let kind = match rng.random_range(0..3) {
+        0 => Kind::Create,
+        1 => Kind::Delete,
+        _ => Kind::Reconcile,
     };
     let mut priors = BTreeMap::new();
+    let mut operations = BTreeMap::new();
     for g in 0..GROUPS_PER_ROUND {
         let id = format!("r{round}-g{g}");
         let prior: Vec<bool> = match rng.random_range(0..6) {
@@ -286,9 +372,21 @@ async fn seed_round(
                 node.insert_group(&id).await.expect("seed group");
             }
         }
+        let operation = match kind {
+            Kind::Create => Operation::Create,
+            Kind::Delete => Operation::Delete,
+            // The even groups are the desired set, the odd ones pruned.
+            Kind::Reconcile if g % 2 == 0 => Operation::Create,
+            Kind::Reconcile => Operation::Delete,
+        };
+        operations.insert(id.clone(), operation);
         priors.insert(id, prior);
     }
-    (operation, priors)
+    Round {
+        kind,
+        priors,
+        operations,
+    }
 }
 
 fn assert_every_path(name: &str, totals: &BTreeMap<Outcome, u64>) {

@@ -175,7 +175,7 @@ impl<'a> Transaction<'a> {
     ) -> GroupReport {
         let report = GroupReport {
             group_id: self.group.clone(),
-            operation: self.operation,
+            operation: self.operation.into(),
             outcome,
             reason,
             duration_ms: started.elapsed().as_millis() as u64,
@@ -191,6 +191,7 @@ impl<'a> Transaction<'a> {
                     detail: w.detail,
                 })
                 .collect(),
+            would_write: Vec::new(),
         };
         log_outcome(&report);
         if let Some(journal) = self.journal {
@@ -494,6 +495,12 @@ fn log_outcome(report: &GroupReport) {
             duration_ms = report.duration_ms,
             "group not applied; every node is at its prior state"
         ),
+        // What verify and dry runs find; a transaction never ends so.
+        Outcome::ConsistentPresent
+        | Outcome::ConsistentAbsent
+        | Outcome::Unknown
+        | Outcome::Unchanged
+        | Outcome::WouldChange => {}
         Outcome::Inconsistent => {
             for node in report.diverged_nodes() {
                 tracing::error!(target: LOG_TARGET,

@@ -22,7 +22,7 @@ pub use termination::{
 };
 
 use crate::domain::{
-    replace_atomically, ExitStatus, GroupId, GroupReport, Operation, OutcomeCounts, Position,
+    replace_atomically, ExitStatus, GroupId, GroupReport, OutcomeCounts, Position, RunOperation,
     StopReason,
 };
 use crate::node_api::{NodeStatsSnapshot, RequestTotals};
@@ -40,10 +40,61 @@ pub struct NotAttempted {
     pub first_group_id: Option<GroupId>,
 }
 
+/// The version of a dry run's report (the plan), for tools that read it:
+/// raised when a field changes meaning or goes away.
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+/// What listing the nodes (`GET /v1/groups`) found: for a verify without
+/// ids, and for a reconcile.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Listing {
+    /// Nodes that answered with their list.
+    pub nodes_listed: u64,
+    /// Distinct valid group ids over every list.
+    pub groups_found: u64,
+    /// Listed ids that are not valid group ids (left alone: no URL can
+    /// address them).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub invalid_ids: u64,
+    /// The nodes whose list could not be had, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<ListFailure>,
+}
+
+/// One node whose list could not be had.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListFailure {
+    pub node: String,
+    pub reason: String,
+}
+
+/// The groups a reconcile found on the nodes that its ids do not list.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Unlisted {
+    /// How many: every one of them is pruned, or none is.
+    pub groups: u64,
+    /// Of them, those on some nodes only, by the lists.
+    pub inconsistent: u64,
+    /// The first of those, by id.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inconsistent_first: Vec<GroupId>,
+    /// With `PRUNE=true`: why nothing was pruned, if nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune_refused: Option<String>,
+    /// With a refused prune: the first of the groups it would have deleted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prune_first: Vec<GroupId>,
+}
+
 /// What a run did: the totals, and the detail of every group not committed.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
-    pub operation: Operation,
+    /// Set for a dry run only: its report is the plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format_version: Option<u32>,
+    pub operation: RunOperation,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     pub started_at: String,
     pub duration_ms: u64,
     pub exit_code: ExitStatus,
@@ -70,6 +121,12 @@ pub struct RunReport {
     /// this run's own groups (not counted in `totals`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub recovered: Vec<GroupReport>,
+    /// What listing the nodes found, when the run listed them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listing: Option<Listing>,
+    /// A reconcile's groups found on the nodes but not listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unlisted: Option<Unlisted>,
 }
 
 fn is_zero(n: &u64) -> bool {

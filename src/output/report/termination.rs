@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::RunReport;
-use crate::domain::{truncate, GroupReport, Outcome};
+use crate::domain::{truncate, GroupAction, GroupReport, Outcome};
 
 /// The target these log lines carry, which `LOG_LEVEL` directives name
 /// (`api_consumer::report=debug`): part of the log interface, kept whatever file
@@ -44,6 +44,32 @@ pub fn termination_message(report: &RunReport) -> String {
         "retries": report.requests.retries,
         "duration_ms": report.duration_ms,
     });
+    for (name, count) in [
+        ("consistent_present", totals.consistent_present),
+        ("consistent_absent", totals.consistent_absent),
+        ("unknown", totals.unknown),
+        ("unchanged", totals.unchanged),
+        ("would_change", totals.would_change),
+    ] {
+        if count > 0 {
+            head[name] = count.into();
+        }
+    }
+    if report.dry_run {
+        head["dry_run"] = true.into();
+    }
+    if let Some(refused) = report
+        .unlisted
+        .as_ref()
+        .and_then(|u| u.prune_refused.as_deref())
+    {
+        head["prune_refused"] = truncate(refused, 120).into();
+    }
+    if let Some(listing) = &report.listing {
+        if !listing.failures.is_empty() {
+            head["list_failures"] = listing.failures.len().into();
+        }
+    }
     if let Some(reason) = report.stop_reason {
         head["stop_reason"] = reason.as_str().into();
     }
@@ -83,14 +109,15 @@ pub fn termination_message(report: &RunReport) -> String {
 const SMALLEST_ENTRY: usize = 40;
 
 /// One group that did not commit, briefly: for an inconsistent one, the
-/// nodes left at neither state and what they hold.
+/// nodes left at neither state and what they hold (for verify, the reason
+/// names the nodes that hold it and those that do not).
 fn failed_entry(group: &GroupReport) -> serde_json::Value {
     const REASON_CHARS: usize = 120;
     let mut entry = serde_json::json!({
         "group_id": group.group_id,
         "outcome": group.outcome.as_str(),
     });
-    if group.outcome == Outcome::Inconsistent {
+    if group.outcome == Outcome::Inconsistent && group.operation != GroupAction::Verify {
         const NODES: usize = 4;
         let nodes: serde_json::Map<String, serde_json::Value> = group
             .diverged_nodes()

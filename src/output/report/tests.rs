@@ -4,14 +4,14 @@ use serde_json::Value;
 
 use super::*;
 use crate::domain::{
-    ExitStatus, GroupId, NodeDetail, NodeState, Operation, Outcome, OutcomeCounts,
+    ExitStatus, GroupAction, GroupId, NodeDetail, NodeState, Outcome, OutcomeCounts, RunOperation,
 };
 use crate::node_api::RequestTotals;
 
 fn group(id: &str, outcome: Outcome, nodes: usize) -> GroupReport {
     GroupReport {
         group_id: GroupId::new(id).unwrap(),
-        operation: Operation::Create,
+        operation: GroupAction::Create,
         outcome,
         reason: Some("why".into()),
         duration_ms: 1,
@@ -25,12 +25,15 @@ fn group(id: &str, outcome: Outcome, nodes: usize) -> GroupReport {
                 detail: None,
             })
             .collect(),
+        would_write: Vec::new(),
     }
 }
 
 fn report(groups: Vec<GroupReport>, omitted: u64) -> RunReport {
     RunReport {
-        operation: Operation::Create,
+        format_version: None,
+        operation: RunOperation::Create,
+        dry_run: false,
         started_at: "2026-11-23T00:00:00.000Z".into(),
         duration_ms: 5,
         exit_code: ExitStatus::Inconsistent,
@@ -43,6 +46,8 @@ fn report(groups: Vec<GroupReport>, omitted: u64) -> RunReport {
         groups_spool: None,
         not_attempted: None,
         recovered: Vec::new(),
+        listing: None,
+        unlisted: None,
     }
 }
 

@@ -1,0 +1,195 @@
+//! How an `OPERATION` becomes the run's phases (docs/TRANSACTIONS.md,
+//! "Operations"):
+//!
+//! | operation | phases |
+//! |---|---|
+//! | `create`, `delete` | the listed ids, each a transaction (a plan with `DRY_RUN`) |
+//! | `verify` | the listed ids, or without ids every group the nodes list; each verified |
+//! | `reconcile` | the listed ids, each a create; then, with `PRUNE=true`, every group the nodes list that the ids do not, each a delete |
+//!
+//! A reconcile lists every node before any write, so that the prune's
+//! guard (`PRUNE_MAX`) is decided before anything changes: when it trips,
+//! no group is pruned, and the listed groups are still made present.
+
+use super::control::Control;
+use super::discovery::{list_every_node, Found};
+use super::id_list::GroupIds;
+use super::run::{Phase, Task};
+use crate::domain::{GroupId, Operation, RunOperation};
+use crate::node_api::NodeClient;
+use crate::output::report::{Listing, Unlisted};
+
+/// The target these log lines carry, which `LOG_LEVEL` directives name.
+const LOG_TARGET: &str = "api_consumer::reconcile";
+
+/// How many ids a log line or the report names of a longer list.
+const FIRST_IDS: usize = 10;
+
+/// What the run is asked to do.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub operation: RunOperation,
+    pub dry_run: bool,
+    pub prune: bool,
+    pub prune_max: u64,
+    pub ids: GroupIds,
+}
+
+/// The run's phases, and what was learnt preparing them.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    pub phases: Vec<Phase>,
+    pub listing: Option<Listing>,
+    pub unlisted: Option<Unlisted>,
+    /// Something the run could not do as asked (a node's list missing, a
+    /// prune refused): the exit code is at least 1.
+    pub shortfall: bool,
+}
+
+/// Prepares the phases of `request`; lists the nodes where the operation
+/// needs it.
+pub async fn prepare(client: &NodeClient, request: Request, control: &Control) -> Prepared {
+    let Request {
+        operation,
+        dry_run,
+        prune,
+        prune_max,
+        ids,
+    } = request;
+    let apply = |operation: Operation| {
+        if dry_run {
+            Task::Plan(operation)
+        } else {
+            Task::Apply(operation)
+        }
+    };
+    match operation {
+        RunOperation::Create => one_phase(ids, apply(Operation::Create)),
+        RunOperation::Delete => one_phase(ids, apply(Operation::Delete)),
+        RunOperation::Verify if !ids.is_empty() => one_phase(ids, Task::Verify),
+        RunOperation::Verify => verify_every_listed_group(client, control).await,
+        RunOperation::Reconcile => {
+            let found = list_every_node(client, control).await;
+            let mut prepared = unlisted_groups(found, &ids, prune, prune_max).await;
+            prepared.phases.insert(
+                0,
+                Phase {
+                    ids,
+                    task: apply(Operation::Create),
+                },
+            );
+            if let Some(phase) = prepared.phases.get_mut(1) {
+                phase.task = apply(Operation::Delete);
+            }
+            prepared
+        }
+    }
+}
+
+fn one_phase(ids: GroupIds, task: Task) -> Prepared {
+    Prepared {
+        phases: vec![Phase { ids, task }],
+        ..Prepared::default()
+    }
+}
+
+async fn verify_every_listed_group(client: &NodeClient, control: &Control) -> Prepared {
+    let found = list_every_node(client, control).await;
+    let shortfall = !found.complete();
+    tracing::info!(
+        target: LOG_TARGET,
+        groups = found.groups.len(),
+        nodes_listed = found.listing.nodes_listed,
+        "verifying every group the nodes list"
+    );
+    let ids: Vec<GroupId> = found.groups.into_keys().collect();
+    Prepared {
+        phases: vec![Phase {
+            ids: GroupIds::discovered(ids),
+            task: Task::Verify,
+        }],
+        listing: Some(found.listing),
+        unlisted: None,
+        shortfall,
+    }
+}
+
+/// The groups the nodes list that `desired` does not, reported, and with
+/// `prune` a phase deleting them (its task set by the caller) unless the
+/// guard trips.
+async fn unlisted_groups(
+    mut found: Found,
+    desired: &GroupIds,
+    prune: bool,
+    prune_max: u64,
+) -> Prepared {
+    let mut refusal = (!found.complete()).then(|| {
+        "a node's list could not be had, so the groups not listed are not known".to_string()
+    });
+    // The desired ids are streamed, not held: what is held is what the
+    // nodes list.
+    let mut entries = desired.stream(4096);
+    while let Some(entry) = entries.recv().await {
+        match entry {
+            Ok(entry) => {
+                found.groups.remove(&entry.id);
+            }
+            Err(error) => {
+                refusal = Some(format!("the id list changed while it was read: {error}"));
+                break;
+            }
+        }
+    }
+    let inconsistent: Vec<&GroupId> = found
+        .groups
+        .iter()
+        .filter(|(_, &count)| found.on_some_nodes_only(count))
+        .map(|(id, _)| id)
+        .collect();
+    for id in &inconsistent {
+        tracing::warn!(target: LOG_TARGET, group_id = id.as_str(), "group not listed and on some nodes only");
+    }
+    let mut unlisted = Unlisted {
+        groups: found.groups.len() as u64,
+        inconsistent: inconsistent.len() as u64,
+        inconsistent_first: inconsistent
+            .iter()
+            .take(FIRST_IDS)
+            .map(|&id| id.clone())
+            .collect(),
+        ..Unlisted::default()
+    };
+    let count = unlisted.groups;
+    if refusal.is_none() && count > prune_max {
+        refusal = Some(format!(
+            "{count} groups would be pruned, more than PRUNE_MAX ({prune_max})"
+        ));
+    }
+    let mut prepared = Prepared {
+        listing: Some(std::mem::take(&mut found.listing)),
+        ..Prepared::default()
+    };
+    if !prune {
+        tracing::info!(target: LOG_TARGET, unlisted = count, unlisted_inconsistent = unlisted.inconsistent, "groups not listed are left alone (PRUNE is off)");
+    } else if let Some(why) = refusal {
+        let first: Vec<GroupId> = found.groups.keys().take(FIRST_IDS).cloned().collect();
+        let shown = first
+            .iter()
+            .map(GroupId::as_str)
+            .collect::<Vec<_>>()
+            .join(" ");
+        tracing::error!(target: LOG_TARGET, unlisted = count, prune_max, first = shown.as_str(), reason = %why, "no group is pruned");
+        unlisted.prune_refused = Some(why);
+        unlisted.prune_first = first;
+        prepared.shortfall = true;
+    } else {
+        tracing::info!(target: LOG_TARGET, unlisted = count, "pruning the groups not listed");
+        let ids: Vec<GroupId> = found.groups.into_keys().collect();
+        prepared.phases.push(Phase {
+            ids: GroupIds::discovered(ids),
+            task: Task::Apply(Operation::Delete),
+        });
+    }
+    prepared.unlisted = Some(unlisted);
+    prepared
+}
