@@ -153,7 +153,8 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
     report.recovered = recovered;
     report.listing = prepared.listing;
     report.unlisted = prepared.unlisted;
-    if config.dry_run {
+    // Verify is read-only anyway: its report is not a plan.
+    if config.dry_run && config.operation != RunOperation::Verify {
         report.dry_run = true;
         report.format_version = Some(PLAN_FORMAT_VERSION);
     }

@@ -191,8 +191,10 @@ pub(super) fn collect_group_ids(
             .with_file(Path::new(path), quote(path))
             .map_err(|e| ConfigError::new(GROUP_IDS_FILE.name, e.0))?;
     }
-    // Verify without ids checks every group the nodes list.
-    if ids.is_empty() && operation != RunOperation::Verify {
+    // Verify without ids checks every group the nodes list; a file given
+    // but empty is a mistake, not a request for that.
+    let everything = operation == RunOperation::Verify && inline.is_none() && file.is_none();
+    if ids.is_empty() && !everything {
         let detail = match &file {
             Some(path) => format!(
                 "no group ids given: GROUP_IDS is unset and GROUP_IDS_FILE {} holds no ids",

@@ -41,8 +41,10 @@ pub struct Prepared {
     pub phases: Vec<Phase>,
     pub listing: Option<Listing>,
     pub unlisted: Option<Unlisted>,
-    /// Something the run could not do as asked (a node's list missing, a
-    /// prune refused): the exit code is at least 1.
+    /// Something the run could not do as asked (a verify without ids that
+    /// could not list a node, a prune refused): the exit code is at least 1.
+    /// A reconcile without prune that cannot list a node only says so: it
+    /// needs the lists for its report, not for its work.
     pub shortfall: bool,
 }
 
@@ -140,6 +142,8 @@ async fn unlisted_groups(
             }
         }
     }
+    // With a node's list missing, a group on every node that listed counts
+    // as consistent here: the report's `listing.failures` says why.
     let inconsistent: Vec<&GroupId> = found
         .groups
         .iter()

@@ -65,8 +65,11 @@ pub enum Task {
     Plan(Operation),
 }
 
-/// One list of groups and what to do to each. A run goes through its
-/// phases in order (a reconcile: the listed groups, then those it prunes).
+/// One list of groups and what to do to each. A run starts the groups of
+/// its phases in order (a reconcile: the listed groups, then those it
+/// prunes), under one concurrency limit, so the last groups of one phase
+/// may still run while the first of the next start; no id is in two
+/// phases.
 #[derive(Debug, Clone)]
 pub struct Phase {
     pub ids: GroupIds,

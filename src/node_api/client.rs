@@ -72,10 +72,17 @@ struct NodeEntry {
     gate: Arc<NodeGate>,
 }
 
+/// The shortest time one attempt of a list may take: up to
+/// [`LIST_MAX_BYTES`] of body over a modest link.
+pub const LIST_MIN_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// HTTP access to every node of the cluster, indexed as in the configuration.
 pub struct NodeClient {
     http: ClientWithMiddleware,
     nodes: Vec<NodeEntry>,
+    /// One attempt of a list, whose body may be far larger than any other
+    /// answer: `REQUEST_TIMEOUT_MS`, but at least [`LIST_MIN_TIMEOUT`].
+    list_timeout: Duration,
     tls_failure: std::sync::OnceLock<String>,
 }
 
@@ -137,6 +144,7 @@ impl NodeClient {
         Ok(Self {
             http,
             nodes,
+            list_timeout: settings.request_timeout.max(LIST_MIN_TIMEOUT),
             tls_failure: std::sync::OnceLock::new(),
         })
     }
@@ -311,7 +319,8 @@ impl NodeClient {
             }
         };
         let limit = Some(BodyLimit(LIST_MAX_BYTES));
-        let sent = self.send(entry, self.http.get(url), stop, limit).await;
+        let request = self.http.get(url).timeout(self.list_timeout);
+        let sent = self.send(entry, request, stop, limit).await;
         match sent.result {
             Ok(response) => classify_list(response.status(), &sent.body, sent.truncated),
             Err(error) => ListAnswer::Failed {

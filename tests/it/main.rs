@@ -9,6 +9,7 @@ mod crash;
 mod hostile_config;
 mod hostile_nodes;
 mod ids_and_secrets;
+mod operations;
 mod process;
 mod randomized;
 mod scale;
