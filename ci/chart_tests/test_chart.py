@@ -544,7 +544,7 @@ def test_versions_agree_across_crate_chart_and_image():
         (("--set", "journal.size=lots"), "does not match pattern"),
         (("--set-json", "config.groupIds=[]"), "minItems"),
         (("--set-json", "config.groupIds=[]", "--set", "config.operation=reconcile"), "minItems"),
-        (("--set", "config.prune=true"), "value must be \"reconcile\""),
+        (("--set", "config.prune=true"), "value must be 'reconcile'"),
         (("--set", "config.prune=yes"), "want boolean"),
         (("--set", "config.dryRun=1"), "want boolean"),
         (("--set", "config.pruneMax=-1"), "minimum"),
