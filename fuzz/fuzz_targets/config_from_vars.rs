@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use api_consumer::config::{Config, ConfigError, VARIABLES};
-use api_consumer::domain::GroupId;
+use api_consumer::domain::{GroupId, RunOperation};
 use api_consumer_fuzz::{assert_short_line, text};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
@@ -276,9 +276,24 @@ fn check_config(config: &Config) {
     assert!(!config.nodes.is_empty(), "no nodes");
     let names: HashSet<&str> = config.nodes.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names.len(), config.nodes.len(), "a node listed twice");
-    assert!(!config.group_ids.is_empty(), "no group ids");
-    let entries = config.group_ids.to_vec().expect("the checked ids read again");
-    assert_eq!(entries.len() as u64, config.group_ids.len(), "ids counted wrongly");
+    // Only a verify may come without ids: it checks every group the nodes list.
+    assert!(
+        !config.group_ids.is_empty() || config.operation == RunOperation::Verify,
+        "no group ids"
+    );
+    assert!(
+        !config.prune || config.operation == RunOperation::Reconcile,
+        "PRUNE accepted outside reconcile"
+    );
+    let entries = config
+        .group_ids
+        .to_vec()
+        .expect("the checked ids read again");
+    assert_eq!(
+        entries.len() as u64,
+        config.group_ids.len(),
+        "ids counted wrongly"
+    );
     for entry in &entries {
         let id = &entry.id;
         assert!(GroupId::new(id.as_str()).is_ok(), "invalid id {id:?}");

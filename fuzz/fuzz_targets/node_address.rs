@@ -5,8 +5,8 @@
 //! may carry credentials.
 #![no_main]
 
-use api_consumer::node_api::group_item_path;
 use api_consumer::domain::NodeAddress;
+use api_consumer::node_api::group_item_path;
 use api_consumer_fuzz::{assert_short_line, text};
 use libfuzzer_sys::fuzz_target;
 
