@@ -10,9 +10,10 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::domain::{
     ExitStatus, GroupId, GroupReport, NodeAddress, NodeDetail, NodeState, Outcome, RunOperation,
+    StopReason,
 };
 use crate::engine::phases::{prepare, Request};
-use crate::engine::{run_groups, supervise, Control, RunSettings, Transaction};
+use crate::engine::{run_groups, supervise, Batch, Control, RunSettings, Transaction};
 use crate::node_api::{ClientError, ClientSettings, NodeClient, RetrySettings};
 use crate::output::journal::{Intent, Journal, JournalError};
 use crate::output::progress::ProgressDisplay;
@@ -131,18 +132,32 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
         dry_run: config.dry_run,
         prune: config.prune,
         prune_max: config.prune_max,
+        prior_source: config.prior_state,
         ids: config.group_ids.clone(),
     };
-    let prepared = prepare(&client, request, &control).await;
+    let mut prepared = prepare(&client, request, &control).await;
+    if prepared.refused.is_some() {
+        control.stop(StopReason::ListsUnavailable);
+    }
+    let priors = prepared.priors.take().map(Arc::new);
+    let batch = Batch {
+        phases: &prepared.phases,
+        priors: priors.clone(),
+    };
     let mut report = run_groups(
         client,
-        &prepared.phases,
+        batch,
         config.operation,
         run_settings,
         control,
         journal,
     )
     .await;
+    if let Some(priors) = &priors {
+        for (node, source) in report.nodes.iter_mut().zip(priors.sources()) {
+            node.prior_state = Some(source.as_str().to_string());
+        }
+    }
     supervisor.abort();
     if recovered.iter().any(|r| r.outcome == Outcome::Inconsistent) {
         report.exit_code = ExitStatus::Inconsistent;

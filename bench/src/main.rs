@@ -13,6 +13,7 @@ mod job;
 mod listing;
 mod plot;
 mod process;
+mod requests;
 mod sim;
 mod stack;
 mod wrk;
@@ -35,7 +36,8 @@ usage: api-consumer-bench [--quick] [--only S1,S2,...] [--root DIR] [--svg PATH]
 
   --quick      a small, fast version of every scenario (smoke test)
   --only LIST  run only these scenarios (S1 fan-out, S2 throughput,
-               S3 rate limit, S4 retries, S5 memory, S6 listing memory)
+               S3 rate limit, S4 retries, S5 memory, S6 listing memory,
+               S7 requests per group)
   --root DIR   the api-consumer checkout (default: this package's parent);
                uses DIR/target/release/{api-consumer,node-sim} and
                DIR/target/release/examples/http_stack
@@ -46,7 +48,7 @@ Prints one JSON line per scenario on stdout. Exit code 0 when every target
 is met, 1 when one is missed or a scenario fails, 2 on bad usage.
 ";
 
-const SCENARIOS: [&str; 6] = ["S1", "S2", "S3", "S4", "S5", "S6"];
+const SCENARIOS: [&str; 7] = ["S1", "S2", "S3", "S4", "S5", "S6", "S7"];
 
 struct Options {
     quick: bool,
@@ -192,7 +194,8 @@ fn run(options: Options) -> Result<bool> {
             "S3" => s3_rate_limit(&bench),
             "S4" => s4_retries(&bench),
             "S5" => s5_memory(&bench),
-            _ => listing::s6_listing_memory(&bench),
+            "S6" => listing::s6_listing_memory(&bench),
+            _ => requests::s7_requests_per_group(&bench),
         };
         let mut line = match result {
             Ok(line) => line,

@@ -16,7 +16,7 @@ VALUES = [pytest.param((), id="default")] + [
 REAL_NODES = ("--set", "demo.enabled=false", "--set-json", 'config.nodes=["http://n1:8080","http://n2:8080"]')
 
 JOB_VARIABLES = {
-    "NODES", "OPERATION", "DRY_RUN", "PRUNE", "PRUNE_MAX", "GROUP_IDS", "GROUP_IDS_FILE", "REQUEST_TIMEOUT_MS", "CONNECT_TIMEOUT_MS",
+    "NODES", "OPERATION", "DRY_RUN", "PRUNE", "PRUNE_MAX", "PRIOR_STATE", "GROUP_IDS", "GROUP_IDS_FILE", "REQUEST_TIMEOUT_MS", "CONNECT_TIMEOUT_MS",
     "MAX_RETRIES", "RETRY_BASE_DELAY_MS", "RETRY_MAX_DELAY_MS", "RUN_TIMEOUT_SECS",
     "ROLLBACK_TIMEOUT_SECS", "CONCURRENCY", "NODE_CONCURRENCY", "NODE_RATE_LIMIT", "MAX_FAILED_GROUPS",
     "PROGRESS_INTERVAL_SECS", "AUTH_TOKEN", "LOG_FORMAT", "LOG_LEVEL", "REPORT_PATH",
@@ -321,6 +321,8 @@ def test_environment_holds_only_job_variables_and_no_empty_value(render, values)
 def test_operations_dry_run_and_prune_reach_the_pod(render):
     env = render().env()
     assert (env["OPERATION"], env["DRY_RUN"], env["PRUNE"], env["PRUNE_MAX"]) == ("create", "false", "false", "100")
+    assert env["PRIOR_STATE"] == "auto"
+    assert render("--set", "config.priorState=read").env()["PRIOR_STATE"] == "read"
     env = render(
         "--set", "config.operation=reconcile", "--set", "config.prune=true",
         "--set", "config.pruneMax=7", "--set", "config.dryRun=true",
@@ -548,6 +550,7 @@ def test_versions_agree_across_crate_chart_and_image():
         (("--set", "config.prune=yes"), "want boolean"),
         (("--set", "config.dryRun=1"), "want boolean"),
         (("--set", "config.pruneMax=-1"), "minimum"),
+        (("--set", "config.priorState=lists"), "value must be one of"),
         (("--set", "config.pruneMax=4294967296"), "maximum"),
         (("--set-json", 'config.groupIds=["# not an id"]'), "does not match pattern"),
         (("--set-json", 'config.groupIds=[" padded"]'), "does not match pattern"),

@@ -30,12 +30,13 @@ pub use variables::{DefaultValue, VariableDoc, MAX_NODES, VARIABLES};
 
 use self::parse::{
     collect_group_ids, flag, millis, number, parse_auth_token, parse_nodes, parse_operation,
-    present, read_ca_certificates, required, secs, validate_log_level, with_default,
-    writable_file_path,
+    parse_prior_state, present, read_ca_certificates, required, secs, validate_log_level,
+    with_default, writable_file_path,
 };
 use self::variables::*;
 use crate::domain::{quote, NodeAddress, RunOperation, Secret};
 use crate::engine::id_list::GroupIds;
+use crate::engine::prior::PriorSource;
 use crate::output::telemetry::LogFormat;
 
 #[derive(Debug, Clone)]
@@ -48,6 +49,8 @@ pub struct Config {
     pub prune: bool,
     /// Most groups one reconcile may prune.
     pub prune_max: u64,
+    /// Where the transactions' prior states come from.
+    pub prior_state: PriorSource,
     /// The ids in the order given: `GROUP_IDS` first, then `GROUP_IDS_FILE`
     /// (every entry is one transaction, repeats included). Empty only for
     /// a verify of every listed group.
@@ -113,6 +116,7 @@ struct Raw {
     dry_run: Option<String>,
     prune: Option<String>,
     prune_max: Option<String>,
+    prior_state: Option<String>,
     group_ids: Option<String>,
     group_ids_file: Option<String>,
     request_timeout_ms: Option<String>,
@@ -176,6 +180,7 @@ impl Config {
         let dry_run = flag(&DRY_RUN, raw.dry_run)?;
         let prune = flag(&PRUNE, raw.prune)?;
         let prune_max = number(&PRUNE_MAX, raw.prune_max)?;
+        let prior_state = parse_prior_state(&with_default(&PRIOR_STATE, raw.prior_state)?)?;
         if prune && operation != RunOperation::Reconcile {
             return Err(ConfigError::new(
                 PRUNE.name,
@@ -255,6 +260,7 @@ impl Config {
             dry_run,
             prune,
             prune_max,
+            prior_state,
             group_ids,
             request_timeout,
             connect_timeout,

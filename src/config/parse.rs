@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use super::variables::{
     DefaultValue, VariableDoc, AUTH_TOKEN, CA_CERT_PATH, GROUP_IDS, GROUP_IDS_FILE, LOG_LEVEL,
-    MAX_NODES, NODES, OPERATION,
+    MAX_NODES, NODES, OPERATION, PRIOR_STATE,
 };
 use super::ConfigError;
 use crate::domain::{quote, GroupId, NodeAddress, RunOperation, Secret};
 use crate::engine::id_list::GroupIds;
+use crate::engine::prior::PriorSource;
 
 /// A set variable, trimmed; set-but-empty is an error.
 pub(super) fn present(
@@ -145,6 +146,19 @@ pub(super) fn parse_operation(value: &str) -> Result<RunOperation, ConfigError> 
                     "must be create, delete, verify or reconcile, got {}",
                     quote(value)
                 ),
+            )
+        })
+}
+
+/// `PRIOR_STATE`: `auto`, `list` or `read`, case-insensitive.
+pub(super) fn parse_prior_state(value: &str) -> Result<PriorSource, ConfigError> {
+    [PriorSource::Auto, PriorSource::List, PriorSource::Read]
+        .into_iter()
+        .find(|source| value.eq_ignore_ascii_case(source.as_str()))
+        .ok_or_else(|| {
+            ConfigError::new(
+                PRIOR_STATE.name,
+                format!("must be auto, list or read, got {}", quote(value)),
             )
         })
 }

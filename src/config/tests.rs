@@ -193,6 +193,15 @@ fn operations_dry_run_and_prune() {
         ("PRUNE_MAX", "0"),
     ]));
     assert_eq!((reconcile.prune, reconcile.prune_max), (true, 0));
+    assert_eq!(config.prior_state, PriorSource::Auto);
+    assert_eq!(
+        ok(with(&[("PRIOR_STATE", "List")])).prior_state,
+        PriorSource::List
+    );
+    assert_eq!(
+        ok(with(&[("PRIOR_STATE", "read")])).prior_state,
+        PriorSource::Read
+    );
     // Verify without ids checks every group the nodes list.
     let verify = ok(without("GROUP_IDS", &[("OPERATION", "verify")]));
     assert!(verify.group_ids.is_empty());
@@ -351,6 +360,12 @@ fn errors_name_the_variable() {
             with(&[("OPERATION", "plan")]),
             "OPERATION",
             "must be create, delete, verify or reconcile",
+        ),
+        // Prior state.
+        (
+            with(&[("PRIOR_STATE", "both")]),
+            "PRIOR_STATE",
+            "must be auto, list or read",
         ),
         // Dry run and prune.
         (

@@ -84,6 +84,18 @@ pub(super) const PRUNE_MAX: VariableDoc = VariableDoc {
         truncated id list cannot empty a cluster. The listed groups are still made \
         present.",
 };
+pub(super) const PRIOR_STATE: VariableDoc = VariableDoc {
+    name: "PRIOR_STATE",
+    default: DefaultValue::Value("auto"),
+    range: None,
+    description: "Where a transaction learns each node's state before writing. list: one \
+        GET /v1/groups per node for the whole batch, before the first group, so a group \
+        costs one request per node instead of two (a node that cannot list stops the run \
+        before its first group, exit 1). read: one read per group and node. auto: list \
+        for a batch of 64 to 1000000 entries, from the nodes that list, and read the \
+        others. Either way a delete reads a node whose list gave the id without its \
+        record, and an id listed again is read.",
+};
 pub(super) const GROUP_IDS: VariableDoc = VariableDoc {
     name: "GROUP_IDS",
     default: DefaultValue::Unset("ids come only from GROUP_IDS_FILE"),
@@ -253,6 +265,7 @@ pub const VARIABLES: &[VariableDoc] = &[
     DRY_RUN,
     PRUNE,
     PRUNE_MAX,
+    PRIOR_STATE,
     GROUP_IDS,
     GROUP_IDS_FILE,
     REQUEST_TIMEOUT_MS,

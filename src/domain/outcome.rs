@@ -74,6 +74,8 @@ pub enum StopReason {
     FailureLimit,
     /// `GROUP_IDS_FILE` was changed in place during the run.
     InputChanged,
+    /// `PRIOR_STATE=list`, and a node's list could not be had.
+    ListsUnavailable,
 }
 
 impl StopReason {
@@ -84,6 +86,7 @@ impl StopReason {
             StopReason::Certificate => "a node's TLS certificate was rejected (see CA_CERT_PATH)",
             StopReason::FailureLimit => "MAX_FAILED_GROUPS groups failed",
             StopReason::InputChanged => "GROUP_IDS_FILE changed during the run",
+            StopReason::ListsUnavailable => "a node's list could not be had (PRIOR_STATE=list)",
         }
     }
 }

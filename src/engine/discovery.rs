@@ -53,8 +53,15 @@ pub async fn list_every_node(client: &NodeClient, control: &Control) -> Found {
             },
             answer = client.list(node, &control.stop) => answer,
         };
+        let answer = match answer {
+            ListAnswer::Listed(body) => body.ids(),
+            ListAnswer::Unsupported { status } => Err(format!(
+                "the node does not serve GET /v1/groups (it answered {status})"
+            )),
+            ListAnswer::Failed { detail, .. } => Err(detail),
+        };
         match answer {
-            ListAnswer::Listed(mut ids) => {
+            Ok(mut ids) => {
                 ids.sort_unstable();
                 ids.dedup();
                 let listed = ids.len();
@@ -72,12 +79,7 @@ pub async fn list_every_node(client: &NodeClient, control: &Control) -> Found {
                 found.listing.nodes_listed += 1;
                 found.listing.invalid_ids += invalid;
             }
-            ListAnswer::Unsupported { status } => {
-                let reason =
-                    format!("the node does not serve GET /v1/groups (it answered {status})");
-                fail(&mut found, name, reason);
-            }
-            ListAnswer::Failed { detail, .. } => fail(&mut found, name, detail),
+            Err(reason) => fail(&mut found, name, reason),
         }
     }
     found.listing.groups_found = found.groups.len() as u64;

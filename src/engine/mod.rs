@@ -9,6 +9,7 @@
 //! - [`phases`]: how each `OPERATION` becomes the run's phases (a reconcile
 //!   lists the nodes and decides its prune first), with [`discovery`]
 //!   listing the nodes;
+//! - [`prior`]: the batch's prior state from node lists (`PRIOR_STATE`);
 //! - [`control`]: the run's stop, abort and kill;
 //! - [`id_list`]: the ids of `GROUP_IDS` and `GROUP_IDS_FILE`, checked up
 //!   front and streamed while the run starts groups.
@@ -21,10 +22,11 @@ pub mod discovery;
 pub mod id_list;
 pub mod inspect;
 pub mod phases;
+pub mod prior;
 pub mod run;
 pub mod transaction;
 
 pub use control::Control;
 pub use id_list::GroupIds;
-pub use run::{run_groups, supervise, Phase, RunSettings, Task};
+pub use run::{run_groups, supervise, Batch, Phase, RunSettings, Task};
 pub use transaction::Transaction;

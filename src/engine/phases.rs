@@ -14,6 +14,7 @@
 use super::control::Control;
 use super::discovery::{list_every_node, Found};
 use super::id_list::GroupIds;
+use super::prior::{list_priors, ListedPriors, ListsUnavailable, PriorSource};
 use super::run::{Phase, Task};
 use crate::domain::{GroupId, Operation, RunOperation};
 use crate::node_api::NodeClient;
@@ -32,6 +33,7 @@ pub struct Request {
     pub dry_run: bool,
     pub prune: bool,
     pub prune_max: u64,
+    pub prior_source: PriorSource,
     pub ids: GroupIds,
 }
 
@@ -46,17 +48,47 @@ pub struct Prepared {
     /// A reconcile without prune that cannot list a node only says so: it
     /// needs the lists for its report, not for its work.
     pub shortfall: bool,
+    /// The transactions' prior states from the node lists, when they come
+    /// from there (`PRIOR_STATE`).
+    pub priors: Option<ListedPriors>,
+    /// Why no group may start: `PRIOR_STATE=list` and a node's list could
+    /// not be had.
+    pub refused: Option<String>,
 }
 
 /// Prepares the phases of `request`; lists the nodes where the operation
 /// needs it.
 pub async fn prepare(client: &NodeClient, request: Request, control: &Control) -> Prepared {
+    let source = request.prior_source;
+    let mut prepared = phases_of(client, request, control).await;
+    let transactions: Vec<&GroupIds> = prepared
+        .phases
+        .iter()
+        .filter(|phase| matches!(phase.task, Task::Apply(_)))
+        .map(|phase| &phase.ids)
+        .collect();
+    if !transactions.is_empty() {
+        match list_priors(client, &transactions, source, control).await {
+            Ok(priors) => prepared.priors = priors,
+            // A stop meanwhile (deadline, signal) says so itself.
+            Err(_) if control.stop.is_cancelled() => {}
+            Err(ListsUnavailable(why)) => {
+                tracing::error!(target: LOG_TARGET, reason = %why, "PRIOR_STATE=list, but a node's list cannot be had; no group starts");
+                prepared.refused = Some(why);
+            }
+        }
+    }
+    prepared
+}
+
+async fn phases_of(client: &NodeClient, request: Request, control: &Control) -> Prepared {
     let Request {
         operation,
         dry_run,
         prune,
         prune_max,
         ids,
+        ..
     } = request;
     let apply = |operation: Operation| {
         if dry_run {
@@ -111,8 +143,8 @@ async fn verify_every_listed_group(client: &NodeClient, control: &Control) -> Pr
             task: Task::Verify,
         }],
         listing: Some(found.listing),
-        unlisted: None,
         shortfall,
+        ..Prepared::default()
     }
 }
 

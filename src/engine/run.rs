@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use super::control::Control;
 use super::id_list::GroupIds;
 use super::inspect;
+use super::prior::ListedPriors;
 use super::transaction::Transaction;
 use crate::domain::{
     GroupId, GroupReport, Operation, Outcome, OutcomeCounts, RunOperation, StopReason,
@@ -76,6 +77,14 @@ pub struct Phase {
     pub task: Task,
 }
 
+/// What a run works through: its phases, and the prior states the node
+/// lists gave for their transactions.
+#[derive(Debug)]
+pub struct Batch<'a> {
+    pub phases: &'a [Phase],
+    pub priors: Option<Arc<ListedPriors>>,
+}
+
 /// Runs every group of every phase and returns the report.
 ///
 /// Memory follows the work in flight, not the length of the list: ids are
@@ -90,12 +99,13 @@ pub struct Phase {
 /// starts (so that it also covers the journal's recovery).
 pub async fn run_groups(
     client: Arc<NodeClient>,
-    phases: &[Phase],
+    batch: Batch<'_>,
     operation: RunOperation,
     settings: RunSettings,
     control: Arc<Control>,
     journal: Option<Arc<Journal>>,
 ) -> RunReport {
+    let Batch { phases, priors } = batch;
     let started = Instant::now();
     let started_at = rfc3339(SystemTime::now());
     let concurrency = settings.concurrency.max(1);
@@ -146,14 +156,17 @@ pub async fn run_groups(
             }
             started_groups += 1;
             let (client, control, journal) = (client.clone(), control.clone(), journal.clone());
+            let priors = priors.clone();
             let id = entry.id.clone();
             let task = phase.task;
             let spawned = run.running.spawn(async move {
                 let group = &entry.id;
                 match task {
                     Task::Apply(operation) => {
+                        let listed = priors.as_ref().and_then(|p| p.take(group));
                         Transaction::new(&client, group, operation, &control)
                             .with_journal(journal.as_deref())
+                            .with_priors(listed)
                             .run()
                             .await
                     }

@@ -322,7 +322,7 @@ impl NodeClient {
         let request = self.http.get(url).timeout(self.list_timeout);
         let sent = self.send(entry, request, stop, limit).await;
         match sent.result {
-            Ok(response) => classify_list(response.status(), &sent.body, sent.truncated),
+            Ok(response) => classify_list(response.status(), sent.body, sent.truncated),
             Err(error) => ListAnswer::Failed {
                 status: None,
                 detail: describe_error(&error),

@@ -15,8 +15,8 @@
 use std::fmt;
 
 use http::StatusCode;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 
 /// Most bytes of one node's list that are read: some 2.4 million ids of 20
 /// characters as records, or 2.8 million as plain strings.
@@ -25,8 +25,9 @@ pub const LIST_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// The answer to a list, after retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListAnswer {
-    /// The ids the node holds, as it listed them (not yet validated).
-    Listed(Vec<String>),
+    /// The node answered its list; the body is parsed by its reader
+    /// ([`ListBody::ids`], [`ListBody::for_each`]), which says if it cannot be.
+    Listed(ListBody),
     /// The node does not serve `GET /v1/groups` (`404`, `405`, `501`).
     Unsupported { status: u16 },
     /// The list could not be had or read.
@@ -34,19 +35,13 @@ pub enum ListAnswer {
 }
 
 /// The answer class of a list that got a response.
-pub fn classify_list(status: StatusCode, body: &[u8], truncated: bool) -> ListAnswer {
+pub fn classify_list(status: StatusCode, body: Vec<u8>, truncated: bool) -> ListAnswer {
     match status {
         StatusCode::OK if truncated => ListAnswer::Failed {
             status: Some(200),
             detail: format!("the list is larger than {LIST_MAX_BYTES} bytes"),
         },
-        StatusCode::OK => match parse_list(body) {
-            Ok(ids) => ListAnswer::Listed(ids),
-            Err(detail) => ListAnswer::Failed {
-                status: Some(200),
-                detail,
-            },
-        },
+        StatusCode::OK => ListAnswer::Listed(ListBody(body)),
         StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
             ListAnswer::Unsupported {
                 status: status.as_u16(),
@@ -59,15 +54,53 @@ pub fn classify_list(status: StatusCode, body: &[u8], truncated: bool) -> ListAn
     }
 }
 
-/// The ids of a list body in any accepted shape; the error says what the
-/// body is instead, without quoting it.
-pub fn parse_list(body: &[u8]) -> Result<Vec<String>, String> {
+/// The body of a node's list, as received.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ListBody(Vec<u8>);
+
+impl std::fmt::Debug for ListBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ListBody({} bytes)", self.0.len())
+    }
+}
+
+impl ListBody {
+    /// The ids listed, in any accepted shape.
+    pub fn ids(&self) -> Result<Vec<String>, String> {
+        let mut ids = Vec::new();
+        self.for_each(false, |id, _| ids.push(id))?;
+        Ok(ids)
+    }
+
+    /// Calls `each` with every listed id and, when `records` is asked for
+    /// and the node listed records, the record as listed. Nothing of the
+    /// body is kept but what `each` keeps.
+    pub fn for_each(
+        &self,
+        records: bool,
+        mut each: impl FnMut(String, Option<Value>),
+    ) -> Result<(), String> {
+        parse_list(&self.0, records, &mut each)
+    }
+}
+
+/// Parses a list body in any accepted shape into `each`; the error says
+/// what the body is instead, without quoting it.
+pub fn parse_list(
+    body: &[u8],
+    records: bool,
+    each: &mut dyn FnMut(String, Option<Value>),
+) -> Result<(), String> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let list = deserializer
-        .deserialize_any(ListVisitor { nested: false })
-        .and_then(|list| deserializer.end().map(|()| list))
-        .map_err(|e| format!("the list is not readable: {}", e.classify_text()))?;
-    Ok(list)
+    let visitor = ListVisitor {
+        nested: false,
+        records,
+        each,
+    };
+    deserializer
+        .deserialize_any(visitor)
+        .and_then(|()| deserializer.end())
+        .map_err(|e| format!("the list is not readable: {}", e.classify_text()))
 }
 
 /// A serde_json error in words, without the excerpt of the input some of
@@ -90,13 +123,28 @@ impl ClassifyText for serde_json::Error {
     }
 }
 
+/// Keys by which nodes say a list continues on another page. A page is
+/// never used as the whole list: a group on a later page would pass for
+/// absent.
+const PAGE_KEYS: [&str; 6] = [
+    "next",
+    "nextPage",
+    "next_page",
+    "nextPageToken",
+    "next_page_token",
+    "continue",
+];
+
 /// The whole body: an array, or (at the top only) an object with `groups`.
-struct ListVisitor {
+struct ListVisitor<'a> {
     nested: bool,
+    /// Keep each record (as a JSON value) for `each`.
+    records: bool,
+    each: &'a mut dyn FnMut(String, Option<Value>),
 }
 
-impl<'de> Visitor<'de> for ListVisitor {
-    type Value = Vec<String>;
+impl<'de> Visitor<'de> for ListVisitor<'_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.nested {
@@ -109,84 +157,119 @@ impl<'de> Visitor<'de> for ListVisitor {
         }
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
-        // The hint comes from the input: trust it only so far.
-        let mut ids = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(Item(id)) = seq.next_element()? {
-            ids.push(id);
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let records = self.records;
+        while let Some((id, record)) = seq.next_element_seed(ItemSeed { records })? {
+            (self.each)(id, record);
         }
-        Ok(ids)
+        Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         if self.nested {
             return Err(de::Error::invalid_type(de::Unexpected::Map, &self));
         }
-        let mut groups = None;
+        let mut seen = false;
+        let (records, each) = (self.records, self.each);
         while let Some(key) = map.next_key::<String>()? {
-            if key == "groups" {
-                if groups.is_some() {
+            if PAGE_KEYS.contains(&key.as_str()) {
+                let next = map.next_value::<Value>()?;
+                if !matches!(&next, Value::Null | Value::Bool(false)) && next.as_str() != Some("") {
+                    return Err(de::Error::custom(format!(
+                        "the list is one page of several ({key} is set); pages are not \
+                         followed, so it would be incomplete"
+                    )));
+                }
+            } else if key == "groups" {
+                if seen {
                     return Err(de::Error::duplicate_field("groups"));
                 }
-                groups = Some(map.next_value::<GroupsArray>()?.0);
+                seen = true;
+                map.next_value_seed(GroupsSeed {
+                    records,
+                    each: &mut *each,
+                })?;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        groups.ok_or_else(|| de::Error::missing_field("groups"))
+        if seen {
+            Ok(())
+        } else {
+            Err(de::Error::missing_field("groups"))
+        }
     }
 }
 
 /// The array under `groups`.
-struct GroupsArray(Vec<String>);
+struct GroupsSeed<'a> {
+    records: bool,
+    each: &'a mut dyn FnMut(String, Option<Value>),
+}
 
-impl<'de> Deserialize<'de> for GroupsArray {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_any(ListVisitor { nested: true })
-            .map(GroupsArray)
+impl<'de> DeserializeSeed<'de> for GroupsSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(ListVisitor {
+            nested: true,
+            records: self.records,
+            each: self.each,
+        })
     }
 }
 
-/// One element: an id, or a record whose `groupId` is the id.
-struct Item(String);
+/// One element: an id, or a record whose `groupId` is the id (kept whole
+/// when `records` is asked for).
+struct ItemSeed {
+    records: bool,
+}
 
-impl<'de> Deserialize<'de> for Item {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ItemVisitor).map(Item)
+impl<'de> DeserializeSeed<'de> for ItemSeed {
+    type Value = (String, Option<Value>);
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
-struct ItemVisitor;
-
-impl<'de> Visitor<'de> for ItemVisitor {
-    type Value = String;
+impl<'de> Visitor<'de> for ItemSeed {
+    type Value = (String, Option<Value>);
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a group id or a record with a string groupId")
     }
 
-    fn visit_str<E: de::Error>(self, id: &str) -> Result<String, E> {
-        Ok(id.to_owned())
+    fn visit_str<E: de::Error>(self, id: &str) -> Result<Self::Value, E> {
+        Ok((id.to_owned(), None))
     }
 
-    fn visit_string<E: de::Error>(self, id: String) -> Result<String, E> {
-        Ok(id)
+    fn visit_string<E: de::Error>(self, id: String) -> Result<Self::Value, E> {
+        Ok((id, None))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<String, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut id = None;
+        let mut record = self.records.then(Map::new);
         while let Some(key) = map.next_key::<String>()? {
             if key == "groupId" {
                 if id.is_some() {
                     return Err(de::Error::duplicate_field("groupId"));
                 }
-                id = Some(map.next_value::<String>()?);
+                let value = map.next_value::<String>()?;
+                if let Some(record) = &mut record {
+                    record.insert(key, Value::String(value.clone()));
+                }
+                id = Some(value);
+            } else if let Some(record) = &mut record {
+                let value = map.next_value::<Value>()?;
+                record.insert(key, value);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        id.ok_or_else(|| de::Error::missing_field("groupId"))
+        let id = id.ok_or_else(|| de::Error::missing_field("groupId"))?;
+        Ok((id, record.map(Value::Object)))
     }
 }
 
@@ -197,7 +280,7 @@ mod tests {
     use super::*;
 
     fn ids(body: &str) -> Result<Vec<String>, String> {
-        parse_list(body.as_bytes())
+        ListBody(body.as_bytes().to_vec()).ids()
     }
 
     #[test]
@@ -214,6 +297,11 @@ mod tests {
             expected
         );
         assert_eq!(ids(r#"[]"#), Ok(vec![]));
+        // A last page says so with an empty or null continuation.
+        assert_eq!(
+            ids(r#"{"groups": ["a", "b/c"], "next": null, "continue": ""}"#),
+            expected
+        );
         assert_eq!(ids(" [\"a\", {\"groupId\": \"b/c\"}] \n"), expected);
     }
 
@@ -234,6 +322,14 @@ mod tests {
             (r#""a""#, "invalid type: string"),
             (r#"["a"] ["b"]"#, "not JSON"),
             ("", "ends early"),
+            (
+                r#"{"groups": ["a"], "next": "/v1/groups?page=2"}"#,
+                "one page of several",
+            ),
+            (
+                r#"{"nextPageToken": "x", "groups": ["a"]}"#,
+                "pages are not followed",
+            ),
         ] {
             let error = ids(body).expect_err(body);
             assert!(error.contains(says), "{body:?}: {error}");
@@ -242,26 +338,49 @@ mod tests {
     }
 
     #[test]
+    fn records_are_kept_whole_only_when_asked_for() {
+        let body =
+            ListBody(br#"{"groups": ["a", {"groupId": "b", "owner": {"team": 7}}]}"#.to_vec());
+        let mut seen = Vec::new();
+        body.for_each(true, |id, record| seen.push((id, record)))
+            .expect("readable");
+        assert_eq!(
+            seen,
+            [
+                ("a".to_owned(), None),
+                (
+                    "b".to_owned(),
+                    Some(serde_json::json!({"groupId": "b", "owner": {"team": 7}}))
+                ),
+            ]
+        );
+        let mut records = 0;
+        body.for_each(false, |_, record| records += usize::from(record.is_some()))
+            .expect("readable");
+        assert_eq!(records, 0);
+    }
+
+    #[test]
     fn statuses_and_size_decide_before_the_body() {
         assert_eq!(
-            classify_list(StatusCode::OK, br#"["a"]"#, false),
-            ListAnswer::Listed(vec!["a".to_owned()])
+            classify_list(StatusCode::OK, br#"["a"]"#.to_vec(), false),
+            ListAnswer::Listed(ListBody(br#"["a"]"#.to_vec()))
         );
         for status in [404, 405, 501] {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             assert_eq!(
-                classify_list(status, b"", false),
+                classify_list(status, Vec::new(), false),
                 ListAnswer::Unsupported {
                     status: status.as_u16()
                 }
             );
         }
         assert!(matches!(
-            classify_list(StatusCode::OK, br#"["a""#, true),
+            classify_list(StatusCode::OK, br#"["a""#.to_vec(), true),
             ListAnswer::Failed { detail, .. } if detail.contains("larger than")
         ));
         assert!(matches!(
-            classify_list(StatusCode::SERVICE_UNAVAILABLE, b"", false),
+            classify_list(StatusCode::SERVICE_UNAVAILABLE, Vec::new(), false),
             ListAnswer::Failed {
                 status: Some(503),
                 ..

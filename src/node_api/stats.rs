@@ -84,6 +84,10 @@ pub struct NodeStatsSnapshot {
     /// Answers per HTTP status.
     pub statuses: BTreeMap<String, u64>,
     pub latency: Latency,
+    /// How the node's prior states were known, `list` or `read`, when the
+    /// run took them from node lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prior_state: Option<String>,
     #[serde(skip)]
     histogram: Option<Arc<Histogram<u32>>>,
 }
@@ -164,6 +168,7 @@ impl NodeStats {
             transport_errors: self.transport_errors.load(Ordering::Relaxed),
             statuses,
             latency: histogram.as_deref().map(Latency::of).unwrap_or_default(),
+            prior_state: None,
             histogram,
         }
     }

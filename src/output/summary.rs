@@ -23,6 +23,7 @@ pub fn log_summary(report: &RunReport) {
             latency_p50_ms = node.latency.p50_ms,
             latency_p99_ms = node.latency.p99_ms,
             latency_max_ms = node.latency.max_ms,
+            prior_state = node.prior_state.as_deref(),
             "node summary"
         );
     }

@@ -471,8 +471,11 @@ impl App {
                     error(StatusCode::NOT_FOUND, "group not found")
                 }
             }
+            // Records, as a get answers them: a list then gives a delete
+            // the exact record to restore.
             Call::List => {
-                let groups: Vec<String> = self.node.lock().groups.iter().cloned().collect();
+                let groups: Vec<GroupBody> =
+                    self.node.lock().groups.iter().map(GroupBody::new).collect();
                 Json(json!({ "groups": groups })).into_response()
             }
         }

@@ -116,7 +116,7 @@ async fn serves_the_node_api() {
     assert_eq!(list.status(), StatusCode::OK);
     assert_eq!(
         list.json::<Value>().await.unwrap(),
-        json!({"groups": ["a0", "g1"]})
+        json!({"groups": [{"groupId": "a0"}, {"groupId": "g1"}]})
     );
 
     assert_eq!(status(delete(node, "g1")).await, 200);

@@ -10,6 +10,7 @@ mod hostile_config;
 mod hostile_nodes;
 mod ids_and_secrets;
 mod operations;
+mod prior_state;
 mod process;
 mod randomized;
 mod scale;

@@ -2,7 +2,8 @@
 //! random operations (create, delete, and reconcile with prune: half the
 //! round's groups listed, the others pruned); after every batch every node
 //! is read through `/_sim/state` and I1–I3 and the exit code are checked for
-//! every group.
+//! every group. Even rounds take the prior state from node lists
+//! (`PRIOR_STATE=list`), odd rounds read it per group.
 //!
 //! `RANDOMIZED_SEED` picks the seed (default fixed, so a failure reproduces);
 //! `RANDOMIZED_ROUNDS` scales the number of batches.
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use api_consumer::domain::ExitStatus;
 use api_consumer::domain::Operation;
-use api_consumer::domain::{NodeState, Outcome};
+use api_consumer::domain::{NodeState, Outcome, StopReason};
 use api_consumer::node_api::NodeOp;
 use api_consumer::output::report::RunReport;
 use api_consumer::sim::{FaultsPatch, SimState};
@@ -130,6 +131,20 @@ fn check_round(
         .as_ref()
         .is_some_and(|u| u.prune_refused.is_some());
     let mut outcomes = BTreeMap::new();
+    if report.stop_reason == Some(StopReason::ListsUnavailable) {
+        // PRIOR_STATE=list and a node could not list (a node restarting):
+        // no group started, and no node changed.
+        for (id, prior) in &plan.priors {
+            let actual: Vec<bool> = after.iter().map(|held| held.contains(id)).collect();
+            assert_eq!(&actual, prior, "round {round} group {id}: no group started");
+        }
+        assert_eq!(
+            report.totals.not_started, report.totals.groups,
+            "round {round}"
+        );
+        outcomes.insert(Outcome::NotStarted, plan.priors.len() as u64);
+        return outcomes;
+    }
     let detailed: BTreeMap<&str, _> = report
         .groups
         .iter()
@@ -292,6 +307,8 @@ impl Chaos {
                 ("NODE_CONCURRENCY", "4"),
                 ("PRUNE", prune),
                 ("PRUNE_MAX", "1000"),
+                // Both ways of learning the prior state, round by round.
+                ("PRIOR_STATE", if round % 2 == 0 { "list" } else { "read" }),
             ];
             let config = config(&urls, plan.kind.as_str(), &ids, &extra);
             let report = if self.restarts {

@@ -61,6 +61,9 @@ async fn ids_stream_from_a_file_and_every_one_reaches_every_node() {
             ("GROUP_IDS", "inline-1"),
             ("GROUP_IDS_FILE", &path_of(&file)),
             ("CONCURRENCY", "64"),
+            // The prior state read per group (tests/it/prior_state.rs
+            // covers the lists).
+            ("PRIOR_STATE", "read"),
         ],
     );
     assert_eq!(config.group_ids.len(), 3_001);
@@ -101,7 +104,11 @@ async fn connections_to_a_node_are_kept_alive_and_reused() {
         &cluster,
         "create",
         &ids,
-        &[("CONCURRENCY", "8"), ("NODE_CONCURRENCY", "2")],
+        &[
+            ("CONCURRENCY", "8"),
+            ("NODE_CONCURRENCY", "2"),
+            ("PRIOR_STATE", "read"),
+        ],
     )
     .await;
     assert_eq!(report.exit_code, ExitStatus::AllAtGoal);

@@ -59,6 +59,7 @@ use self::rules::{
     NodeWork, Settled, Step, UndoStart, WriteEffect,
 };
 use super::control::Control;
+use super::prior::{usable, GroupPriors};
 use crate::domain::{GroupId, GroupReport, NodeDetail, NodeState, Operation, Outcome};
 use crate::node_api::{plain_record, NodeClient};
 use crate::output::journal::{Intent, IntentNode, Journal};
@@ -79,6 +80,8 @@ pub struct Transaction<'a> {
     journal: Option<&'a Journal>,
     /// Whether the journal holds an intent of this group awaiting its outcome.
     intent_recorded: AtomicBool,
+    /// The group's prior states from the node lists, where they tell it.
+    priors: Option<GroupPriors>,
 }
 
 impl<'a> Transaction<'a> {
@@ -95,7 +98,15 @@ impl<'a> Transaction<'a> {
             control,
             journal: None,
             intent_recorded: AtomicBool::new(false),
+            priors: None,
         }
+    }
+
+    /// Takes the prior state from the node lists where they tell it, and
+    /// reads the other nodes.
+    pub fn with_priors(mut self, priors: Option<GroupPriors>) -> Self {
+        self.priors = priors;
+        self
     }
 
     /// Records the group's intent in `journal` before changing any node,
@@ -297,19 +308,43 @@ impl<'a> Transaction<'a> {
         Ok(())
     }
 
-    /// Reads every node; `None` when the run was aborted first.
+    /// Every node's prior state: from the lists where they tell it (see
+    /// [`crate::engine::prior`]), read otherwise; `None` when the run was
+    /// aborted first.
     async fn read_prior(&self) -> Option<Vec<NodeWork>> {
         let abort = &self.control.abort;
-        let reads = (0..self.client.node_count()).map(|i| self.client.read(i, self.group, abort));
-        let answers = tokio::select! {
+        let deleting = self.operation == Operation::Delete;
+        let known: Vec<Option<(NodeState, Option<Value>)>> = (0..self.client.node_count())
+            .map(|i| {
+                let listed = self
+                    .priors
+                    .as_ref()
+                    .and_then(|p| p.get(i).cloned().flatten());
+                usable(listed, deleting)
+            })
+            .collect();
+        let reads = known
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.is_none())
+            .map(|(i, _)| self.client.read(i, self.group, abort));
+        let mut answers = tokio::select! {
             biased;
             _ = self.control.kill.cancelled() => return None,
-            answers = futures::future::join_all(reads) => answers,
+            answers = futures::future::join_all(reads) => answers.into_iter(),
         };
         if abort.is_cancelled() {
             return None;
         }
-        Some(answers.into_iter().map(NodeWork::from_prior).collect())
+        let mut work = Vec::with_capacity(known.len());
+        for k in known {
+            let node = match k {
+                Some((state, record)) => NodeWork::listed(state, record),
+                None => NodeWork::from_prior(answers.next()?),
+            };
+            work.push(node);
+        }
+        Some(work)
     }
 
     /// Writes towards the goal where needed; returns the first failure.

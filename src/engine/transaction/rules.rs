@@ -38,6 +38,18 @@ impl NodeWork {
         }
     }
 
+    /// A node whose prior state a node list gave.
+    pub fn listed(prior: NodeState, record: Option<Value>) -> Self {
+        Self {
+            prior,
+            record,
+            state: prior,
+            written: false,
+            compensated: false,
+            detail: None,
+        }
+    }
+
     /// A node as its prior-state read found it.
     pub fn from_prior(answer: ReadAnswer) -> Self {
         let prior = state_of(&answer);

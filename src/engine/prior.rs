@@ -1,0 +1,256 @@
+//! The prior state of a whole batch from node lists (`PRIOR_STATE`), so that
+//! a group costs one write per node instead of a read and a write.
+//!
+//! Before the first group starts, every node is listed once
+//! (`GET /v1/groups`), and what each list says of the batch's ids is kept:
+//! nothing of the groups outside the batch, so memory follows the batch, not
+//! what the nodes hold (docs/TRANSACTIONS.md, "Prior state from lists").
+//! A transaction then takes its group's entry and reads only the nodes the
+//! lists cannot answer for:
+//!
+//! - a node that does not list (or whose list failed) is read, as always;
+//! - a delete reads a node that holds the group when its list gave the id
+//!   alone: the record a rollback restores must be the exact one, and only
+//!   a listed record or a read has it;
+//! - an id listed again in the batch is read on every node: its earlier
+//!   entry may have changed the nodes since they were listed (the entry is
+//!   taken by the first transaction of the id).
+//!
+//! The lists are taken once, at the start: the single-writer assumption
+//! (README, "Outside writers") covers a group's state from then on, and a
+//! long run only widens the window in which an outside writer's change can
+//! go unseen. The crash journal records the prior state wherever it came
+//! from. A listed record is taken as the record a get would answer: a node
+//! whose list gives shorter records than its get should list ids alone (a
+//! delete then reads it), or be run with `PRIOR_STATE=read`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+use super::control::Control;
+use super::id_list::GroupIds;
+use crate::domain::{GroupId, NodeState};
+use crate::node_api::{ListAnswer, NodeClient};
+
+/// The target these log lines carry, which `LOG_LEVEL` directives name.
+const LOG_TARGET: &str = "api_consumer::prior";
+
+/// `PRIOR_STATE`: where a transaction's prior state comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriorSource {
+    /// Lists for a batch of at least [`AUTO_MIN_ENTRIES`] and at most
+    /// [`MAX_LISTED_ENTRIES`] entries, from the nodes that list; reads
+    /// otherwise.
+    Auto,
+    /// Lists from every node; a node that cannot list stops the run before
+    /// its first group.
+    List,
+    /// One read per group and node.
+    Read,
+}
+
+impl PriorSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PriorSource::Auto => "auto",
+            PriorSource::List => "list",
+            PriorSource::Read => "read",
+        }
+    }
+}
+
+/// Below this many entries, `auto` reads: listing every group a node holds
+/// costs more than a few reads.
+pub const AUTO_MIN_ENTRIES: u64 = 64;
+
+/// Above this many entries, `auto` reads and `list` is refused: what is
+/// kept of the lists grows with the batch (some 100 bytes an entry).
+pub const MAX_LISTED_ENTRIES: u64 = 1_000_000;
+
+/// How one node's prior state is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeSource {
+    Listed,
+    Read,
+}
+
+impl NodeSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeSource::Listed => "list",
+            NodeSource::Read => "read",
+        }
+    }
+}
+
+/// What a list says of one group on one node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Listed {
+    Absent,
+    /// Present; with the record when the node listed records.
+    Present(Option<Value>),
+}
+
+/// One group's prior state as far as the lists know it, per node; `None`
+/// for a node that must be read.
+pub type GroupPriors = Vec<Option<Listed>>;
+
+/// The listing nodes that hold one group, with the record each listed.
+type Holders = Vec<(usize, Option<Value>)>;
+
+/// The batch's prior states from the lists.
+#[derive(Debug)]
+pub struct ListedPriors {
+    sources: Vec<NodeSource>,
+    /// Per batch id not yet taken: the listing nodes that hold it.
+    held: Mutex<HashMap<GroupId, Holders>>,
+}
+
+/// Why the lists cannot give the batch's prior states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListsUnavailable(pub String);
+
+impl ListedPriors {
+    /// How each node's prior state is known.
+    pub fn sources(&self) -> &[NodeSource] {
+        &self.sources
+    }
+
+    /// Takes `group`'s priors: the first time, what the lists say; after
+    /// that (an id listed again), `None`: every node must be read.
+    pub fn take(&self, group: &GroupId) -> Option<GroupPriors> {
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(group)?;
+        let mut priors: GroupPriors = self
+            .sources
+            .iter()
+            .map(|source| (*source == NodeSource::Listed).then_some(Listed::Absent))
+            .collect();
+        for (node, record) in held {
+            if let Some(prior) = priors.get_mut(node) {
+                *prior = Some(Listed::Present(record));
+            }
+        }
+        Some(priors)
+    }
+}
+
+/// Lists every node for `batch` as `source` says; `Ok(None)` when the
+/// prior states are to be read.
+pub async fn list_priors(
+    client: &NodeClient,
+    batch: &[&GroupIds],
+    source: PriorSource,
+    control: &Control,
+) -> Result<Option<ListedPriors>, ListsUnavailable> {
+    let entries: u64 = batch.iter().map(|ids| ids.len()).sum();
+    match source {
+        PriorSource::Read => return Ok(None),
+        PriorSource::Auto if !(AUTO_MIN_ENTRIES..=MAX_LISTED_ENTRIES).contains(&entries) => {
+            return Ok(None)
+        }
+        PriorSource::List if entries > MAX_LISTED_ENTRIES => {
+            return Err(ListsUnavailable(format!(
+                "the batch has {entries} entries; prior state from lists is kept for at most \
+                 {MAX_LISTED_ENTRIES} (PRIOR_STATE=auto or read)"
+            )))
+        }
+        PriorSource::Auto | PriorSource::List => {}
+    }
+    let mut held: HashMap<GroupId, Holders> = HashMap::new();
+    for ids in batch {
+        let mut entries = ids.stream(4096);
+        while let Some(entry) = entries.recv().await {
+            match entry {
+                Ok(entry) => {
+                    held.entry(entry.id).or_default();
+                }
+                // The id file changed in place: the run's own reading of it
+                // stops the run (`input_changed`); until then, read.
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+    let mut sources = Vec::with_capacity(client.node_count());
+    for node in 0..client.node_count() {
+        let name = client.node_name(node);
+        match list_node(client, node, &mut held, control).await {
+            Ok(listed) => {
+                tracing::info!(target: LOG_TARGET, node = name, listed, "prior state from the node's list");
+                sources.push(NodeSource::Listed);
+            }
+            Err(reason) if source == PriorSource::List => {
+                return Err(ListsUnavailable(format!("{name}: {reason}")));
+            }
+            Err(reason) => {
+                tracing::warn!(target: LOG_TARGET, node = name, reason = %reason, "the node's list cannot be had; its prior state is read per group");
+                sources.push(NodeSource::Read);
+            }
+        }
+    }
+    Ok(Some(ListedPriors {
+        sources,
+        held: Mutex::new(held),
+    }))
+}
+
+/// Lists one node and marks the batch ids it holds; returns how many ids it
+/// listed. On an error nothing of the node is kept.
+async fn list_node(
+    client: &NodeClient,
+    node: usize,
+    held: &mut HashMap<GroupId, Holders>,
+    control: &Control,
+) -> Result<usize, String> {
+    let answer = tokio::select! {
+        biased;
+        _ = control.stop.cancelled() => return Err(control.stop_detail()),
+        answer = client.list(node, &control.stop) => answer,
+    };
+    let body = match answer {
+        ListAnswer::Listed(body) => body,
+        ListAnswer::Unsupported { status } => {
+            return Err(format!(
+                "the node does not serve GET /v1/groups (it answered {status})"
+            ))
+        }
+        ListAnswer::Failed { detail, .. } => return Err(detail),
+    };
+    let mut found = Vec::new();
+    let mut listed = 0usize;
+    body.for_each(true, |id, record| {
+        listed += 1;
+        // Only the batch's ids are kept; anything else the node holds is
+        // dropped as it is read.
+        if let Ok(id) = GroupId::new(id) {
+            if held.contains_key(&id) {
+                found.push((id, record));
+            }
+        }
+    })?;
+    for (id, record) in found {
+        if let Some(nodes) = held.get_mut(&id) {
+            // A node listing an id twice holds it once.
+            if nodes.last().is_none_or(|(last, _)| *last != node) {
+                nodes.push((node, record));
+            }
+        }
+    }
+    Ok(listed)
+}
+
+/// A node's prior state as a transaction starts from it: the listed state,
+/// or `None` to read the node (for a delete, also a holder whose list gave
+/// no record).
+pub fn usable(listed: Option<Listed>, deleting: bool) -> Option<(NodeState, Option<Value>)> {
+    match listed? {
+        Listed::Absent => Some((NodeState::Absent, None)),
+        Listed::Present(None) if deleting => None,
+        Listed::Present(record) => Some((NodeState::Present, record)),
+    }
+}
