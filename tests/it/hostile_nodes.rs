@@ -28,6 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::common::*;
+use crate::raw_node::{self, Received};
 
 const ID: &str = "g";
 
@@ -264,38 +265,13 @@ impl HostileNode {
     }
 }
 
-/// Reads one request: the head up to the blank line and a `Content-Length`
-/// body. `None` when the client hung up first or sent something else.
+/// Reads one request (see [`raw_node::read_request`]). `None` when the
+/// client hung up first or sent something else.
 async fn read_request(stream: &mut TcpStream) -> Option<Request> {
-    const MAX_HEAD: usize = 64 * 1024;
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        if buffer.len() > MAX_HEAD {
-            return None;
-        }
-        let n = stream.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
-        buffer.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
-    let mut request_line = head.lines().next()?.split(' ');
-    let (method, path) = (request_line.next()?, request_line.next()?);
-    let length: usize = head
-        .lines()
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, value)| value.trim().parse().ok())
-        .unwrap_or(0);
-    while buffer.len() < head_end + length {
-        let n = stream.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
-        buffer.extend_from_slice(&chunk[..n]);
-    }
+    let Received { method, path, body } = raw_node::read_request(stream).await?;
     Some(Request {
-        call: Call::parse(method, path, &buffer[head_end..head_end + length]),
-        path: path.to_string(),
+        call: Call::parse(&method, &path, &body),
+        path,
     })
 }
 

@@ -13,5 +13,6 @@ mod operations;
 mod prior_state;
 mod process;
 mod randomized;
+mod raw_node;
 mod scale;
 mod tls;

@@ -2,12 +2,9 @@
 //! discovery through `GET /v1/groups`), dry runs, and reconcile with and
 //! without prune, with its `PRUNE_MAX` guard; their configuration; and the
 //! list endpoint in every accepted shape and in hostile ones. Every run talks
-//! real HTTP to `node-sim` nodes on loopback, or to a raw list node written
-//! here.
+//! real HTTP to `node-sim` nodes on loopback, or to a raw node (raw_node.rs)
+//! that answers the list as the test chooses.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use api_consumer::config::{Config, ConfigError};
@@ -16,10 +13,9 @@ use api_consumer::node_api::{NodeOp, LIST_MAX_BYTES};
 use api_consumer::output::report::{Listing, RunReport, Unlisted};
 use api_consumer::sim::{FaultsPatch, SimCluster};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 use crate::common::*;
+use crate::raw_node::{ListReply, RawNode};
 
 /// Far beyond what any run here needs: reaching it means the job hung.
 const HANG_BOUND: Duration = Duration::from_secs(60);
@@ -121,161 +117,6 @@ fn fail_lists() -> FaultsPatch {
     FaultsPatch {
         fail_rate: Some(1.0),
         ..on(&[NodeOp::List])
-    }
-}
-
-// ---------------------------------------------------------------------------
-// A raw list node: just enough HTTP/1.1 to read one request per connection
-// (as in hostile_nodes.rs), answering `GET /v1/groups` with bytes chosen by
-// the test and `GET /v1/group/<id>/` from a fixed set of groups.
-// ---------------------------------------------------------------------------
-
-/// What the raw node answers to `GET /v1/groups`.
-#[derive(Debug, Clone)]
-enum ListReply {
-    /// `200 OK` with this body.
-    Body(String),
-    /// This status line (e.g. `404 Not Found`) with an empty body.
-    Status(&'static str),
-    /// `200 OK`, chunked: `[` then 64 KiB chunks of `"aaa…",` items, until
-    /// the client hangs up (or [`FLOOD_CAP`] bytes, far past the job's limit).
-    Endless,
-}
-
-/// Where an endless list gives up if the client never hangs up.
-const FLOOD_CAP: u64 = 512 * 1024 * 1024;
-
-struct RawShared {
-    list: ListReply,
-    /// The groups a read answers `200` for; every other read gets `404`.
-    held: BTreeSet<String>,
-    /// Every request, as `METHOD path`.
-    requests: Mutex<Vec<String>>,
-    /// Body bytes of an endless list written to the socket.
-    sent: AtomicU64,
-}
-
-/// A raw node on a loopback port; it lives as long as the test's runtime.
-struct RawNode {
-    url: String,
-    shared: Arc<RawShared>,
-}
-
-impl RawNode {
-    async fn start(list: ListReply, held: &[&str]) -> RawNode {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let shared = Arc::new(RawShared {
-            list,
-            held: held.iter().map(|id| id.to_string()).collect(),
-            requests: Mutex::default(),
-            sent: AtomicU64::new(0),
-        });
-        let serving = shared.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve_raw(stream, serving.clone()));
-            }
-        });
-        RawNode { url, shared }
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.shared.requests.lock().unwrap().clone()
-    }
-
-    fn sent(&self) -> u64 {
-        self.shared.sent.load(Ordering::SeqCst)
-    }
-}
-
-/// Reads a request head: method and path. `None` when the client hung up
-/// first or sent something else.
-async fn read_head(stream: &mut TcpStream) -> Option<(String, String)> {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let end = loop {
-        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        if buffer.len() > 64 * 1024 {
-            return None;
-        }
-        let n = stream.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
-        buffer.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
-    let mut request_line = head.lines().next()?.split(' ');
-    let method = request_line.next()?.to_string();
-    let path = request_line.next()?.to_string();
-    Some((method, path))
-}
-
-/// A complete answer with `Connection: close`, then the connection closed.
-async fn respond(stream: &mut TcpStream, status: &str, body: &[u8]) {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body).await;
-    let _ = stream.shutdown().await;
-}
-
-/// An endless chunked JSON array of 64-byte string items.
-async fn flood(stream: &mut TcpStream, node: &RawShared) {
-    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
-                Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n1\r\n[\r\n";
-    if stream.write_all(head.as_bytes()).await.is_err() {
-        return;
-    }
-    // `"` + 61 × `a` + `",` = 64 bytes; 1024 of them = 64 KiB.
-    let item = format!("\"{}\",", "a".repeat(61));
-    let data = item.repeat(1024);
-    let mut chunk = format!("{:x}\r\n", data.len()).into_bytes();
-    chunk.extend_from_slice(data.as_bytes());
-    chunk.extend_from_slice(b"\r\n");
-    while node.sent.load(Ordering::SeqCst) < FLOOD_CAP {
-        if stream.write_all(&chunk).await.is_err() {
-            return;
-        }
-        node.sent.fetch_add(data.len() as u64, Ordering::SeqCst);
-    }
-}
-
-async fn serve_raw(mut stream: TcpStream, node: Arc<RawShared>) {
-    let Some((method, path)) = read_head(&mut stream).await else {
-        return;
-    };
-    node.requests
-        .lock()
-        .unwrap()
-        .push(format!("{method} {path}"));
-    if method == "GET" && (path == "/v1/groups" || path == "/v1/groups/") {
-        match &node.list {
-            ListReply::Body(body) => respond(&mut stream, "200 OK", body.as_bytes()).await,
-            ListReply::Status(status) => respond(&mut stream, status, b"").await,
-            ListReply::Endless => flood(&mut stream, &node).await,
-        }
-        return;
-    }
-    let segment = path
-        .strip_prefix("/v1/group/")
-        .and_then(|rest| rest.strip_suffix('/'))
-        .filter(|segment| !segment.is_empty() && !segment.contains('/'));
-    match segment {
-        Some(segment) if method == "GET" => {
-            let id = percent_encoding::percent_decode_str(segment)
-                .decode_utf8_lossy()
-                .into_owned();
-            if node.held.contains(&id) {
-                let body = serde_json::json!({ "groupId": id }).to_string();
-                respond(&mut stream, "200 OK", body.as_bytes()).await;
-            } else {
-                respond(&mut stream, "404 Not Found", b"").await;
-            }
-        }
-        _ => respond(&mut stream, "404 Not Found", b"").await,
     }
 }
 
@@ -436,7 +277,7 @@ async fn verify_without_ids_of_a_clean_cluster_exits_0() {
 #[tokio::test]
 async fn verify_without_ids_names_a_node_that_does_not_serve_the_list() {
     let cluster = cluster(2).await;
-    let raw = RawNode::start(ListReply::Status("404 Not Found"), &[]).await;
+    let raw = RawNode::holding(ListReply::Status("404 Not Found"), &[]).await;
     let mut nodes = cluster.urls();
     nodes.push(raw.url.clone());
 
@@ -452,9 +293,9 @@ async fn verify_without_ids_names_a_node_that_does_not_serve_the_list() {
     assert!(reason.contains("does not serve GET /v1/groups"), "{reason}");
     assert!(reason.contains("404"), "{reason}");
     assert!(
-        raw.requests().iter().all(|r| r.starts_with("GET ")),
+        raw.lines().iter().all(|r| r.starts_with("GET ")),
         "{:?}",
-        raw.requests()
+        raw.lines()
     );
     assert_no_write(&cluster).await;
 }
@@ -1012,7 +853,7 @@ async fn every_accepted_list_shape_gives_the_ids() {
         r#"{"next": null, "groups": [{"groupId": "a"}, {"groupId": "b/c", "x": {"y": 1}}]}"#,
     ];
     for body in shapes {
-        let raw = RawNode::start(ListReply::Body(body.to_string()), &["a", "b/c"]).await;
+        let raw = RawNode::holding(ListReply::Body(body.to_string()), &["a", "b/c"]).await;
         let config = discovery_config(std::slice::from_ref(&raw.url), "verify", &[]);
         let report = run_bounded(&config).await;
         assert_eq!(
@@ -1027,7 +868,7 @@ async fn every_accepted_list_shape_gives_the_ids() {
         assert_eq!(report.totals.groups, 2, "{body}");
         assert_eq!(report.totals.consistent_present, 2, "{body}");
         // Each listed id was read back through its own URL.
-        let requests = raw.requests();
+        let requests = raw.lines();
         for read in ["GET /v1/group/a/", "GET /v1/group/b%2Fc/"] {
             assert!(
                 requests.iter().any(|r| r == read),
@@ -1050,7 +891,7 @@ async fn listed_ids_that_are_not_group_ids_are_counted_and_left_alone() {
     // `..` cannot be addressed, `x\u0001y` holds a control character; `a`
     // is listed twice.
     let body = r#"["a", "a", "..", "x\u0001y"]"#;
-    let raw = RawNode::start(ListReply::Body(body.to_string()), &["a"]).await;
+    let raw = RawNode::holding(ListReply::Body(body.to_string()), &["a"]).await;
     let report = run_bounded(&discovery_config(
         std::slice::from_ref(&raw.url),
         "verify",
@@ -1063,7 +904,7 @@ async fn listed_ids_that_are_not_group_ids_are_counted_and_left_alone() {
     assert_eq!(listing.invalid_ids, 2);
     assert_eq!(report.totals.groups, 1);
     let reads: Vec<String> = raw
-        .requests()
+        .lines()
         .into_iter()
         .filter(|r| r.starts_with("GET /v1/group/"))
         .collect();
@@ -1111,7 +952,7 @@ async fn hostile_lists_are_named_failures_not_hangs() {
         ("503", ListReply::Status("503 Service Unavailable"), "503"),
     ];
     for (case, reply, says) in cases {
-        let raw = RawNode::start(reply, &["a"]).await;
+        let raw = RawNode::holding(reply, &["a"]).await;
         let started = Instant::now();
         let report = run_bounded(&discovery_config(
             std::slice::from_ref(&raw.url),
@@ -1139,18 +980,16 @@ async fn hostile_lists_are_named_failures_not_hangs() {
         // Nothing partial is verified: no id was read.
         assert_eq!(report.totals.groups, 0, "{case}");
         assert!(
-            raw.requests()
-                .iter()
-                .all(|r| r.starts_with("GET /v1/groups")),
+            raw.lines().iter().all(|r| r.starts_with("GET /v1/groups")),
             "{case}: {:?}",
-            raw.requests()
+            raw.lines()
         );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_list_larger_than_the_limit_is_refused_not_buffered_or_waited_on() {
-    let raw = RawNode::start(ListReply::Endless, &[]).await;
+    let raw = RawNode::holding(ListReply::Endless, &[]).await;
     // One attempt, with time enough to read the whole limit on a loaded
     // machine: the reason must be the size, not a timeout.
     let extra = [("MAX_RETRIES", "0"), ("REQUEST_TIMEOUT_MS", "30000")];

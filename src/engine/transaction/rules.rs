@@ -38,7 +38,8 @@ impl NodeWork {
         }
     }
 
-    /// A node whose prior state a node list gave.
+    /// A node whose prior state is known (a node list gave it), with no
+    /// write yet.
     pub fn listed(prior: NodeState, record: Option<Value>) -> Self {
         Self {
             prior,
@@ -59,12 +60,8 @@ impl NodeWork {
             _ => None,
         };
         Self {
-            prior,
-            record,
-            state: prior,
-            written: false,
-            compensated: false,
             detail,
+            ..Self::listed(prior, record)
         }
     }
 
