@@ -11,6 +11,7 @@
 mod http;
 mod job;
 mod listing;
+mod pipeline;
 mod plot;
 mod process;
 mod requests;
@@ -37,7 +38,7 @@ usage: api-consumer-bench [--quick] [--only S1,S2,...] [--root DIR] [--svg PATH]
   --quick      a small, fast version of every scenario (smoke test)
   --only LIST  run only these scenarios (S1 fan-out, S2 throughput,
                S3 rate limit, S4 retries, S5 memory, S6 listing memory,
-               S7 requests per group)
+               S7 requests per group, S8 slow nodes)
   --root DIR   the api-consumer checkout (default: this package's parent);
                uses DIR/target/release/{api-consumer,node-sim} and
                DIR/target/release/examples/http_stack
@@ -48,7 +49,7 @@ Prints one JSON line per scenario on stdout. Exit code 0 when every target
 is met, 1 when one is missed or a scenario fails, 2 on bad usage.
 ";
 
-const SCENARIOS: [&str; 7] = ["S1", "S2", "S3", "S4", "S5", "S6", "S7"];
+const SCENARIOS: [&str; 8] = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8"];
 
 struct Options {
     quick: bool,
@@ -111,6 +112,8 @@ struct Bench {
     http_stack: PathBuf,
     scratch: TempDir,
     svg: PathBuf,
+    /// Where S8 draws groups/s against node latency.
+    latency_svg: PathBuf,
     root: PathBuf,
 }
 
@@ -180,6 +183,11 @@ fn run(options: Options) -> Result<bool> {
         http_stack,
         scratch: TempDir::new()?,
         svg,
+        latency_svg: if options.quick {
+            options.root.join("bench/target/bench-latency-quick.svg")
+        } else {
+            options.root.join("docs/bench-latency.svg")
+        },
         root: options.root,
     };
     eprintln!("bench: {}", machine());
@@ -195,7 +203,8 @@ fn run(options: Options) -> Result<bool> {
             "S4" => s4_retries(&bench),
             "S5" => s5_memory(&bench),
             "S6" => listing::s6_listing_memory(&bench),
-            _ => requests::s7_requests_per_group(&bench),
+            "S7" => requests::s7_requests_per_group(&bench),
+            _ => pipeline::s8_slow_nodes(&bench),
         };
         let mut line = match result {
             Ok(line) => line,

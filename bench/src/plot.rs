@@ -131,3 +131,78 @@ pub fn fanout(path: &Path, points: &[FanoutPoint], latency_ms: u64) -> Result<()
 fn plot_error<E: std::fmt::Display>(error: E) -> anyhow::Error {
     anyhow!("cannot draw the plot: {error}")
 }
+
+/// One node latency of S8's sweep: groups/s with the prior state read per
+/// group and from node lists.
+pub struct LatencyPoint {
+    pub latency_ms: u64,
+    pub read_groups_per_s: f64,
+    pub list_groups_per_s: f64,
+}
+
+/// S8's plot: groups/s against node latency, reads against lists.
+pub fn latency(path: &Path, points: &[LatencyPoint], groups: usize) -> Result<()> {
+    let x_max = points.iter().map(|p| p.latency_ms).max().unwrap_or(1) as f64 * 1.05;
+    let y_max = points
+        .iter()
+        .map(|p| p.list_groups_per_s.max(p.read_groups_per_s))
+        .fold(1.0_f64, f64::max)
+        * 1.15;
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("api-consumer: {groups} groups on 3 nodes, NODE_CONCURRENCY=8, CONCURRENCY=64"),
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("node latency, ms")
+        .y_desc("groups per second")
+        .light_line_style(WHITE.mix(0.0))
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()
+        .map_err(plot_error)?;
+    let series = [
+        (
+            "PRIOR_STATE=list: one request per group and node",
+            RGBColor(30, 90, 200),
+            points
+                .iter()
+                .map(|p| (p.latency_ms as f64, p.list_groups_per_s))
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "PRIOR_STATE=read: a read and a write per group and node",
+            RGBColor(200, 40, 40),
+            points
+                .iter()
+                .map(|p| (p.latency_ms as f64, p.read_groups_per_s))
+                .collect::<Vec<_>>(),
+        ),
+    ];
+    for (label, color, line) in series {
+        chart
+            .draw_series(LineSeries::new(line, color.stroke_width(2)).point_size(4))
+            .map_err(plot_error)?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)?;
+    root.present().map_err(plot_error)?;
+    Ok(())
+}
