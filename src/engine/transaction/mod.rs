@@ -7,11 +7,12 @@
 //! For group `G` and an operation whose goal is "present everywhere"
 //! (create) or "absent everywhere" (delete):
 //!
-//! 1. **Prior state.** Every node is read before anything changes. A node
-//!    whose state cannot be read stops the transaction before any write: no
-//!    node is changed, the outcome is [`Outcome::RolledBack`] with the reason.
-//!    For delete, the record each node returned is kept so a rollback can
-//!    restore it exactly.
+//! 1. **Prior state.** Every node's state is known before anything changes:
+//!    read, or taken from the run's node lists where they tell it (see
+//!    [`crate::engine::prior`]). A node whose state cannot be read stops the
+//!    transaction before any write: no node is changed, the outcome is
+//!    [`Outcome::RolledBack`] with the reason. For delete, the record each
+//!    node returned (or listed) is kept so a rollback can restore it exactly.
 //! 2. **Apply** only on nodes whose prior state differs from the goal, all
 //!    concurrently. The expected success (`201`, `200`) settles a node; any
 //!    other answer — a `400` on create, a `404` on delete, a timeout after the
