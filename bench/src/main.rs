@@ -501,9 +501,12 @@ fn s2_throughput(bench: &Bench) -> Result<Value> {
     };
     let sim = NodeSim::start(&bench.node_sim, NODES, &[])?;
     let ids = ids("s2", groups);
+    // A read and a write per group and node, the calls the stack alone
+    // sends: S7 and S8 measure what the lists save.
     let job_env = env(&[
         ("CONCURRENCY", &CONCURRENCY.to_string()),
         ("NODE_CONCURRENCY", &NODE_CONCURRENCY.to_string()),
+        ("PRIOR_STATE", "read"),
     ]);
     let measure = |operation: &'static str| -> Result<Value> {
         let before = sim.cpu_seconds()?;
@@ -631,7 +634,7 @@ fn s2_throughput(bench: &Bench) -> Result<Value> {
             "groups": groups,
             "operations": ["create", "delete"],
             "node_sim": "no faults, no latency",
-            "job_env": {"CONCURRENCY": CONCURRENCY, "NODE_CONCURRENCY": NODE_CONCURRENCY, "LOG_LEVEL": "info (default)"},
+            "job_env": {"CONCURRENCY": CONCURRENCY, "NODE_CONCURRENCY": NODE_CONCURRENCY, "PRIOR_STATE": "read", "LOG_LEVEL": "info (default)"},
             "wrk": format!(
                 "one `wrk -t1 -c{NODE_CONCURRENCY} -d{wrk_seconds}s --timeout 5s` per node, all {NODES} at once, GET /v1/group/<existing id>/"
             ),
