@@ -4,6 +4,8 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 /// One node count of S1.
@@ -31,26 +33,14 @@ pub fn fanout(path: &Path, points: &[FanoutPoint], latency_ms: u64) -> Result<()
     let y_max = (max_ms * 1.15).max(1.0);
 
     let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_error)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("api-consumer: 1 group fanned out, node latency {latency_ms} ms"),
-            ("sans-serif", 20),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-        .map_err(plot_error)?;
-    chart
-        .configure_mesh()
-        .x_desc("nodes")
-        .y_desc("wall time, ms")
-        .light_line_style(WHITE.mix(0.0))
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .draw()
-        .map_err(plot_error)?;
+    let caption = format!("api-consumer: 1 group fanned out, node latency {latency_ms} ms");
+    let axes = Axes {
+        x_max,
+        y_max,
+        x_desc: "nodes",
+        y_desc: "wall time, ms",
+    };
+    let mut chart = frame(&root, &caption, &axes)?;
 
     let two_rtt: Vec<(f64, f64)> = points
         .iter()
@@ -117,15 +107,59 @@ pub fn fanout(path: &Path, points: &[FanoutPoint], latency_ms: u64) -> Result<()
         }))
         .map_err(plot_error)?;
 
+    finish(&root, &mut chart, SeriesLabelPosition::LowerRight)
+}
+
+/// A plot's axes: from 0 to their maxima, with their names.
+struct Axes {
+    x_max: f64,
+    y_max: f64,
+    x_desc: &'static str,
+    y_desc: &'static str,
+}
+
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A white 800 × 500 plot with its caption, axes and whole-number labels.
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: &str,
+    axes: &Axes,
+) -> Result<Chart<'a, 'b>> {
+    root.fill(&WHITE).map_err(plot_error)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..axes.x_max, 0.0..axes.y_max)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc(axes.x_desc)
+        .y_desc(axes.y_desc)
+        .light_line_style(WHITE.mix(0.0))
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()
+        .map_err(plot_error)?;
+    Ok(chart)
+}
+
+/// Draws the legend at `position` and writes the file.
+fn finish<'a, 'b: 'a>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    chart: &mut Chart<'a, 'b>,
+    position: SeriesLabelPosition,
+) -> Result<()> {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(position)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()
         .map_err(plot_error)?;
-    root.present().map_err(plot_error)?;
-    Ok(())
+    root.present().map_err(plot_error)
 }
 
 fn plot_error<E: std::fmt::Display>(error: E) -> anyhow::Error {
@@ -149,26 +183,15 @@ pub fn latency(path: &Path, points: &[LatencyPoint], groups: usize) -> Result<()
         .fold(1.0_f64, f64::max)
         * 1.15;
     let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_error)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("api-consumer: {groups} groups on 3 nodes, NODE_CONCURRENCY=8, CONCURRENCY=64"),
-            ("sans-serif", 20),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-        .map_err(plot_error)?;
-    chart
-        .configure_mesh()
-        .x_desc("node latency, ms")
-        .y_desc("groups per second")
-        .light_line_style(WHITE.mix(0.0))
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .draw()
-        .map_err(plot_error)?;
+    let caption =
+        format!("api-consumer: {groups} groups on 3 nodes, NODE_CONCURRENCY=8, CONCURRENCY=64");
+    let axes = Axes {
+        x_max,
+        y_max,
+        x_desc: "node latency, ms",
+        y_desc: "groups per second",
+    };
+    let mut chart = frame(&root, &caption, &axes)?;
     let series = [
         (
             "PRIOR_STATE=list: one request per group and node",
@@ -196,13 +219,5 @@ pub fn latency(path: &Path, points: &[LatencyPoint], groups: usize) -> Result<()
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_error)?;
-    root.present().map_err(plot_error)?;
-    Ok(())
+    finish(&root, &mut chart, SeriesLabelPosition::UpperRight)
 }

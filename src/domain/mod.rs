@@ -19,4 +19,4 @@ pub use node::NodeAddress;
 pub use outcome::{ExitStatus, GroupReport, NodeDetail, Outcome, OutcomeCounts, StopReason};
 pub use secret::Secret;
 pub use state::NodeState;
-pub use text::{quote, truncate, QUOTE_MAX_CHARS};
+pub use text::{quote, truncate};

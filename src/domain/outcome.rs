@@ -212,20 +212,6 @@ impl OutcomeCounts {
         }
     }
 
-    /// Adds every count of `other`.
-    pub fn merge(&mut self, other: &OutcomeCounts) {
-        self.groups += other.groups;
-        self.committed += other.committed;
-        self.rolled_back += other.rolled_back;
-        self.inconsistent += other.inconsistent;
-        self.not_started += other.not_started;
-        self.consistent_present += other.consistent_present;
-        self.consistent_absent += other.consistent_absent;
-        self.unknown += other.unknown;
-        self.unchanged += other.unchanged;
-        self.would_change += other.would_change;
-    }
-
     /// Groups that failed: rolled back, inconsistent, or not known.
     pub fn failed(&self) -> u64 {
         self.rolled_back + self.inconsistent + self.unknown

@@ -12,11 +12,11 @@ pub fn truncate(text: &str, max_chars: usize) -> String {
 }
 
 /// Longest excerpt of a value [`quote`] shows.
-pub const QUOTE_MAX_CHARS: usize = 64;
+const QUOTE_MAX_CHARS: usize = 64;
 
 /// Quotes a value for an error message: `{:?}` escaping (so control
 /// characters stay visible and the message stays on one line), cut to
-/// [`QUOTE_MAX_CHARS`] characters plus `…`.
+/// `QUOTE_MAX_CHARS` (64) characters plus `…`.
 pub fn quote(value: &str) -> String {
     format!("{:?}", truncate(value, QUOTE_MAX_CHARS))
 }

@@ -6,13 +6,15 @@
 //! memory at a time (up to [`crate::node_api::LIST_MAX_BYTES`]); what is
 //! kept is one entry per distinct valid id with the number of nodes that
 //! listed it. The bound is therefore one list body plus the distinct ids:
-//! with 100,000 groups per node, some 10 MB (docs/BENCHMARKS.md).
+//! with 100,000 groups on each of 3 nodes the whole run peaks at 25 MB
+//! (docs/BENCHMARKS.md, S6).
 
 use std::collections::BTreeMap;
 
 use super::control::Control;
 use crate::domain::GroupId;
-use crate::node_api::{ListAnswer, NodeClient};
+use crate::node_api::listing::ListBody;
+use crate::node_api::NodeClient;
 use crate::output::report::{ListFailure, Listing};
 
 /// The target these log lines carry, which `LOG_LEVEL` directives name.
@@ -45,22 +47,10 @@ pub async fn list_every_node(client: &NodeClient, control: &Control) -> Found {
     let mut found = Found::default();
     for node in 0..client.node_count() {
         let name = client.node_name(node);
-        let answer = tokio::select! {
-            biased;
-            _ = control.stop.cancelled() => ListAnswer::Failed {
-                status: None,
-                detail: control.stop_detail(),
-            },
-            answer = client.list(node, &control.stop) => answer,
-        };
-        let answer = match answer {
-            ListAnswer::Listed(body) => body.ids(),
-            ListAnswer::Unsupported { status } => Err(format!(
-                "the node does not serve GET /v1/groups (it answered {status})"
-            )),
-            ListAnswer::Failed { detail, .. } => Err(detail),
-        };
-        match answer {
+        match list_node(client, node, control)
+            .await
+            .and_then(|body| body.ids())
+        {
             Ok(mut ids) => {
                 ids.sort_unstable();
                 ids.dedup();
@@ -84,6 +74,19 @@ pub async fn list_every_node(client: &NodeClient, control: &Control) -> Found {
     }
     found.listing.groups_found = found.groups.len() as u64;
     found
+}
+
+/// One node's list, or why it cannot be had; given up when the run stops.
+pub(super) async fn list_node(
+    client: &NodeClient,
+    node: usize,
+    control: &Control,
+) -> Result<ListBody, String> {
+    tokio::select! {
+        biased;
+        _ = control.stop.cancelled() => Err(control.stop_detail()),
+        answer = client.list(node, &control.stop) => answer.into_body(),
+    }
 }
 
 fn fail(found: &mut Found, node: &str, reason: String) {

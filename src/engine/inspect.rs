@@ -13,10 +13,26 @@ use crate::node_api::{NodeClient, ReadAnswer};
 /// (`api_consumer::inspect=debug`).
 const LOG_TARGET: &str = "api_consumer::inspect";
 
-/// One node as a read found it.
-struct Seen {
-    state: NodeState,
-    detail: Option<String>,
+/// One node as a read found it: its state, and why it is unknown.
+type Seen = (NodeState, Option<String>);
+
+/// Reads `group` on `nodes`, all at once, under the run's abort (and cut
+/// short by its kill); `None` when the run was aborted first. A
+/// transaction's prior-state reads go through here too.
+pub(super) async fn read_nodes(
+    client: &NodeClient,
+    group: &GroupId,
+    nodes: impl Iterator<Item = usize>,
+    control: &Control,
+) -> Option<Vec<ReadAnswer>> {
+    let abort = &control.abort;
+    let reads = nodes.map(|i| client.read(i, group, abort));
+    let answers = tokio::select! {
+        biased;
+        _ = control.kill.cancelled() => return None,
+        answers = futures::future::join_all(reads) => answers,
+    };
+    (!abort.is_cancelled()).then_some(answers)
 }
 
 /// Reads `group` on every node; `None` when the run was aborted first.
@@ -25,35 +41,8 @@ async fn read_every_node(
     group: &GroupId,
     control: &Control,
 ) -> Option<Vec<Seen>> {
-    let abort = &control.abort;
-    let reads = (0..client.node_count()).map(|i| client.read(i, group, abort));
-    let answers = tokio::select! {
-        biased;
-        _ = control.kill.cancelled() => return None,
-        answers = futures::future::join_all(reads) => answers,
-    };
-    if abort.is_cancelled() {
-        return None;
-    }
-    Some(
-        answers
-            .into_iter()
-            .map(|answer| match answer {
-                ReadAnswer::Present(_) => Seen {
-                    state: NodeState::Present,
-                    detail: None,
-                },
-                ReadAnswer::Absent => Seen {
-                    state: NodeState::Absent,
-                    detail: None,
-                },
-                ReadAnswer::Failed { detail, .. } => Seen {
-                    state: NodeState::Unknown,
-                    detail: Some(format!("read failed: {detail}")),
-                },
-            })
-            .collect(),
-    )
+    let answers = read_nodes(client, group, 0..client.node_count(), control).await?;
+    Some(answers.iter().map(|a| (a.state(), a.failure())).collect())
 }
 
 /// The names of the nodes in `state`, space-separated, for one flat log
@@ -61,7 +50,7 @@ async fn read_every_node(
 fn nodes_in(client: &NodeClient, seen: &[Seen], state: NodeState) -> String {
     seen.iter()
         .enumerate()
-        .filter(|(_, s)| s.state == state)
+        .filter(|(_, s)| s.0 == state)
         .map(|(i, _)| client.node_name(i))
         .collect::<Vec<_>>()
         .join(" ")
@@ -70,13 +59,13 @@ fn nodes_in(client: &NodeClient, seen: &[Seen], state: NodeState) -> String {
 fn details(client: &NodeClient, seen: Vec<Seen>) -> Vec<NodeDetail> {
     seen.into_iter()
         .enumerate()
-        .map(|(i, s)| NodeDetail {
+        .map(|(i, (state, detail))| NodeDetail {
             node: client.node_name(i).to_string(),
-            prior: s.state,
-            final_state: s.state,
+            prior: state,
+            final_state: state,
             written: false,
             compensated: false,
-            detail: s.detail,
+            detail,
         })
         .collect()
 }
@@ -85,12 +74,12 @@ fn details(client: &NodeClient, seen: Vec<Seen>) -> Vec<NodeDetail> {
 fn unreadable(client: &NodeClient, seen: &[Seen]) -> Option<String> {
     seen.iter()
         .enumerate()
-        .find(|(_, s)| s.state == NodeState::Unknown)
-        .map(|(i, s)| {
+        .find(|(_, (state, _))| *state == NodeState::Unknown)
+        .map(|(i, (_, detail))| {
             format!(
                 "{} could not be read ({})",
                 client.node_name(i),
-                s.detail.as_deref().unwrap_or("unknown")
+                detail.as_deref().unwrap_or("unknown")
             )
         })
 }
@@ -103,12 +92,7 @@ fn not_started(
     control: &Control,
     started: Instant,
 ) -> GroupReport {
-    let seen = (0..client.node_count())
-        .map(|_| Seen {
-            state: NodeState::Unknown,
-            detail: None,
-        })
-        .collect();
+    let seen = vec![(NodeState::Unknown, None); client.node_count()];
     GroupReport {
         group_id: group.clone(),
         operation: action,
@@ -132,7 +116,7 @@ pub async fn verify(client: &NodeClient, group: &GroupId, control: &Control) -> 
     let group_id = group.as_str();
     let present = seen
         .iter()
-        .filter(|s| s.state == NodeState::Present)
+        .filter(|(state, _)| *state == NodeState::Present)
         .count();
     let (outcome, reason) = if let Some(why) = unreadable(client, &seen) {
         tracing::warn!(target: LOG_TARGET, group_id, reason = %why, "group state unknown: a node could not be read");
@@ -192,7 +176,7 @@ pub async fn plan(
     let would_write: Vec<String> = seen
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.state != goal && s.state != NodeState::Unknown)
+        .filter(|(_, (state, _))| *state != goal && *state != NodeState::Unknown)
         .map(|(i, _)| client.node_name(i).to_string())
         .collect();
     let (outcome, reason, would_write) = if let Some(why) = unreadable(client, &seen) {

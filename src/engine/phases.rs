@@ -104,16 +104,16 @@ async fn phases_of(client: &NodeClient, request: Request, control: &Control) -> 
         RunOperation::Verify => verify_every_listed_group(client, control).await,
         RunOperation::Reconcile => {
             let found = list_every_node(client, control).await;
-            let mut prepared = unlisted_groups(found, &ids, prune, prune_max).await;
-            prepared.phases.insert(
-                0,
-                Phase {
-                    ids,
-                    task: apply(Operation::Create),
-                },
-            );
-            if let Some(phase) = prepared.phases.get_mut(1) {
-                phase.task = apply(Operation::Delete);
+            let (mut prepared, pruned) = unlisted_groups(found, &ids, prune, prune_max).await;
+            prepared.phases.push(Phase {
+                ids,
+                task: apply(Operation::Create),
+            });
+            if let Some(pruned) = pruned {
+                prepared.phases.push(Phase {
+                    ids: pruned,
+                    task: apply(Operation::Delete),
+                });
             }
             prepared
         }
@@ -148,15 +148,14 @@ async fn verify_every_listed_group(client: &NodeClient, control: &Control) -> Pr
     }
 }
 
-/// The groups the nodes list that `desired` does not, reported, and with
-/// `prune` a phase deleting them (its task set by the caller) unless the
-/// guard trips.
+/// The groups the nodes list that `desired` does not, reported; with
+/// `prune`, the ones to prune, unless the guard trips.
 async fn unlisted_groups(
     mut found: Found,
     desired: &GroupIds,
     prune: bool,
     prune_max: u64,
-) -> Prepared {
+) -> (Prepared, Option<GroupIds>) {
     let mut refusal = (!found.complete()).then(|| {
         "a node's list could not be had, so the groups not listed are not known".to_string()
     });
@@ -205,6 +204,7 @@ async fn unlisted_groups(
         listing: Some(std::mem::take(&mut found.listing)),
         ..Prepared::default()
     };
+    let mut pruned = None;
     if !prune {
         tracing::info!(target: LOG_TARGET, unlisted = count, unlisted_inconsistent = unlisted.inconsistent, "groups not listed are left alone (PRUNE is off)");
     } else if let Some(why) = refusal {
@@ -220,12 +220,8 @@ async fn unlisted_groups(
         prepared.shortfall = true;
     } else {
         tracing::info!(target: LOG_TARGET, unlisted = count, "pruning the groups not listed");
-        let ids: Vec<GroupId> = found.groups.into_keys().collect();
-        prepared.phases.push(Phase {
-            ids: GroupIds::discovered(ids),
-            task: Task::Apply(Operation::Delete),
-        });
+        pruned = Some(GroupIds::discovered(found.groups.into_keys().collect()));
     }
     prepared.unlisted = Some(unlisted);
-    prepared
+    (prepared, pruned)
 }

@@ -30,9 +30,10 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use super::control::Control;
+use super::discovery::list_node;
 use super::id_list::GroupIds;
 use crate::domain::{GroupId, NodeState};
-use crate::node_api::{ListAnswer, NodeClient};
+use crate::node_api::NodeClient;
 
 /// The target these log lines carry, which `LOG_LEVEL` directives name.
 const LOG_TARGET: &str = "api_consumer::prior";
@@ -179,7 +180,7 @@ pub async fn list_priors(
     let mut sources = Vec::with_capacity(client.node_count());
     for node in 0..client.node_count() {
         let name = client.node_name(node);
-        match list_node(client, node, &mut held, control).await {
+        match keep_batch_holders(client, node, &mut held, control).await {
             Ok(listed) => {
                 tracing::info!(target: LOG_TARGET, node = name, listed, "prior state from the node's list");
                 sources.push(NodeSource::Listed);
@@ -201,26 +202,13 @@ pub async fn list_priors(
 
 /// Lists one node and marks the batch ids it holds; returns how many ids it
 /// listed. On an error nothing of the node is kept.
-async fn list_node(
+async fn keep_batch_holders(
     client: &NodeClient,
     node: usize,
     held: &mut HashMap<GroupId, Holders>,
     control: &Control,
 ) -> Result<usize, String> {
-    let answer = tokio::select! {
-        biased;
-        _ = control.stop.cancelled() => return Err(control.stop_detail()),
-        answer = client.list(node, &control.stop) => answer,
-    };
-    let body = match answer {
-        ListAnswer::Listed(body) => body,
-        ListAnswer::Unsupported { status } => {
-            return Err(format!(
-                "the node does not serve GET /v1/groups (it answered {status})"
-            ))
-        }
-        ListAnswer::Failed { detail, .. } => return Err(detail),
-    };
+    let body = list_node(client, node, control).await?;
     let mut found = Vec::new();
     let mut listed = 0usize;
     body.for_each(true, |id, record| {

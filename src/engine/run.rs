@@ -155,27 +155,15 @@ pub async fn run_groups(
                 }
             }
             started_groups += 1;
-            let (client, control, journal) = (client.clone(), control.clone(), journal.clone());
-            let priors = priors.clone();
             let id = entry.id.clone();
-            let task = phase.task;
-            let spawned = run.running.spawn(async move {
-                let group = &entry.id;
-                match task {
-                    Task::Apply(operation) => {
-                        let listed = priors.as_ref().and_then(|p| p.take(group));
-                        Transaction::new(&client, group, operation, &control)
-                            .with_journal(journal.as_deref())
-                            .with_priors(listed)
-                            .run()
-                            .await
-                    }
-                    Task::Verify => inspect::verify(&client, group, &control).await,
-                    Task::Plan(operation) => {
-                        inspect::plan(&client, group, operation, &control).await
-                    }
-                }
-            });
+            let spawned = run.running.spawn(one_group(
+                client.clone(),
+                entry.id,
+                phase.task,
+                control.clone(),
+                journal.clone(),
+                priors.clone(),
+            ));
             run.in_flight_ids.insert(id.clone());
             run.in_flight.insert(spawned.id(), id);
         }
@@ -216,6 +204,29 @@ pub async fn run_groups(
         recovered: Vec::new(),
         listing: None,
         unlisted: None,
+    }
+}
+
+/// One group's work, as its own task.
+async fn one_group(
+    client: Arc<NodeClient>,
+    group: GroupId,
+    task: Task,
+    control: Arc<Control>,
+    journal: Option<Arc<Journal>>,
+    priors: Option<Arc<ListedPriors>>,
+) -> GroupReport {
+    match task {
+        Task::Apply(operation) => {
+            let listed = priors.as_ref().and_then(|p| p.take(&group));
+            Transaction::new(&client, &group, operation, &control)
+                .with_journal(journal.as_deref())
+                .with_priors(listed)
+                .run()
+                .await
+        }
+        Task::Verify => inspect::verify(&client, &group, &control).await,
+        Task::Plan(operation) => inspect::plan(&client, &group, operation, &control).await,
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::errors::{describe_error, describe_status};
-use crate::domain::GroupId;
+use crate::domain::{GroupId, NodeState};
 
 /// The answer to a create or delete, after retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,25 @@ pub enum ReadAnswer {
         status: Option<u16>,
         detail: String,
     },
+}
+
+impl ReadAnswer {
+    /// The state the read found.
+    pub fn state(&self) -> NodeState {
+        match self {
+            ReadAnswer::Present(_) => NodeState::Present,
+            ReadAnswer::Absent => NodeState::Absent,
+            ReadAnswer::Failed { .. } => NodeState::Unknown,
+        }
+    }
+
+    /// Why the read found nothing, for a node's detail.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            ReadAnswer::Failed { detail, .. } => Some(format!("read failed: {detail}")),
+            _ => None,
+        }
+    }
 }
 
 pub(super) fn write_answer(

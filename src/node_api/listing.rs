@@ -18,6 +18,8 @@ use http::StatusCode;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::domain::truncate;
+
 /// Most bytes of one node's list that are read: some 2.4 million ids of 20
 /// characters as records, or 2.8 million as plain strings.
 pub const LIST_MAX_BYTES: usize = 64 * 1024 * 1024;
@@ -32,6 +34,19 @@ pub enum ListAnswer {
     Unsupported { status: u16 },
     /// The list could not be had or read.
     Failed { status: Option<u16>, detail: String },
+}
+
+impl ListAnswer {
+    /// The list's body, or why there is none, in words.
+    pub fn into_body(self) -> Result<ListBody, String> {
+        match self {
+            ListAnswer::Listed(body) => Ok(body),
+            ListAnswer::Unsupported { status } => Err(format!(
+                "the node does not serve GET /v1/groups (it answered {status})"
+            )),
+            ListAnswer::Failed { detail, .. } => Err(detail),
+        }
+    }
 }
 
 /// The answer class of a list that got a response.
@@ -100,27 +115,19 @@ pub fn parse_list(
     deserializer
         .deserialize_any(visitor)
         .and_then(|()| deserializer.end())
-        .map_err(|e| format!("the list is not readable: {}", e.classify_text()))
+        .map_err(|e| format!("the list is not readable: {}", json_error_text(&e)))
 }
 
 /// A serde_json error in words, without the excerpt of the input some of
 /// its messages carry.
-trait ClassifyText {
-    fn classify_text(&self) -> String;
-}
-
-impl ClassifyText for serde_json::Error {
-    fn classify_text(&self) -> String {
-        let what = match self.classify() {
-            serde_json::error::Category::Io => "the body could not be read",
-            serde_json::error::Category::Syntax => "not JSON",
-            serde_json::error::Category::Eof => "the JSON ends early",
-            serde_json::error::Category::Data => {
-                return crate::domain::truncate(&self.to_string(), 200)
-            }
-        };
-        format!("{what} (line {}, column {})", self.line(), self.column())
-    }
+fn json_error_text(error: &serde_json::Error) -> String {
+    let what = match error.classify() {
+        serde_json::error::Category::Io => "the body could not be read",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Eof => "the JSON ends early",
+        serde_json::error::Category::Data => return truncate(&error.to_string(), 200),
+    };
+    format!("{what} (line {}, column {})", error.line(), error.column())
 }
 
 /// Keys by which nodes say a list continues on another page. A page is

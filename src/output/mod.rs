@@ -14,3 +14,9 @@ pub mod progress;
 pub mod report;
 pub mod summary;
 pub mod telemetry;
+
+/// A count that only some operations have, for a log field: absent when
+/// zero.
+fn nonzero(count: u64) -> Option<u64> {
+    (count > 0).then_some(count)
+}

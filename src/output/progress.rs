@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::nonzero;
 use super::telemetry::print_above;
 use crate::domain::{Outcome, OutcomeCounts};
 
@@ -162,11 +163,6 @@ impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
     }
-}
-
-/// A count only some operations have: absent from the line when zero.
-fn nonzero(count: u64) -> Option<u64> {
-    (count > 0).then_some(count)
 }
 
 async fn report_every(counts: Arc<Counts>, interval: Duration) {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::nonzero;
 use super::report::RunReport;
 use crate::domain::RunOperation;
 
@@ -59,11 +60,6 @@ pub fn log_summary(report: &RunReport) {
         duration_ms = report.duration_ms,
         "run summary"
     );
-}
-
-/// A count for a field that only some operations have: absent when zero.
-fn nonzero(count: u64) -> Option<u64> {
-    (count > 0).then_some(count)
 }
 
 /// The target of the lines before the node summaries that say what a

@@ -56,10 +56,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use self::rules::{
-    compensation, read_back_step, read_detail, settle_write, state_of, undo_start, Compensation,
-    NodeWork, Settled, Step, UndoStart, WriteEffect,
+    compensation, read_back_step, settle_write, undo_start, Compensation, NodeWork, Settled, Step,
+    UndoStart, WriteEffect,
 };
 use super::control::Control;
+use super::inspect::read_nodes;
 use super::prior::{usable, GroupPriors};
 use crate::domain::{GroupId, GroupReport, NodeDetail, NodeState, Operation, Outcome};
 use crate::node_api::{plain_record, NodeClient};
@@ -118,14 +119,15 @@ impl<'a> Transaction<'a> {
     }
 
     /// Runs the transaction to one of its outcomes and logs it.
-    pub async fn run(self) -> GroupReport {
+    pub async fn run(mut self) -> GroupReport {
         let span = tracing::info_span!(
             "group",
             group_id = %self.group,
             operation = self.operation.as_str()
         );
         let started = Instant::now();
-        let (outcome, reason, work) = self.execute().instrument(span).await;
+        let priors = self.priors.take();
+        let (outcome, reason, work) = self.execute(priors).instrument(span).await;
         self.report(started, outcome, reason, work).await
     }
 
@@ -167,8 +169,8 @@ impl<'a> Transaction<'a> {
             answers = futures::future::join_all(reads) => answers,
         };
         for (w, answer) in work.iter_mut().zip(&answers) {
-            w.state = state_of(answer);
-            w.detail = read_detail(answer);
+            w.state = answer.state();
+            w.detail = answer.failure();
         }
         if work.iter().all(|w| w.state == goal) {
             let reason = "recovered from the journal: already at the goal everywhere";
@@ -219,9 +221,12 @@ impl<'a> Transaction<'a> {
         report
     }
 
-    async fn execute(&self) -> (Outcome, Option<String>, Vec<NodeWork>) {
+    async fn execute(
+        &self,
+        priors: Option<GroupPriors>,
+    ) -> (Outcome, Option<String>, Vec<NodeWork>) {
         let goal = self.operation.goal();
-        let Some(mut work) = self.read_prior().await else {
+        let Some(mut work) = self.read_prior(priors).await else {
             let work = (0..self.client.node_count())
                 .map(|_| NodeWork::unread())
                 .collect();
@@ -312,31 +317,20 @@ impl<'a> Transaction<'a> {
     /// Every node's prior state: from the lists where they tell it (see
     /// [`crate::engine::prior`]), read otherwise; `None` when the run was
     /// aborted first.
-    async fn read_prior(&self) -> Option<Vec<NodeWork>> {
-        let abort = &self.control.abort;
+    async fn read_prior(&self, priors: Option<GroupPriors>) -> Option<Vec<NodeWork>> {
         let deleting = self.operation == Operation::Delete;
+        let mut listed = priors.unwrap_or_default().into_iter();
         let known: Vec<Option<(NodeState, Option<Value>)>> = (0..self.client.node_count())
-            .map(|i| {
-                let listed = self
-                    .priors
-                    .as_ref()
-                    .and_then(|p| p.get(i).cloned().flatten());
-                usable(listed, deleting)
-            })
+            .map(|_| usable(listed.next().flatten(), deleting))
             .collect();
-        let reads = known
+        let unknown = known
             .iter()
             .enumerate()
             .filter(|(_, k)| k.is_none())
-            .map(|(i, _)| self.client.read(i, self.group, abort));
-        let mut answers = tokio::select! {
-            biased;
-            _ = self.control.kill.cancelled() => return None,
-            answers = futures::future::join_all(reads) => answers.into_iter(),
-        };
-        if abort.is_cancelled() {
-            return None;
-        }
+            .map(|(i, _)| i);
+        let mut answers = read_nodes(self.client, self.group, unknown, self.control)
+            .await?
+            .into_iter();
         let mut work = Vec::with_capacity(known.len());
         for k in known {
             let node = match k {
@@ -422,7 +416,7 @@ impl<'a> Transaction<'a> {
             status,
             attempts = attempts.count,
             answer = %detail,
-            state = state_of(&read).as_str(),
+            state = read.state().as_str(),
             "write answer resolved by reading the node back"
         );
         read_back_step(detail, &read)
@@ -468,7 +462,7 @@ impl<'a> Transaction<'a> {
         let state = match undo_start(known) {
             UndoStart::Undo => known,
             UndoStart::ReadFirst => {
-                let state = state_of(&self.client.read(node, self.group, kill).await);
+                let state = self.client.read(node, self.group, kill).await.state();
                 if state == self.operation.changed_from() {
                     return Compensation::NotNeeded(state);
                 }

@@ -53,8 +53,8 @@ impl NodeWork {
 
     /// A node as its prior-state read found it.
     pub fn from_prior(answer: ReadAnswer) -> Self {
-        let prior = state_of(&answer);
-        let detail = read_detail(&answer);
+        let prior = answer.state();
+        let detail = answer.failure();
         let record = match answer {
             ReadAnswer::Present(record) => Some(record),
             _ => None,
@@ -98,23 +98,6 @@ impl NodeWork {
         if detail.is_some() {
             self.detail = detail;
         }
-    }
-}
-
-/// The state a read found.
-pub(super) fn state_of(answer: &ReadAnswer) -> NodeState {
-    match answer {
-        ReadAnswer::Present(_) => NodeState::Present,
-        ReadAnswer::Absent => NodeState::Absent,
-        ReadAnswer::Failed { .. } => NodeState::Unknown,
-    }
-}
-
-/// Why a read found nothing, for the node's detail.
-pub(super) fn read_detail(answer: &ReadAnswer) -> Option<String> {
-    match answer {
-        ReadAnswer::Failed { detail, .. } => Some(format!("read failed: {detail}")),
-        _ => None,
     }
 }
 
@@ -208,11 +191,11 @@ pub(super) fn settle_write(
 
 /// The step a read-back after an unclear write answer gives.
 pub(super) fn read_back_step(answer_detail: String, read: &ReadAnswer) -> Step {
-    let detail = match read_detail(read) {
+    let detail = match read.failure() {
         Some(read_failure) => format!("{answer_detail}; {read_failure}"),
         None => answer_detail,
     };
-    Step::maybe_changed(state_of(read), Some(detail))
+    Step::maybe_changed(read.state(), Some(detail))
 }
 
 /// The answers a node gives when the write's goal already holds: `400`
@@ -277,11 +260,11 @@ pub(super) fn compensation(
     undo: &WriteAnswer,
     read: &ReadAnswer,
 ) -> Compensation {
-    let state = state_after_undo(operation, undo, state_of(read));
+    let state = state_after_undo(operation, undo, read.state());
     if state == operation.changed_from() {
         return Compensation::Undone(state);
     }
-    let detail = match (undo, read_detail(read)) {
+    let detail = match (undo, read.failure()) {
         (WriteAnswer::Unresolved { detail, .. }, Some(read)) => {
             format!("compensation failed: {detail}; {read}")
         }
