@@ -73,6 +73,27 @@ impl fmt::Debug for IdsFile {
 #[error("{0}")]
 pub struct IdsError(pub String);
 
+/// How many entries cross from the reading thread to the run at a time.
+const STREAM_CHUNK: usize = 256;
+
+/// The entries of a [`GroupIds`], in order, from [`GroupIds::stream`].
+pub struct IdStream {
+    receiver: mpsc::Receiver<Vec<Result<Entry, IdsError>>>,
+    current: std::vec::IntoIter<Result<Entry, IdsError>>,
+}
+
+impl IdStream {
+    /// The next entry, or `None` after the last one.
+    pub async fn recv(&mut self) -> Option<Result<Entry, IdsError>> {
+        loop {
+            if let Some(next) = self.current.next() {
+                return Some(next);
+            }
+            self.current = self.receiver.recv().await?.into_iter();
+        }
+    }
+}
+
 impl GroupIds {
     /// Ids from `GROUP_IDS` only.
     pub fn inline(ids: Vec<GroupId>) -> GroupIds {
@@ -141,19 +162,36 @@ impl GroupIds {
         Ok(entries)
     }
 
-    /// Streams the entries, reading the file on a blocking thread at most
+    /// Streams the entries, reading the file on a blocking thread about
     /// `buffer` ids ahead of the consumer. An item is an error when the file
     /// changed since it was checked; nothing follows an error.
-    pub fn stream(&self, buffer: usize) -> mpsc::Receiver<Result<Entry, IdsError>> {
-        let (sender, receiver) = mpsc::channel(buffer.max(1));
+    pub fn stream(&self, buffer: usize) -> IdStream {
+        // Entries cross threads in chunks: one per id would wake each thread
+        // once per id, a futex call and a context switch for every group.
+        let chunk = buffer.clamp(1, STREAM_CHUNK);
+        let (sender, receiver) = mpsc::channel((buffer / chunk).max(1));
         let ids = self.clone();
         tokio::task::spawn_blocking(move || {
-            let result = ids.for_each(|entry| sender.blocking_send(Ok(entry)).is_ok());
+            let mut pending = Vec::with_capacity(chunk);
+            let result = ids.for_each(|entry| {
+                pending.push(Ok(entry));
+                if pending.len() < chunk {
+                    return true;
+                }
+                let full = std::mem::replace(&mut pending, Vec::with_capacity(chunk));
+                sender.blocking_send(full).is_ok()
+            });
             if let Err(error) = result {
-                let _ = sender.blocking_send(Err(error));
+                pending.push(Err(error));
+            }
+            if !pending.is_empty() {
+                let _ = sender.blocking_send(pending);
             }
         });
-        receiver
+        IdStream {
+            receiver,
+            current: Vec::new().into_iter(),
+        }
     }
 
     /// Calls `each` for every entry in order until it returns `false`.
@@ -423,5 +461,35 @@ mod tests {
             count += 1;
         }
         assert_eq!(count, 10_000);
+    }
+
+    #[tokio::test]
+    async fn a_change_seen_while_streaming_ends_the_stream_after_the_entries_before_it() {
+        // More ids than one chunk, so that the error follows full chunks.
+        let content: String = (0..1_000).map(|i| format!("id-{i}\n")).collect();
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, content.as_bytes()).unwrap();
+        let ids = GroupIds::inline(Vec::new())
+            .with_file(file.path(), "ids.txt".into())
+            .unwrap();
+        // Three ids fewer than were checked.
+        let shorter: String = (0..997).map(|i| format!("id-{i}\n")).collect();
+        std::fs::write(file.path(), shorter).unwrap();
+        let mut stream = ids.stream(300);
+        let mut entries = 0;
+        let mut errors = Vec::new();
+        while let Some(next) = stream.recv().await {
+            match next {
+                Ok(entry) => {
+                    assert!(errors.is_empty(), "an entry followed the error");
+                    assert_eq!(entry.id.as_str(), format!("id-{entries}"));
+                    entries += 1;
+                }
+                Err(error) => errors.push(error.0),
+            }
+        }
+        assert_eq!(entries, 997);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("different number"), "{}", errors[0]);
     }
 }

@@ -28,7 +28,9 @@ use super::contract::{group_segment, GroupBody, GROUP_COLLECTION_PATH, GROUP_LIS
 use super::errors::{
     describe_error, install_tls_provider, is_tls_error, same_origin, MAX_REDIRECTS,
 };
-use super::gate::{AnswerBody, BodyLimit, GateMiddleware, GateRef, NodeGate};
+use super::gate::{
+    cancelled_before_sending, AnswerBody, BodyLimit, GateMiddleware, GateRef, NodeGate,
+};
 use super::listing::{classify_list, ListAnswer, LIST_MAX_BYTES};
 use super::retry::{Attempts, NodeName, RetryAfterMiddleware, RetrySettings, StopRetrying};
 use super::stats::NodeStatsSnapshot;
@@ -115,6 +117,10 @@ impl NodeClient {
             .timeout(settings.request_timeout)
             .connect_timeout(settings.connect_timeout)
             .redirect(redirects)
+            // Retries are the job's own (`retry.rs`, with Retry-After and
+            // the read-back rules); reqwest's layer would only clone every
+            // request in case it retries.
+            .retry(reqwest::retry::never().max_retries_per_request(0))
             .pool_max_idle_per_host(settings.node_concurrency.max(1))
             .tcp_nodelay(true)
             .build()
@@ -176,18 +182,28 @@ impl NodeClient {
     async fn send(
         &self,
         node: &NodeEntry,
-        builder: reqwest_middleware::RequestBuilder,
+        build: impl FnOnce() -> reqwest_middleware::RequestBuilder,
         stop: &CancellationToken,
         body_limit: Option<BodyLimit>,
     ) -> Sent {
+        // The first attempt's slot is taken before the request is built.
+        let Some(admitted) = node.gate.admit(stop).await else {
+            return Sent {
+                result: Err(cancelled_before_sending()),
+                attempts: Attempts::default(),
+                body: Vec::new(),
+                truncated: false,
+            };
+        };
         let mut extensions = Extensions::new();
+        extensions.insert(admitted);
         extensions.insert(GateRef(node.gate.clone()));
         if let Some(limit) = body_limit {
             extensions.insert(limit);
         }
         extensions.insert(StopRetrying(stop.clone()));
         extensions.insert(NodeName(node.name.clone()));
-        let request = match builder.build() {
+        let request = match build().build() {
             Ok(request) => request,
             Err(e) => {
                 return Sent {
@@ -274,8 +290,8 @@ impl NodeClient {
             }
         };
         let url = &entry.collection;
-        let builder = self.http.request(method, url.clone()).json(body);
-        let sent = self.send(entry, builder, stop, None).await;
+        let build = || self.http.request(method, url.clone()).json(body);
+        let sent = self.send(entry, build, stop, None).await;
         (write_answer(sent.result, expected, url), sent.attempts)
     }
 
@@ -292,7 +308,7 @@ impl NodeClient {
         };
         let url = item_url(&entry.collection, group);
         let sent = self
-            .send(entry, self.http.get(url.clone()), stop, None)
+            .send(entry, || self.http.get(url.clone()), stop, None)
             .await;
         read_answer(sent.result, &sent.body, group, &url)
     }
@@ -319,8 +335,8 @@ impl NodeClient {
             }
         };
         let limit = Some(BodyLimit(LIST_MAX_BYTES));
-        let request = self.http.get(url).timeout(self.list_timeout);
-        let sent = self.send(entry, request, stop, limit).await;
+        let build = || self.http.get(url).timeout(self.list_timeout);
+        let sent = self.send(entry, build, stop, limit).await;
         match sent.result {
             Ok(response) => classify_list(response.status(), sent.body, sent.truncated),
             Err(error) => ListAnswer::Failed {

@@ -13,7 +13,8 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{Extensions, StatusCode};
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use super::retry::{parse_retry_after, StopRetrying};
 use super::stats::NodeStats;
@@ -24,7 +25,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The limits applied to every attempt against one node.
 pub struct NodeGate {
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     rate: Option<DefaultDirectRateLimiter>,
     paused_until: Mutex<Option<Instant>>,
     pub(super) stats: NodeStats,
@@ -33,7 +34,7 @@ pub struct NodeGate {
 impl NodeGate {
     pub(super) fn new(concurrency: usize, rate: Option<NonZeroU32>) -> Self {
         Self {
-            permits: Semaphore::new(concurrency.max(1)),
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
             // No burst: requests leave 1/R s apart, so a node that enforces
             // the same limit (even with no burst of its own) never refuses.
             rate: rate
@@ -54,12 +55,19 @@ impl NodeGate {
 
     /// Waits until the node may receive one more request: its `429` pause is
     /// over, the rate limit has a token and a concurrency slot is free.
-    async fn admit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        self.wait_unpaused().await;
-        if let Some(rate) = &self.rate {
-            rate.until_ready().await;
+    /// `None` when `stop` fires first, or the gate is closed.
+    pub(super) async fn admit(&self, stop: &CancellationToken) -> Option<Admitted> {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => None,
+            permit = async {
+                self.wait_unpaused().await;
+                if let Some(rate) = &self.rate {
+                    rate.until_ready().await;
+                }
+                self.permits.clone().acquire_owned().await.ok()
+            } => permit.map(|permit| Admitted(Arc::new(Mutex::new(Some(permit))))),
         }
-        self.permits.acquire().await.ok()
     }
 
     async fn wait_unpaused(&self) {
@@ -79,6 +87,19 @@ impl NodeGate {
 #[derive(Clone)]
 pub(super) struct GateRef(pub(super) Arc<NodeGate>);
 
+/// Extension: a slot of the node's gate taken before the request was built,
+/// for its first attempt. A request waiting for its node thus holds no
+/// request, body or middleware state, only this wait; retries are admitted
+/// again by the gate.
+#[derive(Clone)]
+pub(super) struct Admitted(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
+
+impl Admitted {
+    fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.0.lock().ok().and_then(|mut permit| permit.take())
+    }
+}
+
 /// Applies per-node limits to each attempt and buffers the (capped) body.
 pub(super) struct GateMiddleware;
 
@@ -93,18 +114,20 @@ impl Middleware for GateMiddleware {
         let Some(GateRef(gate)) = extensions.get::<GateRef>().cloned() else {
             return next.run(req, extensions).await;
         };
-        let stop = extensions
-            .get::<StopRetrying>()
-            .map(|s| s.0.clone())
-            .unwrap_or_default();
-        let _permit = tokio::select! {
-            biased;
-            _ = stop.cancelled() => None,
-            permit = gate.admit() => permit,
-        }
-        .ok_or_else(|| {
-            reqwest_middleware::Error::Middleware(anyhow::anyhow!("cancelled before sending"))
-        })?;
+        let admitted = extensions.remove::<Admitted>().and_then(|a| a.take());
+        let _permit = match admitted {
+            Some(permit) => permit,
+            None => {
+                let stop = extensions
+                    .get::<StopRetrying>()
+                    .map(|s| s.0.clone())
+                    .unwrap_or_default();
+                gate.admit(&stop)
+                    .await
+                    .and_then(|admitted| admitted.take())
+                    .ok_or_else(cancelled_before_sending)?
+            }
+        };
         extensions.remove::<AnswerBody>();
         let limit = extensions
             .get::<BodyLimit>()
@@ -127,6 +150,11 @@ impl Middleware for GateMiddleware {
         }
         result
     }
+}
+
+/// The error of a request whose run stopped while it waited for its node.
+pub(super) fn cancelled_before_sending() -> reqwest_middleware::Error {
+    reqwest_middleware::Error::Middleware(anyhow::anyhow!("cancelled before sending"))
 }
 
 /// Request extension: the body of the last attempt's answer, as the gate
