@@ -14,8 +14,9 @@
 #      node-sim (exit codes 0, 1 and 2, JSON logs, read-only and non-root), and
 #      the chart's own pod specs played with `podman kube play`: the Job's pod
 #      against real-node-style NODES with a token Secret and the journal's
-#      claim, and the demo cluster (node pods, the job with its init container,
-#      the `helm test` pod).
+#      claim; the sharded Job's four indexed pods at once, which together must
+#      create every group once on every node; and the demo cluster (node pods,
+#      the job with its init container, the `helm test` pod).
 #
 # Run from anywhere; .ci/run calls it after the Rust checks.
 set -euo pipefail
@@ -405,6 +406,54 @@ play_real_nodes_job() {
     remove_pods
 }
 
+# The chart's Indexed Job (job.shards=4) played as the Job controller runs it:
+# its four pods at once, each with its JOB_COMPLETION_INDEX, over one list of
+# 400 ids and the node-sim container. Together they must create every group
+# on every node with exactly one create request per group and node, each
+# shard keeping its own journal file on the shared claim.
+play_sharded_job() {
+    local rendered=$work/sharded.yaml play=$work/sharded-play.yaml ids=$work/sharded-ids.yaml
+    local pods pod ports=() port
+    for port in 8080 8081 8082; do
+        ports+=("$(podman port "ci$$-nodes" "$port" | cut -d: -f2)")
+    done
+    for port in "${ports[@]}"; do
+        "$venv/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b"", method="POST"), timeout=5)' \
+            "http://127.0.0.1:$port/_sim/reset"
+    done
+    "$venv/bin/python" -c 'print("config:\n  groupIds:"); [print(f"    - shard-ci-{i:03d}") for i in range(400)]' >"$ids"
+    "$bin/helm4" template "ci$$-shards" manifests -f manifests/ci/real-nodes-values.yaml -f "$ids" \
+        --set image.repository=localhost/api-consumer --set image.tag=ci --set image.pullPolicy=Never \
+        --set auth.existingSecret="ci$$-token" --set auth.existingSecretKey=token \
+        --set job.shards=4 --set journal.accessMode=ReadWriteMany --set config.nodeRateLimit=0 \
+        --set-json "config.nodes=[\"http://ci$$-nodes:8080\",\"http://ci$$-nodes:8081\",\"ci$$-nodes:8082\"]" \
+        >"$rendered"
+    pods=$("$venv/bin/python" ci/kube_play.py job "$rendered" "$play")
+    podman kube play --network "$net" "$play" >/dev/null
+    for pod in $pods; do
+        expect_exit 0 "$pod-api-consumer"
+        "$venv/bin/python" ci/kube_play.py logs "$work/$pod-api-consumer.log" 0
+    done
+    for port in "${ports[@]}"; do
+        node_state "$port" | "$venv/bin/python" -c '
+import json, sys
+state = json.load(sys.stdin)
+groups = [g for g in state["groups"] if g.startswith("shard-ci-")]
+creates = state["requests"].get("create", 0)
+assert len(groups) == 400, f"{len(groups)} of 400 groups on the node"
+assert creates == 400, f"{creates} create requests for 400 groups"
+print(f"node: 400 groups, {creates} create requests")'
+    done
+    local journals
+    journals=$(podman volume inspect "ci$$-shards-api-consumer-journal" --format '{{.Mountpoint}}')
+    for pod in 0 1 2 3; do
+        [ -e "$journals/journal.shard-$pod-of-4" ] ||
+            { echo "FAIL: no journal file for shard $pod in $journals" >&2; ls -la "$journals" >&2; return 1; }
+    done
+    echo "4 shards as pods: each exit 0; every node holds the 400 groups, each created once; one journal file per shard"
+    remove_pods
+}
+
 # The demo cluster played pod by pod: the StatefulSet's pods (named on the
 # network as the headless Service names them), the Job's pod with its init
 # container, and the `helm test` pod, all from one rendering of the chart.
@@ -474,6 +523,7 @@ phase "image: podman run"
 run_image
 phase "image: podman kube play"
 play_real_nodes_job
+play_sharded_job
 play_demo
 finish_phase
 

@@ -8,7 +8,11 @@ would: the Job's template as is, a StatefulSet's with the pod's name and its
 faithfully, see node()).
 
 Usage:
-  kube_play.py job RENDERED OUT         ConfigMaps, claims and the Job's pod
+  kube_play.py job RENDERED OUT         ConfigMaps, claims and the Job's pod (an
+                                        Indexed Job: one pod per index, named
+                                        JOB-INDEX, with JOB_COMPLETION_INDEX
+                                        set as the Job controller sets it);
+                                        prints the pod names
   kube_play.py node RENDERED INDEX OUT  the demo StatefulSet's pod INDEX; prints
                                         the DNS name the headless Service gives it
   kube_play.py test RENDERED OUT        ConfigMaps and the `helm test` pod
@@ -66,8 +70,24 @@ def dump(docs, path):
 def job(rendered, out):
     docs = load(rendered)
     the_job = one(docs, "Job")
-    dump(config(docs) + [pod(the_job["metadata"]["name"], the_job["spec"]["template"])], out)
-    print(the_job["metadata"]["name"])
+    name, spec = the_job["metadata"]["name"], the_job["spec"]
+    if spec.get("completionMode") != "Indexed":
+        dump(config(docs) + [pod(name, spec["template"])], out)
+        print(name)
+        return
+    pods = []
+    for index in range(spec["completions"]):
+        indexed = pod(f"{name}-{index}", spec["template"], {"batch.kubernetes.io/job-completion-index": str(index)})
+        indexed["metadata"].setdefault("annotations", {})["batch.kubernetes.io/job-completion-index"] = str(index)
+        for container in containers_of(indexed["spec"]):
+            container.setdefault("env", []).append({"name": "JOB_COMPLETION_INDEX", "value": str(index)})
+        pods.append(indexed)
+    dump(config(docs) + pods, out)
+    print(" ".join(p["metadata"]["name"] for p in pods))
+
+
+def containers_of(pod_spec):
+    return pod_spec.get("initContainers", []) + pod_spec["containers"]
 
 
 def node(rendered, index, out):

@@ -16,9 +16,10 @@ use crate::engine::phases::{prepare, Request};
 use crate::engine::{run_groups, supervise, Batch, Control, RunSettings, Transaction};
 use crate::node_api::{ClientError, ClientSettings, NodeClient, RetrySettings};
 use crate::output::journal::{Intent, Journal, JournalError};
+use crate::output::metrics::{Pusher, Sample};
 use crate::output::progress::ProgressDisplay;
 use crate::output::report::{
-    write_report, write_termination_message, RunReport, PLAN_FORMAT_VERSION,
+    write_report, write_termination_message, RunReport, ShardReport, PLAN_FORMAT_VERSION,
 };
 use crate::output::telemetry::LogFormat;
 
@@ -48,6 +49,9 @@ impl From<&Config> for RunSettings {
             rollback_timeout: config.rollback_timeout,
             max_failed_groups: config.max_failed_groups,
             progress: progress_display(config),
+            shard: config.shard,
+            metrics: None,
+            progress_interval: config.progress_interval,
             report_path: config.report_path.clone(),
         }
     }
@@ -114,12 +118,25 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
         prune = config.prune.then_some(true),
         nodes = config.nodes.len(),
         groups = config.group_ids.len(),
+        shard = config.shard.is_split().then(|| config.shard.index()),
+        shard_count = config.shard.is_split().then(|| config.shard.count()),
+        list_entries = config.shard.is_split().then(|| config.group_ids.listed()),
         concurrency = config.concurrency,
         node_concurrency = config.node_concurrency,
         unfinished_in_journal = unfinished.len(),
         "run started"
     );
-    let run_settings = RunSettings::from(config);
+    let pusher = config.metrics.as_ref().and_then(|metrics| {
+        match Pusher::new(metrics, config.shard, &config.ca_certificates) {
+            Ok(pusher) => Some(Arc::new(pusher)),
+            Err(reason) => {
+                tracing::warn!(reason = %reason, "no metrics will be pushed");
+                None
+            }
+        }
+    });
+    let mut run_settings = RunSettings::from(config);
+    run_settings.metrics = pusher.clone();
     let supervisor = supervise(control.clone(), run_settings.clone());
     let mut recovered = Vec::new();
     if let Some(journal) = &journal {
@@ -165,6 +182,14 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
     if prepared.shortfall {
         report.exit_code = report.exit_code.with_shortfall();
     }
+    if config.shard.is_split() {
+        report.shard = Some(ShardReport {
+            index: config.shard.index(),
+            count: config.shard.count(),
+            list_entries: config.group_ids.listed(),
+            entries: config.group_ids.len(),
+        });
+    }
     report.recovered = recovered;
     report.listing = prepared.listing;
     report.unlisted = prepared.unlisted;
@@ -179,6 +204,16 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
         }
     }
     write_termination_message(&config.termination_message_path, &report);
+    if let Some(pusher) = &pusher {
+        let sample = Sample {
+            operation: report.operation,
+            totals: &report.totals,
+            nodes: &report.nodes,
+            duration: Duration::from_millis(report.duration_ms),
+            exit_code: Some(u8::from(report.exit_code)),
+        };
+        pusher.push(&sample).await;
+    }
     Ok(report)
 }
 

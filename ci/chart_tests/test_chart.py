@@ -20,7 +20,8 @@ JOB_VARIABLES = {
     "MAX_RETRIES", "RETRY_BASE_DELAY_MS", "RETRY_MAX_DELAY_MS", "RUN_TIMEOUT_SECS",
     "ROLLBACK_TIMEOUT_SECS", "CONCURRENCY", "NODE_CONCURRENCY", "NODE_RATE_LIMIT", "MAX_FAILED_GROUPS",
     "PROGRESS_INTERVAL_SECS", "AUTH_TOKEN", "LOG_FORMAT", "LOG_LEVEL", "REPORT_PATH",
-    "TERMINATION_MESSAGE_PATH", "CA_CERT_PATH", "JOURNAL_PATH",
+    "TERMINATION_MESSAGE_PATH", "CA_CERT_PATH", "JOURNAL_PATH", "SHARD_COUNT", "SHARD_INDEX",
+    "JOB_COMPLETION_INDEX", "METRICS_PUSHGATEWAY_URL", "METRICS_JOB",
 }
 PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUB\n-----END CERTIFICATE-----\n"
 
@@ -143,15 +144,18 @@ def test_pod_failure_policy_maps_the_exit_codes(render, values):
     # its exit code: the rule must come before the exit-code rules.
     assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
     actions = exit_code_actions(spec)
-    assert actions[2] == "FailJob"
-    assert actions[4] == "FailJob"
+    # Sharded, a useless retry fails only its index; the others run on.
+    stop = "FailIndex" if spec.get("completionMode") == "Indexed" else "FailJob"
+    assert actions[2] == stop
+    assert actions[4] == stop
     assert set(actions) == {1, 2, 3, 4}
     assert 0 not in actions
     name = job_container(rendered)["name"]
     for rule in rules[1:]:
         assert rule["onExitCodes"]["containerName"] == name
     assert spec["podReplacementPolicy"] == "Failed"
-    assert spec["backoffLimit"] >= 0
+    retries = "backoffLimitPerIndex" if spec.get("completionMode") == "Indexed" else "backoffLimit"
+    assert spec[retries] >= 0
     assert spec["ttlSecondsAfterFinished"] >= 0
 
 
@@ -166,6 +170,106 @@ def test_the_actions_for_exit_codes_1_and_3_are_configurable(render):
         render("--set", "job.onRolledBack=FailJob", "--set", "job.onInconsistent=FailJob").job_spec()
     )
     assert actions == {1: "FailJob", 2: "FailJob", 3: "FailJob", 4: "FailJob"}
+
+
+# ------------------------------------------------------------- shards
+
+SHARED_JOURNAL = ("--set", "journal.accessMode=ReadWriteMany")
+
+
+def test_one_shard_is_a_plain_job(render):
+    rendered = render()
+    spec = rendered.job_spec()
+    for field in ("completionMode", "completions", "parallelism", "backoffLimitPerIndex", "maxFailedIndexes"):
+        assert field not in spec
+    assert "SHARD_COUNT" not in rendered.env()
+
+
+@pytest.mark.parametrize("cron", [False, True])
+def test_shards_make_an_indexed_job_that_retries_each_index_on_its_own(render, cron):
+    rendered = render("--set", "job.shards=4", *SHARED_JOURNAL, "--set", f"cronJob.enabled={str(cron).lower()}")
+    spec = rendered.job_spec()
+    assert spec["completionMode"] == "Indexed"
+    assert spec["completions"] == 4
+    assert spec["parallelism"] == 4
+    assert spec["backoffLimitPerIndex"] == 2
+    # backoffLimit would count the failures of every index together.
+    assert "backoffLimit" not in spec
+    assert "maxFailedIndexes" not in spec
+    # The index comes from JOB_COMPLETION_INDEX, which Kubernetes sets.
+    env = rendered.env()
+    assert env["SHARD_COUNT"] == "4"
+    assert "SHARD_INDEX" not in env
+    assert exit_code_actions(spec) == {1: "Count", 2: "FailIndex", 3: "Count", 4: "FailIndex"}
+
+
+def test_shard_settings_are_passed_through(render):
+    spec = render(
+        "--set", "job.shards=8", "--set", "job.parallelism=3", "--set", "job.backoffLimitPerIndex=0",
+        "--set", "job.maxFailedIndexes=2", "--set", "job.onInconsistent=FailIndex", *SHARED_JOURNAL,
+    ).job_spec()
+    assert (spec["completions"], spec["parallelism"]) == (8, 3)
+    assert spec["backoffLimitPerIndex"] == 0
+    assert spec["maxFailedIndexes"] == 2
+    assert exit_code_actions(spec)[3] == "FailIndex"
+    # More parallelism than shards runs every shard at once.
+    assert render("--set", "job.shards=2", "--set", "job.parallelism=9", *SHARED_JOURNAL).job_spec()["parallelism"] == 2
+
+
+def test_shards_running_together_need_a_journal_every_pod_can_mount(render, render_error):
+    error = render_error("--set", "job.shards=4")
+    assert "journal.accessMode=ReadWriteMany" in error
+    assert "job.parallelism=1" in error
+    # One pod at a time can share a ReadWriteOnce claim; without a journal
+    # nothing is shared.
+    assert render("--set", "job.shards=4", "--set", "job.parallelism=1").job_spec()["parallelism"] == 1
+    assert render("--set", "job.shards=4", "--set", "journal.enabled=false").job_spec()["completions"] == 4
+    # Each shard writes its own file on the shared claim: the job appends
+    # .shard-<index>-of-<count> to JOURNAL_PATH.
+    rendered = render("--set", "job.shards=4", *SHARED_JOURNAL)
+    assert rendered.one("PersistentVolumeClaim")["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_bad_shard_settings_are_refused(render_error):
+    assert "maxFailedIndexes" in render_error("--set", "job.shards=2", "--set", "job.maxFailedIndexes=3", *SHARED_JOURNAL)
+    assert "shards" in render_error("--set", "job.shards=0")
+    # FailIndex needs an Indexed Job.
+    assert "onInconsistent" in render_error("--set", "job.onInconsistent=FailIndex")
+
+
+def test_sharded_example_values(render):
+    spec = render("-f", CHART / "ci" / "sharded-values.yaml").job_spec()
+    assert (spec["completions"], spec["parallelism"], spec["maxFailedIndexes"]) == (4, 2, 1)
+    assert exit_code_actions(spec)[3] == "FailIndex"
+
+
+# ------------------------------------------------------------- metrics
+
+
+def test_metrics_are_off_by_default(render):
+    env = render().env()
+    assert "METRICS_PUSHGATEWAY_URL" not in env
+    assert "METRICS_JOB" not in env
+
+
+def test_metrics_go_to_the_pushgateway_given(render):
+    env = render(
+        "--set", "metrics.pushgateway.url=http://prometheus-pushgateway.monitoring.svc:9091",
+        "--set", "metrics.job=nightly",
+    ).env()
+    assert env["METRICS_PUSHGATEWAY_URL"] == "http://prometheus-pushgateway.monitoring.svc:9091"
+    assert env["METRICS_JOB"] == "nightly"
+    assert render("--set", "metrics.pushgateway.url=https://gw.example/prefix").env()["METRICS_JOB"] == "api-consumer"
+
+
+@pytest.mark.parametrize("url", ["http://user:secret@gw:9091", "ftp://gw", "http://gw:9091/?x=1", "gw:9091"])
+def test_the_schema_refuses_a_gateway_url_with_credentials_or_not_http(render_error, url):
+    error = render_error("--set", f"metrics.pushgateway.url={url}")
+    assert "metrics" in error
+
+
+def test_the_schema_refuses_a_metrics_job_the_gateway_cannot_take(render_error):
+    assert "metrics" in render_error("--set", "metrics.job=a/b")
 
 
 # ------------------------------------------------------------- CronJob
@@ -635,7 +739,12 @@ def test_notes_name_what_was_installed(render, notes, values):
     rendered = render(*values)
     if rendered.kind("Job"):
         name = job_name(rendered)
-        assert f"kubectl logs -n default job/{name}" in text
+        if rendered.job_spec().get("completionMode") == "Indexed":
+            # One pod per shard: logs by the Job's label, each with its pod.
+            assert f"kubectl logs -n default -l batch.kubernetes.io/job-name={name} --prefix" in text
+            assert "split over 4 shards" in text
+        else:
+            assert f"kubectl logs -n default job/{name}" in text
         assert f"batch.kubernetes.io/job-name={name}" in text
         assert "state.terminated.message" in text
     else:

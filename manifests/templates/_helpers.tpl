@@ -220,6 +220,21 @@ Checks across values that the schema cannot express.
 {{- if lt (int .Values.config.retryMaxDelayMs) (int .Values.config.retryBaseDelayMs) }}
 {{- fail "config.retryMaxDelayMs must be at least config.retryBaseDelayMs." }}
 {{- end }}
+{{- if and (gt (int .Values.job.shards) 1) .Values.journal.enabled (not .Values.journal.existingClaim) (gt (int (include "api-consumer.parallelism" .)) 1) (ne .Values.journal.accessMode "ReadWriteMany") }}
+{{- fail (printf "job.shards=%d runs %s pods at once, and each mounts the journal's claim: set journal.accessMode=ReadWriteMany (a storage class that offers it), or job.parallelism=1 (one pod at a time), or journal.enabled=false." (int .Values.job.shards | toString) (include "api-consumer.parallelism" .)) }}
+{{- end }}
+{{- if gt (int .Values.job.maxFailedIndexes) (int .Values.job.shards) }}
+{{- fail "job.maxFailedIndexes cannot exceed job.shards." }}
+{{- end }}
+{{- end }}
+
+{{/*
+Pods of a sharded Job that run at once: job.parallelism, or every shard.
+*/}}
+{{- define "api-consumer.parallelism" -}}
+{{- $shards := int .Values.job.shards -}}
+{{- $parallelism := int .Values.job.parallelism -}}
+{{- if or (eq $parallelism 0) (gt $parallelism $shards) }}{{ $shards }}{{ else }}{{ $parallelism }}{{ end -}}
 {{- end }}
 
 {{/*
@@ -227,7 +242,20 @@ The Job spec, shared by the one-off Job and the CronJob's jobTemplate: one
 definition, so the two cannot drift apart.
 */}}
 {{- define "api-consumer.jobSpec" -}}
+{{- $sharded := gt (int .Values.job.shards) 1 -}}
+{{- if $sharded }}
+# One pod per shard of the id list (SHARD_COUNT); Kubernetes gives each its
+# index in JOB_COMPLETION_INDEX, and retries each index on its own.
+completionMode: Indexed
+completions: {{ .Values.job.shards | int64 }}
+parallelism: {{ include "api-consumer.parallelism" . }}
+backoffLimitPerIndex: {{ .Values.job.backoffLimitPerIndex | int64 }}
+{{- if ge (int .Values.job.maxFailedIndexes) 0 }}
+maxFailedIndexes: {{ .Values.job.maxFailedIndexes | int64 }}
+{{- end }}
+{{- else }}
 backoffLimit: {{ .Values.job.backoffLimit | int64 }}
+{{- end }}
 activeDeadlineSeconds: {{ include "api-consumer.activeDeadlineSeconds" . }}
 ttlSecondsAfterFinished: {{ .Values.job.ttlSecondsAfterFinished | int64 }}
 # A replacement pod starts only once the failed one has stopped, so two runs
@@ -245,8 +273,9 @@ podFailurePolicy:
       onPodConditions:
         - type: DisruptionTarget
           status: "True"
-    # Nothing was sent and a rerun would fail the same way.
-    - action: FailJob
+    # Nothing was sent and a rerun would fail the same way{{ if $sharded }} (this index;
+    # the others run on){{ end }}.
+    - action: {{ $sharded | ternary "FailIndex" "FailJob" }}
       onExitCodes:
         containerName: api-consumer
         operator: In
@@ -264,8 +293,9 @@ podFailurePolicy:
     # A dry run's plan with changes: the answer, not a failure to retry (a
     # rerun reads the same nodes and finds the same changes). The Job fails
     # at once, so the plan shows in `kubectl get jobs` and in alerts on
-    # failed Jobs; its logs and termination message hold the plan.
-    - action: FailJob
+    # failed Jobs; its logs and termination message hold the plan.{{ if $sharded }}
+    # Sharded, only this index stops: the other shards still make their plans.{{ end }}
+    - action: {{ $sharded | ternary "FailIndex" "FailJob" }}
       onExitCodes:
         containerName: api-consumer
         operator: In

@@ -29,14 +29,15 @@ pub use help::help_text;
 pub use variables::{DefaultValue, VariableDoc, MAX_NODES, VARIABLES};
 
 use self::parse::{
-    collect_group_ids, flag, millis, number, parse_auth_token, parse_nodes, parse_operation,
-    parse_prior_state, present, read_ca_certificates, required, secs, validate_log_level,
-    with_default, writable_file_path,
+    collect_group_ids, flag, millis, number, parse_auth_token, parse_metrics, parse_nodes,
+    parse_operation, parse_prior_state, parse_shard, present, read_ca_certificates, required, secs,
+    validate_log_level, with_default, writable_file_path,
 };
 use self::variables::*;
-use crate::domain::{quote, NodeAddress, RunOperation, Secret};
+use crate::domain::{quote, NodeAddress, RunOperation, Secret, Shard};
 use crate::engine::id_list::GroupIds;
 use crate::engine::prior::PriorSource;
+use crate::output::metrics::MetricsSettings;
 use crate::output::telemetry::LogFormat;
 
 #[derive(Debug, Clone)]
@@ -51,9 +52,12 @@ pub struct Config {
     pub prune_max: u64,
     /// Where the transactions' prior states come from.
     pub prior_state: PriorSource,
+    /// The share of the ids (and of the groups found on the nodes) this run
+    /// handles.
+    pub shard: Shard,
     /// The ids in the order given: `GROUP_IDS` first, then `GROUP_IDS_FILE`
-    /// (every entry is one transaction, repeats included). Empty only for
-    /// a verify of every listed group.
+    /// (every entry is one transaction, repeats included), of which this
+    /// run takes its shard's. Empty only for a verify of every listed group.
     pub group_ids: GroupIds,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
@@ -80,6 +84,19 @@ pub struct Config {
     pub termination_message_path: PathBuf,
     /// Where the crash journal lives; `None` = no journal.
     pub journal_path: Option<PathBuf>,
+    /// Where the run's metrics are pushed; `None` = nowhere.
+    pub metrics: Option<MetricsSettings>,
+}
+
+/// The journal of one shard: each shard resolves only what it left
+/// unfinished, and two pods never hold the same file.
+fn shard_file(path: PathBuf, shard: Shard) -> PathBuf {
+    if !shard.is_split() {
+        return path;
+    }
+    let mut name = path.into_os_string();
+    name.push(format!(".shard-{}-of-{}", shard.index(), shard.count()));
+    PathBuf::from(name)
 }
 
 /// A configuration problem: which variable, and what is wrong with it.
@@ -117,6 +134,9 @@ struct Raw {
     prune: Option<String>,
     prune_max: Option<String>,
     prior_state: Option<String>,
+    shard_count: Option<String>,
+    shard_index: Option<String>,
+    job_completion_index: Option<String>,
     group_ids: Option<String>,
     group_ids_file: Option<String>,
     request_timeout_ms: Option<String>,
@@ -138,6 +158,8 @@ struct Raw {
     report_path: Option<String>,
     termination_message_path: Option<String>,
     journal_path: Option<String>,
+    metrics_pushgateway_url: Option<String>,
+    metrics_job: Option<String>,
 }
 
 impl Raw {
@@ -190,7 +212,10 @@ impl Config {
 
         let inline_ids = present(&GROUP_IDS, raw.group_ids)?;
         let ids_file = present(&GROUP_IDS_FILE, raw.group_ids_file)?;
-        let group_ids = collect_group_ids(inline_ids.as_deref(), ids_file, operation)?;
+        let shard = parse_shard(raw.shard_count, raw.shard_index, raw.job_completion_index)?;
+        let group_ids = collect_group_ids(inline_ids.as_deref(), ids_file, operation)?
+            .with_shard(shard)
+            .map_err(|e| ConfigError::new(GROUP_IDS_FILE.name, e.0))?;
 
         let request_timeout = millis(&REQUEST_TIMEOUT_MS, raw.request_timeout_ms)?;
         let connect_timeout = millis(&CONNECT_TIMEOUT_MS, raw.connect_timeout_ms)?;
@@ -251,8 +276,10 @@ impl Config {
             ));
         }
         let journal_path = present(&JOURNAL_PATH, raw.journal_path)?
-            .map(|path| writable_file_path(&JOURNAL_PATH, PathBuf::from(path)))
+            .map(|path| writable_file_path(&JOURNAL_PATH, shard_file(PathBuf::from(path), shard)))
             .transpose()?;
+
+        let metrics = parse_metrics(raw.metrics_pushgateway_url, raw.metrics_job)?;
 
         Ok(Config {
             nodes,
@@ -261,6 +288,7 @@ impl Config {
             prune,
             prune_max,
             prior_state,
+            shard,
             group_ids,
             request_timeout,
             connect_timeout,
@@ -281,6 +309,7 @@ impl Config {
             report_path,
             termination_message_path,
             journal_path,
+            metrics,
         })
     }
 }

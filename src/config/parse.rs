@@ -8,13 +8,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::variables::{
-    DefaultValue, VariableDoc, AUTH_TOKEN, CA_CERT_PATH, GROUP_IDS, GROUP_IDS_FILE, LOG_LEVEL,
-    MAX_NODES, NODES, OPERATION, PRIOR_STATE,
+    DefaultValue, VariableDoc, AUTH_TOKEN, CA_CERT_PATH, GROUP_IDS, GROUP_IDS_FILE,
+    JOB_COMPLETION_INDEX, LOG_LEVEL, MAX_NODES, METRICS_JOB, METRICS_PUSHGATEWAY_URL, NODES,
+    OPERATION, PRIOR_STATE, SHARD_COUNT, SHARD_INDEX,
 };
 use super::ConfigError;
-use crate::domain::{quote, GroupId, NodeAddress, RunOperation, Secret};
+use crate::domain::{quote, GroupId, NodeAddress, RunOperation, Secret, Shard};
 use crate::engine::id_list::GroupIds;
 use crate::engine::prior::PriorSource;
+use crate::output::metrics::MetricsSettings;
 
 /// A set variable, trimmed; set-but-empty is an error.
 pub(super) fn present(
@@ -148,6 +150,102 @@ pub(super) fn parse_operation(value: &str) -> Result<RunOperation, ConfigError> 
                 ),
             )
         })
+}
+
+/// `SHARD_COUNT` and the shard index: `SHARD_INDEX`, or else
+/// `JOB_COMPLETION_INDEX`. Above one shard an index is required, and an
+/// index must be below the count (an Indexed Job left at `SHARD_COUNT=1`
+/// would otherwise run the whole list in every pod).
+pub(super) fn parse_shard(
+    count: Option<String>,
+    index: Option<String>,
+    completion_index: Option<String>,
+) -> Result<Shard, ConfigError> {
+    let count: u32 = number(&SHARD_COUNT, count)?;
+    let index = match present(&SHARD_INDEX, index)? {
+        Some(index) => Some((&SHARD_INDEX, index)),
+        None => present(&JOB_COMPLETION_INDEX, completion_index)?
+            .map(|index| (&JOB_COMPLETION_INDEX, index)),
+    };
+    let Some((doc, index)) = index else {
+        if count > 1 {
+            return Err(ConfigError::new(
+                SHARD_COUNT.name,
+                format!(
+                    "is {count}, but neither SHARD_INDEX nor JOB_COMPLETION_INDEX is set, \
+                     so this pod's shard is not known"
+                ),
+            ));
+        }
+        return Ok(Shard::WHOLE);
+    };
+    let index: u64 = number(doc, Some(index))?;
+    u32::try_from(index)
+        .ok()
+        .and_then(|index| Shard::new(index, count))
+        .ok_or_else(|| {
+            ConfigError::new(
+                doc.name,
+                format!(
+                    "is {index}, but must be below SHARD_COUNT ({count}); in an Indexed Job, \
+                 set SHARD_COUNT to the Job's completions"
+                ),
+            )
+        })
+}
+
+/// `METRICS_PUSHGATEWAY_URL` and `METRICS_JOB`. The URL is never repeated
+/// in an error: it may hold credentials, which are refused.
+pub(super) fn parse_metrics(
+    url: Option<String>,
+    job: Option<String>,
+) -> Result<Option<MetricsSettings>, ConfigError> {
+    let job = with_default(&METRICS_JOB, job)?;
+    let job_ok = job.len() <= 128
+        && job
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+    if !job_ok {
+        return Err(ConfigError::new(
+            METRICS_JOB.name,
+            format!(
+                "must be 1 to 128 letters, digits, _ . : or -, got {}",
+                quote(&job)
+            ),
+        ));
+    }
+    let Some(url) = present(&METRICS_PUSHGATEWAY_URL, url)? else {
+        return Ok(None);
+    };
+    let name = METRICS_PUSHGATEWAY_URL.name;
+    let gateway = reqwest::Url::parse(&url)
+        .map_err(|e| ConfigError::new(name, format!("is not a valid URL ({e})")))?;
+    if !gateway.username().is_empty() || gateway.password().is_some() {
+        return Err(ConfigError::new(
+            name,
+            "must not carry credentials (user:password@): they would be kept in the \
+             configuration and could reach logs",
+        ));
+    }
+    if !matches!(gateway.scheme(), "http" | "https") {
+        return Err(ConfigError::new(
+            name,
+            format!(
+                "must be an http or https URL, not {}",
+                quote(gateway.scheme())
+            ),
+        ));
+    }
+    if gateway.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::new(name, "has no host"));
+    }
+    if gateway.query().is_some() || gateway.fragment().is_some() {
+        return Err(ConfigError::new(
+            name,
+            "must not have a query or fragment: the grouping key is appended as a path",
+        ));
+    }
+    Ok(Some(MetricsSettings { gateway, job }))
 }
 
 /// `PRIOR_STATE`: `auto`, `list` or `read`, case-insensitive.

@@ -367,6 +367,70 @@ fn errors_name_the_variable() {
             "PRIOR_STATE",
             "must be auto, list or read",
         ),
+        // Shards.
+        (
+            with(&[("SHARD_COUNT", "0")]),
+            "SHARD_COUNT",
+            "must be a whole number from 1 to 100000, got \"0\"",
+        ),
+        (
+            with(&[("SHARD_COUNT", "4")]),
+            "SHARD_COUNT",
+            "is 4, but neither SHARD_INDEX nor JOB_COMPLETION_INDEX is set",
+        ),
+        (
+            with(&[("SHARD_COUNT", "4"), ("SHARD_INDEX", "4")]),
+            "SHARD_INDEX",
+            "is 4, but must be below SHARD_COUNT (4)",
+        ),
+        (
+            with(&[("SHARD_COUNT", "4"), ("JOB_COMPLETION_INDEX", "two")]),
+            "JOB_COMPLETION_INDEX",
+            "must be a whole number",
+        ),
+        (
+            with(&[("SHARD_COUNT", "4"), ("SHARD_INDEX", "-1")]),
+            "SHARD_INDEX",
+            "must be a whole number",
+        ),
+        // An Indexed Job that forgot SHARD_COUNT must not run the whole
+        // list in every pod.
+        (
+            with(&[("JOB_COMPLETION_INDEX", "2")]),
+            "JOB_COMPLETION_INDEX",
+            "is 2, but must be below SHARD_COUNT (1); in an Indexed Job, set SHARD_COUNT",
+        ),
+        (
+            with(&[("SHARD_COUNT", "2"), ("SHARD_INDEX", "99999999999")]),
+            "SHARD_INDEX",
+            "must be below SHARD_COUNT (2)",
+        ),
+        // Metrics.
+        (
+            with(&[("METRICS_PUSHGATEWAY_URL", "http://user:hunter2@gw:9091")]),
+            "METRICS_PUSHGATEWAY_URL",
+            "must not carry credentials",
+        ),
+        (
+            with(&[("METRICS_PUSHGATEWAY_URL", "ftp://gw:9091")]),
+            "METRICS_PUSHGATEWAY_URL",
+            "must be an http or https URL",
+        ),
+        (
+            with(&[("METRICS_PUSHGATEWAY_URL", "http://gw:9091/?x=1")]),
+            "METRICS_PUSHGATEWAY_URL",
+            "must not have a query or fragment",
+        ),
+        (
+            with(&[("METRICS_PUSHGATEWAY_URL", "gw:9091")]),
+            "METRICS_PUSHGATEWAY_URL",
+            "must be an http or https URL",
+        ),
+        (
+            with(&[("METRICS_JOB", "api/consumer")]),
+            "METRICS_JOB",
+            "must be 1 to 128 letters, digits",
+        ),
         // Dry run and prune.
         (
             with(&[("DRY_RUN", "maybe")]),
@@ -943,4 +1007,94 @@ fn help_lists_every_variable_with_its_default_and_exit_codes() {
     }
     assert!(help.contains("api-consumer [--help | --version]"));
     assert!(help.lines().all(|l| l.chars().count() <= 80), "{help}");
+}
+
+#[test]
+fn the_shard_index_comes_from_shard_index_or_else_the_job_completion_index() {
+    assert_eq!(ok(with(&[])).shard, Shard::WHOLE);
+    // One shard: an Indexed Job of one completion is fine.
+    assert_eq!(
+        ok(with(&[("JOB_COMPLETION_INDEX", "0")])).shard,
+        Shard::WHOLE
+    );
+    let from_kubernetes = ok(with(&[("SHARD_COUNT", "4"), ("JOB_COMPLETION_INDEX", "3")]));
+    assert_eq!(from_kubernetes.shard, Shard::new(3, 4).unwrap());
+    // SHARD_INDEX wins over JOB_COMPLETION_INDEX.
+    let explicit = ok(with(&[
+        ("SHARD_COUNT", "4"),
+        ("SHARD_INDEX", " 1 "),
+        ("JOB_COMPLETION_INDEX", "3"),
+    ]));
+    assert_eq!(explicit.shard, Shard::new(1, 4).unwrap());
+}
+
+#[test]
+fn a_shard_takes_its_share_of_the_ids_and_keeps_their_positions() {
+    let ids: Vec<String> = (0..40).map(|i| format!("g{i}")).collect();
+    let joined = ids.join(",");
+    let mut seen = Vec::new();
+    for index in 0..4 {
+        let index = index.to_string();
+        let config = ok(with(&[
+            ("GROUP_IDS", &joined),
+            ("SHARD_COUNT", "4"),
+            ("SHARD_INDEX", &index),
+        ]));
+        assert_eq!(config.group_ids.listed(), 40);
+        let entries = config.group_ids.to_vec().unwrap();
+        assert_eq!(entries.len() as u64, config.group_ids.len());
+        for entry in entries {
+            let crate::domain::Position::GroupIds(n) = entry.position else {
+                panic!("{:?}", entry.position);
+            };
+            assert_eq!(ids[n as usize - 1], entry.id.as_str());
+            seen.push(entry.id.as_str().to_owned());
+        }
+    }
+    seen.sort();
+    let mut all = ids.clone();
+    all.sort();
+    assert_eq!(seen, all, "every id in exactly one shard");
+}
+
+#[test]
+fn each_shard_keeps_its_own_journal_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let path_text = path.to_str().unwrap();
+    let whole = ok(with(&[("JOURNAL_PATH", path_text)]));
+    assert_eq!(whole.journal_path.as_deref(), Some(path.as_path()));
+    let sharded = ok(with(&[
+        ("JOURNAL_PATH", path_text),
+        ("SHARD_COUNT", "4"),
+        ("JOB_COMPLETION_INDEX", "2"),
+    ]));
+    assert_eq!(
+        sharded.journal_path,
+        Some(dir.path().join("journal.shard-2-of-4"))
+    );
+}
+
+#[test]
+fn metrics_are_off_unless_a_gateway_is_given_and_credentials_never_show() {
+    assert_eq!(ok(with(&[])).metrics, None);
+    let metrics = ok(with(&[(
+        "METRICS_PUSHGATEWAY_URL",
+        " http://gw:9091/prefix ",
+    )]))
+    .metrics
+    .unwrap();
+    assert_eq!(metrics.gateway.as_str(), "http://gw:9091/prefix");
+    assert_eq!(metrics.job, "api-consumer");
+    let named = ok(with(&[
+        ("METRICS_PUSHGATEWAY_URL", "https://gw"),
+        ("METRICS_JOB", "nightly.create"),
+    ]));
+    assert_eq!(named.metrics.unwrap().job, "nightly.create");
+    let error = err(with(&[(
+        "METRICS_PUSHGATEWAY_URL",
+        "http://admin:s3cr3t-pass@gw:9091",
+    )]));
+    assert!(!error.to_string().contains("s3cr3t"), "{error}");
+    assert!(!error.to_string().contains("admin"), "{error}");
 }

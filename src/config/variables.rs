@@ -96,6 +96,31 @@ pub(super) const PRIOR_STATE: VariableDoc = VariableDoc {
         others. Either way a delete reads a node whose list gave the id without its \
         record, and an id listed again is read.",
 };
+pub(super) const SHARD_COUNT: VariableDoc = VariableDoc {
+    name: "SHARD_COUNT",
+    default: DefaultValue::Value("1"),
+    range: Some((1, 100_000)),
+    description: "How many pods share the id list (an Indexed Job's completions). Every \
+        pod reads the whole list and handles only the ids of its own shard: the first 8 \
+        bytes of the id's SHA-256, big-endian, modulo SHARD_COUNT. An id listed twice \
+        lands in the same shard; a reconcile prunes only its own shard's groups, and \
+        PRUNE_MAX counts per shard.",
+};
+pub(super) const SHARD_INDEX: VariableDoc = VariableDoc {
+    name: "SHARD_INDEX",
+    default: DefaultValue::Unset("JOB_COMPLETION_INDEX"),
+    range: None,
+    description: "This pod's shard, from 0 to SHARD_COUNT - 1. Required with SHARD_COUNT \
+        above 1 unless JOB_COMPLETION_INDEX is set.",
+};
+pub(super) const JOB_COMPLETION_INDEX: VariableDoc = VariableDoc {
+    name: "JOB_COMPLETION_INDEX",
+    default: DefaultValue::Unset("not in an Indexed Job"),
+    range: None,
+    description: "Set by Kubernetes in the pods of an Indexed Job: the shard index when \
+        SHARD_INDEX is unset. Must be below SHARD_COUNT, so that an Indexed Job without \
+        SHARD_COUNT cannot run the whole list in every pod.",
+};
 pub(super) const GROUP_IDS: VariableDoc = VariableDoc {
     name: "GROUP_IDS",
     default: DefaultValue::Unset("ids come only from GROUP_IDS_FILE"),
@@ -255,7 +280,29 @@ pub(super) const JOURNAL_PATH: VariableDoc = VariableDoc {
     description: "Path of the crash journal (on a volume that outlives the pod). Before \
         changing a group the job records its intent there; a run started after a killed \
         one first returns every group the killed run left unfinished to all-or-nothing, \
-        restoring deleted records exactly. Its directory must exist.",
+        restoring deleted records exactly. Its directory must exist. With SHARD_COUNT \
+        above 1 each shard keeps its own file, the path with .shard-<index>-of-<count> \
+        appended, so the pods of an Indexed Job can share one volume.",
+};
+
+pub(super) const METRICS_PUSHGATEWAY_URL: VariableDoc = VariableDoc {
+    name: "METRICS_PUSHGATEWAY_URL",
+    default: DefaultValue::Unset("no metrics"),
+    range: None,
+    description: "Base URL of a Prometheus Pushgateway (http or https, a path prefix \
+        allowed; no credentials, query or fragment). The run's metrics are pushed to \
+        <url>/metrics/job/<METRICS_JOB>[/shard/<index>] every PROGRESS_INTERVAL_SECS and \
+        at the end; a gateway that is down, slow or refusing costs one warning line and \
+        at most 5 s per push, never the run's outcome.",
+};
+pub(super) const METRICS_JOB: VariableDoc = VariableDoc {
+    name: "METRICS_JOB",
+    default: DefaultValue::Value("api-consumer"),
+    range: None,
+    description: "The job label of the pushed metrics' grouping key: 1 to 128 letters, \
+        digits, _ . : or -. Runs with the same METRICS_JOB (and shard) replace each \
+        other's metrics, except api_consumer_last_success_timestamp_seconds, which only a \
+        run that exits 0 pushes.",
 };
 
 /// Every variable the job reads, in documentation order.
@@ -266,6 +313,9 @@ pub const VARIABLES: &[VariableDoc] = &[
     PRUNE,
     PRUNE_MAX,
     PRIOR_STATE,
+    SHARD_COUNT,
+    SHARD_INDEX,
+    JOB_COMPLETION_INDEX,
     GROUP_IDS,
     GROUP_IDS_FILE,
     REQUEST_TIMEOUT_MS,
@@ -287,6 +337,8 @@ pub const VARIABLES: &[VariableDoc] = &[
     REPORT_PATH,
     TERMINATION_MESSAGE_PATH,
     JOURNAL_PATH,
+    METRICS_PUSHGATEWAY_URL,
+    METRICS_JOB,
 ];
 
 /// Most nodes one run accepts: beyond this a typo (a pasted id list?) is

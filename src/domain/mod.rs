@@ -1,5 +1,5 @@
 //! The types every layer shares, and nothing else: what a run works on
-//! (operation, group id, node address, secret), what it finds (node state)
+//! (operation, group id, node address, secret, shard), what it finds (node state)
 //! and how it ends (outcome, group report, totals, stop reason, exit
 //! status), plus the two rules every output follows (values shown cut short,
 //! files replaced atomically). This module uses no other module of the
@@ -10,6 +10,7 @@ mod group;
 mod node;
 mod outcome;
 mod secret;
+mod shard;
 mod state;
 mod text;
 
@@ -18,5 +19,6 @@ pub use group::{GroupAction, GroupId, Operation, Position, RunOperation};
 pub use node::NodeAddress;
 pub use outcome::{ExitStatus, GroupReport, NodeDetail, Outcome, OutcomeCounts, StopReason};
 pub use secret::Secret;
+pub use shard::Shard;
 pub use state::NodeState;
 pub use text::{quote, truncate};

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::domain::{GroupId, Position};
+use crate::domain::{GroupId, Position, Shard};
 
 /// The longest line read from `GROUP_IDS_FILE`. Ids are at most 256 bytes;
 /// the rest is room for surrounding blanks and comments.
@@ -46,6 +46,10 @@ pub struct GroupIds {
     /// The inline ids were found on the nodes, not listed in `GROUP_IDS`.
     discovered: bool,
     file: Option<IdsFile>,
+    /// Only this shard's entries are handed out.
+    shard: Shard,
+    /// How many of the entries are this shard's.
+    own: u64,
 }
 
 #[derive(Clone)]
@@ -98,18 +102,22 @@ impl GroupIds {
     /// Ids from `GROUP_IDS` only.
     pub fn inline(ids: Vec<GroupId>) -> GroupIds {
         GroupIds {
+            own: ids.len() as u64,
             inline: ids,
             discovered: false,
             file: None,
+            shard: Shard::WHOLE,
         }
     }
 
     /// Ids found on the nodes (verify without ids, a reconcile's prune).
     pub fn discovered(ids: Vec<GroupId>) -> GroupIds {
         GroupIds {
+            own: ids.len() as u64,
             inline: ids,
             discovered: true,
             file: None,
+            shard: Shard::WHOLE,
         }
     }
 
@@ -134,16 +142,41 @@ impl GroupIds {
             ids += 1;
         }
         self.file = Some(IdsFile { file, shown, ids });
+        self.own = self.listed();
         Ok(self)
     }
 
-    /// How many entries there are (each is one transaction).
+    /// Keeps only `shard`'s entries (positions still count every entry),
+    /// reading the file once more to count them.
+    pub fn with_shard(mut self, shard: Shard) -> Result<GroupIds, IdsError> {
+        self.shard = shard;
+        let mut own = 0u64;
+        self.for_each(|_| {
+            own += 1;
+            true
+        })?;
+        self.own = own;
+        Ok(self)
+    }
+
+    /// The share of the list this run handles.
+    pub fn shard(&self) -> Shard {
+        self.shard
+    }
+
+    /// How many entries this run handles (each is one transaction): the
+    /// shard's share of [`GroupIds::listed`].
     pub fn len(&self) -> u64 {
-        self.inline.len() as u64 + self.file.as_ref().map_or(0, |f| f.ids)
+        self.own
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How many entries the list holds, every shard's.
+    pub fn listed(&self) -> u64 {
+        self.inline.len() as u64 + self.file.as_ref().map_or(0, |f| f.ids)
     }
 
     /// How many ids `GROUP_IDS_FILE` holds, when it is given.
@@ -197,6 +230,9 @@ impl GroupIds {
     /// Calls `each` for every entry in order until it returns `false`.
     fn for_each(&self, mut each: impl FnMut(Entry) -> bool) -> Result<(), IdsError> {
         for (index, id) in self.inline.iter().enumerate() {
+            if !self.shard.owns(id.as_str()) {
+                continue;
+            }
             let number = index as u64 + 1;
             let position = if self.discovered {
                 Position::Discovered(number)
@@ -222,6 +258,9 @@ impl GroupIds {
             seen += 1;
             if seen > file.ids {
                 break;
+            }
+            if !self.shard.owns(entry.id.as_str()) {
+                continue;
             }
             if !each(entry) {
                 return Ok(());

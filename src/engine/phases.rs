@@ -16,7 +16,7 @@ use super::discovery::{list_every_node, Found};
 use super::id_list::GroupIds;
 use super::prior::{list_priors, ListedPriors, ListsUnavailable, PriorSource};
 use super::run::{Phase, Task};
-use crate::domain::{GroupId, Operation, RunOperation};
+use crate::domain::{GroupId, Operation, RunOperation, Shard};
 use crate::node_api::NodeClient;
 use crate::output::report::{Listing, Unlisted};
 
@@ -100,10 +100,11 @@ async fn phases_of(client: &NodeClient, request: Request, control: &Control) -> 
     match operation {
         RunOperation::Create => one_phase(ids, apply(Operation::Create)),
         RunOperation::Delete => one_phase(ids, apply(Operation::Delete)),
-        RunOperation::Verify if !ids.is_empty() => one_phase(ids, Task::Verify),
-        RunOperation::Verify => verify_every_listed_group(client, control).await,
+        // A list given counts even when none of its ids is this shard's.
+        RunOperation::Verify if ids.listed() > 0 => one_phase(ids, Task::Verify),
+        RunOperation::Verify => verify_every_listed_group(client, control, ids.shard()).await,
         RunOperation::Reconcile => {
-            let found = list_every_node(client, control).await;
+            let found = own_share(list_every_node(client, control).await, ids.shard());
             let (mut prepared, pruned) = unlisted_groups(found, &ids, prune, prune_max).await;
             prepared.phases.push(Phase {
                 ids,
@@ -127,8 +128,22 @@ fn one_phase(ids: GroupIds, task: Task) -> Prepared {
     }
 }
 
-async fn verify_every_listed_group(client: &NodeClient, control: &Control) -> Prepared {
-    let found = list_every_node(client, control).await;
+/// Keeps of what the nodes list only `shard`'s groups: a shard verifies and
+/// prunes its own groups and no other, and counts them for `PRUNE_MAX`.
+fn own_share(mut found: Found, shard: Shard) -> Found {
+    if shard.is_split() {
+        found.groups.retain(|id, _| shard.owns(id.as_str()));
+        found.listing.groups_found = found.groups.len() as u64;
+    }
+    found
+}
+
+async fn verify_every_listed_group(
+    client: &NodeClient,
+    control: &Control,
+    shard: Shard,
+) -> Prepared {
+    let found = own_share(list_every_node(client, control).await, shard);
     let shortfall = !found.complete();
     tracing::info!(
         target: LOG_TARGET,

@@ -28,11 +28,12 @@ use super::inspect;
 use super::prior::ListedPriors;
 use super::transaction::Transaction;
 use crate::domain::{
-    GroupId, GroupReport, Operation, Outcome, OutcomeCounts, RunOperation, StopReason,
+    GroupId, GroupReport, Operation, Outcome, OutcomeCounts, RunOperation, Shard, StopReason,
 };
 use crate::node_api::{NodeClient, RequestTotals};
 use crate::output::journal::Journal;
-use crate::output::progress::{Progress, ProgressDisplay};
+use crate::output::metrics::{Pusher, Sample};
+use crate::output::progress::{Progress, ProgressDisplay, Tally};
 use crate::output::report::{FailedGroups, NotAttempted, RunReport};
 use crate::output::telemetry::rfc3339;
 
@@ -50,6 +51,12 @@ pub struct RunSettings {
     /// Failed groups after which no new group starts.
     pub max_failed_groups: Option<NonZeroU64>,
     pub progress: ProgressDisplay,
+    /// The share of the list this run handles, named in progress lines.
+    pub shard: Shard,
+    /// Where the metrics go every `progress_interval` while the run goes on
+    /// (the caller pushes the final ones).
+    pub metrics: Option<Arc<Pusher>>,
+    pub progress_interval: Option<Duration>,
     /// The report file, next to which every group not committed is spooled
     /// (see [`crate::output::report`]); `None` = a sample in memory only.
     pub report_path: Option<std::path::PathBuf>,
@@ -110,7 +117,18 @@ pub async fn run_groups(
     let started_at = rfc3339(SystemTime::now());
     let concurrency = settings.concurrency.max(1);
     let listed: u64 = phases.iter().map(|phase| phase.ids.len()).sum();
-    let progress = Progress::start(listed, settings.progress);
+    let progress = Progress::start(listed, settings.progress, settings.shard);
+    let pushing = match (&settings.metrics, settings.progress_interval) {
+        (Some(pusher), Some(every)) => Some(tokio::spawn(push_every(
+            pusher.clone(),
+            every,
+            operation,
+            progress.tally(),
+            client.clone(),
+            started,
+        ))),
+        _ => None,
+    };
     let mut run = Dispatch {
         running: JoinSet::new(),
         in_flight: HashMap::new(),
@@ -184,11 +202,15 @@ pub async fn run_groups(
         }
     });
     progress.finish();
+    if let Some(pushing) = pushing {
+        pushing.abort();
+    }
     let nodes = client.stats();
     RunReport {
         format_version: None,
         operation,
         dry_run: false,
+        shard: None,
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
         exit_code: totals.exit_status(),
@@ -367,4 +389,31 @@ async fn escalate(control: Arc<Control>, settings: RunSettings) {
         "shutdown budget spent; cutting off what is still running"
     );
     control.kill.cancel();
+}
+
+/// Pushes the metrics of the run so far every `every`, one push at a time
+/// (each bounded by its own timeout), until aborted.
+async fn push_every(
+    pusher: Arc<Pusher>,
+    every: Duration,
+    operation: RunOperation,
+    tally: Tally,
+    client: Arc<NodeClient>,
+    started: Instant,
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let totals = tally.finished();
+        let nodes = client.stats();
+        let sample = Sample {
+            operation,
+            totals: &totals,
+            nodes: &nodes,
+            duration: started.elapsed(),
+            exit_code: None,
+        };
+        pusher.push(&sample).await;
+    }
 }

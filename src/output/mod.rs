@@ -4,12 +4,14 @@
 //! - [`summary`]: the node summary lines and the run summary, the log's end;
 //! - [`progress`]: progress lines, or a bar at a terminal;
 //! - [`report`]: the run report, its file and the termination message;
-//! - [`journal`]: the crash journal (`JOURNAL_PATH`).
+//! - [`journal`]: the crash journal (`JOURNAL_PATH`);
+//! - [`metrics`]: the run's metrics, pushed to a Prometheus Pushgateway.
 //!
 //! Outputs use the domain types and the node API's statistics; they never
 //! call into the engine.
 
 pub mod journal;
+pub mod metrics;
 pub mod progress;
 pub mod report;
 pub mod summary;

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::nonzero;
 use super::telemetry::print_above;
-use crate::domain::{Outcome, OutcomeCounts};
+use crate::domain::{Outcome, OutcomeCounts, Shard};
 
 /// How a run shows its progress.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub enum ProgressDisplay {
 #[derive(Debug)]
 struct Counts {
     total: u64,
+    /// Named in every line when the list is split over shards.
+    shard: Option<Shard>,
     started: Instant,
     /// One short lock per finished group.
     finished: Mutex<OutcomeCounts>,
@@ -59,8 +61,23 @@ impl Counts {
     }
 
     fn snapshot(&self) -> Snapshot {
-        let finished = *self.finished.lock().unwrap_or_else(|e| e.into_inner());
-        snapshot(finished, self.total, self.started.elapsed())
+        snapshot(self.finished(), self.total, self.started.elapsed())
+    }
+
+    fn finished(&self) -> OutcomeCounts {
+        *self.finished.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The counts of finished groups, for a reader outside the run (the
+/// metrics pushes).
+#[derive(Debug, Clone)]
+pub struct Tally(Arc<Counts>);
+
+impl Tally {
+    /// The groups finished so far, by outcome.
+    pub fn finished(&self) -> OutcomeCounts {
+        self.0.finished()
     }
 }
 
@@ -99,9 +116,10 @@ pub struct Progress {
 
 impl Progress {
     /// Starts reporting the progress of `total` groups as `display` says.
-    pub fn start(total: u64, display: ProgressDisplay) -> Progress {
+    pub fn start(total: u64, display: ProgressDisplay, shard: Shard) -> Progress {
         let counts = Arc::new(Counts {
             total,
+            shard: shard.is_split().then_some(shard),
             started: Instant::now(),
             finished: Mutex::new(OutcomeCounts::default()),
         });
@@ -134,6 +152,11 @@ impl Progress {
     }
 
     /// Counts one finished group.
+    /// A handle on the counts of finished groups.
+    pub fn tally(&self) -> Tally {
+        Tally(self.counts.clone())
+    }
+
     pub fn record(&self, outcome: Outcome) {
         let now = self.counts.record(outcome);
         if let Some(bar) = &self.bar {
@@ -173,6 +196,7 @@ async fn report_every(counts: Arc<Counts>, interval: Duration) {
         let now = counts.snapshot();
         tracing::info!(
             target: "api_consumer::progress",
+            shard = counts.shard.map(|s| s.index()),
             done = now.done,
             total = now.total,
             committed = now.committed,

@@ -33,6 +33,9 @@ pub fn log_summary(report: &RunReport) {
     tracing::info!(
         target: "api_consumer::summary",
         operation = report.operation.as_str(),
+        shard = report.shard.map(|s| s.index),
+        shard_count = report.shard.map(|s| s.count),
+        list_entries = report.shard.map(|s| s.list_entries),
         groups = totals.groups,
         committed = totals.committed,
         rolled_back = totals.rolled_back,

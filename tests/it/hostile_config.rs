@@ -49,6 +49,19 @@ fn set(variable: &'static str, value: impl Into<OsString>) -> Case {
     }
 }
 
+/// `variable` set to `value` next to `other` set to `other_value`; the error
+/// must name `variable`.
+fn shard(variable: &'static str, value: &str, other: &'static str, other_value: &str) -> Case {
+    Case {
+        names: variable,
+        changes: vec![
+            (other, Some(other_value.into())),
+            (variable, Some(value.into())),
+        ],
+        dotenv: None,
+    }
+}
+
 /// `variable` unset; the error must name it.
 fn unset(variable: &'static str) -> Case {
     Case {
@@ -200,6 +213,25 @@ fn cases(fixtures: &Fixtures) -> Vec<Case> {
         set("PRIOR_STATE", ""),
         set("PRIOR_STATE", "lists"),
         set("PRIOR_STATE", "reads,list"),
+        set("SHARD_COUNT", ""),
+        set("SHARD_COUNT", "0"),
+        set("SHARD_COUNT", "100001"),
+        set("SHARD_COUNT", "４"),
+        // More than one shard, and no index from anywhere.
+        set("SHARD_COUNT", "2"),
+        shard("SHARD_INDEX", "2", "SHARD_COUNT", "2"),
+        shard("SHARD_INDEX", "-1", "SHARD_COUNT", "2"),
+        shard("SHARD_INDEX", " ", "SHARD_COUNT", "2"),
+        set("SHARD_INDEX", "1"),
+        shard("JOB_COMPLETION_INDEX", "x", "SHARD_COUNT", "2"),
+        shard(
+            "JOB_COMPLETION_INDEX",
+            "18446744073709551616",
+            "SHARD_COUNT",
+            "2",
+        ),
+        // An Indexed Job without SHARD_COUNT.
+        set("JOB_COMPLETION_INDEX", "1"),
         unset("GROUP_IDS"),
         set("GROUP_IDS", ""),
         set("GROUP_IDS", "   "),
@@ -300,6 +332,18 @@ fn cases(fixtures: &Fixtures) -> Vec<Case> {
         set("CA_CERT_PATH", fixtures.file("empty.pem")),
         set("JOURNAL_PATH", ""),
         set("JOURNAL_PATH", path(&missing_dir.join("journal"))),
+        set("METRICS_PUSHGATEWAY_URL", ""),
+        set(
+            "METRICS_PUSHGATEWAY_URL",
+            format!("http://user:{SECRET}@127.0.0.1:9091"),
+        ),
+        set("METRICS_PUSHGATEWAY_URL", format!("http://{SECRET}:@gw")),
+        set("METRICS_PUSHGATEWAY_URL", "ftp://127.0.0.1:9091"),
+        set("METRICS_PUSHGATEWAY_URL", "http://127.0.0.1:9091/?job=x"),
+        set("METRICS_PUSHGATEWAY_URL", "not a url"),
+        set("METRICS_JOB", ""),
+        set("METRICS_JOB", "a/b"),
+        set("METRICS_JOB", "x".repeat(129)),
         dotenv(
             ".env",
             DotEnv::File(format!("NODES=a\nAUTH_TOKEN='{SECRET}\n").into_bytes()),

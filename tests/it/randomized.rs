@@ -313,7 +313,15 @@ impl Chaos {
             let config = config(&urls, plan.kind.as_str(), &ids, &extra);
             let report = if self.restarts {
                 let victim = rng.random_range(0..NODES);
-                let after = Duration::from_millis(rng.random_range(0..40));
+                // A reconcile's node goes down after the lists (a few ms on
+                // loopback), so that its prune is exercised under the
+                // restarts; a prune refused for a missing list has tests of
+                // its own (operations.rs).
+                let after = if plan.kind == Kind::Reconcile {
+                    Duration::from_millis(rng.random_range(30..70))
+                } else {
+                    Duration::from_millis(rng.random_range(0..40))
+                };
                 let down = Duration::from_millis(rng.random_range(10..120));
                 let restart = kill_and_restart(&cluster, victim, after, down);
                 tokio::join!(run(&config), restart).0

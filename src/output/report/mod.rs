@@ -44,6 +44,21 @@ pub struct NotAttempted {
 /// raised when a field changes meaning or goes away.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
 
+/// The share of the list a sharded run handled (`SHARD_COUNT` above 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ShardReport {
+    /// This run's shard, from 0.
+    pub index: u32,
+    /// How many shards share the list.
+    pub count: u32,
+    /// Entries in the whole list, every shard's.
+    pub list_entries: u64,
+    /// Of them, this shard's. The groups a verify without ids or a prune
+    /// finds on the nodes are counted in `listing` and `totals`, also this
+    /// shard's only.
+    pub entries: u64,
+}
+
 /// What listing the nodes (`GET /v1/groups`) found: for a verify without
 /// ids, and for a reconcile.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -95,6 +110,9 @@ pub struct RunReport {
     pub operation: RunOperation,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// Set when the list is split over shards.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardReport>,
     pub started_at: String,
     pub duration_ms: u64,
     pub exit_code: ExitStatus,

@@ -58,6 +58,11 @@ pub fn termination_message(report: &RunReport) -> String {
     if report.dry_run {
         head["dry_run"] = true.into();
     }
+    if let Some(shard) = report.shard {
+        head["shard"] = shard.index.into();
+        head["shard_count"] = shard.count.into();
+        head["list_entries"] = shard.list_entries.into();
+    }
     if let Some(refused) = report
         .unlisted
         .as_ref()

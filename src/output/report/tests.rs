@@ -34,6 +34,7 @@ fn report(groups: Vec<GroupReport>, omitted: u64) -> RunReport {
         format_version: None,
         operation: RunOperation::Create,
         dry_run: false,
+        shard: None,
         started_at: "2026-11-23T00:00:00.000Z".into(),
         duration_ms: 5,
         exit_code: ExitStatus::Inconsistent,
