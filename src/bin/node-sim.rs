@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use api_consumer::node_api::NodeOp;
-use api_consumer::sim::{Faults, SimCluster, SimOptions};
+use api_consumer::sim::{Faults, Protocol, SimCluster, SimOptions};
 use clap::Parser;
 
 /// Simulated cluster nodes with fault injection.
@@ -86,6 +86,11 @@ struct Args {
     #[arg(long, value_name = "OPS", env = "NODE_SIM_FAIL_OPS", value_parser = ops,
           default_value = "create,delete,get")]
     fail_ops: OpList,
+    /// How creates and deletes work: standard (one call each) or two-phase
+    /// (an intention, then the same call again commits it, per session).
+    #[arg(long, value_name = "P", env = "NODE_SIM_PROTOCOL", value_parser = protocol,
+          default_value = "standard")]
+    protocol: Protocol,
     /// Seed of the fault dice; node i uses N+i.
     #[arg(long, value_name = "N", env = "NODE_SIM_SEED", default_value_t = 0)]
     seed: u64,
@@ -103,6 +108,10 @@ fn rate(value: &str) -> Result<f64, String> {
         Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
         _ => Err("expected a probability between 0 and 1".into()),
     }
+}
+
+fn protocol(value: &str) -> Result<Protocol, String> {
+    Protocol::parse(value.trim()).ok_or_else(|| "expected standard or two-phase".into())
 }
 
 fn ops(value: &str) -> Result<OpList, String> {
@@ -133,6 +142,7 @@ impl Args {
                 jitter_ms: self.jitter_ms,
                 rate_limit: self.rate_limit,
                 fail_ops: self.fail_ops.0,
+                protocol: self.protocol,
             },
             seed: self.seed,
             data_file: self.data_file,
@@ -225,6 +235,8 @@ mod tests {
         assert_eq!(faults.fail_rate, 0.25);
         assert_eq!(faults.fail_ops, vec![NodeOp::Delete, NodeOp::Get]);
         assert_eq!(parse(&["--fail-ops", ""]).unwrap().fail_ops, OpList(vec![]));
+        let two_phase = parse(&["--protocol", "two-phase"]).unwrap().options();
+        assert_eq!(two_phase.faults.protocol, Protocol::TwoPhase);
     }
 
     #[test]
@@ -233,6 +245,7 @@ mod tests {
             &["--fail-rate", "1.5"][..],
             &["--nodes", "0"],
             &["--fail-ops", "create,put"],
+            &["--protocol", "2pc"],
             &["--nodes"],
             &["--bogus", "1"],
             &["--host", "localhost"],

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::two_phase::{Intention, Protocol};
 use crate::node_api::NodeOp;
 
 /// Body of `GET /_sim/state`.
@@ -21,6 +22,10 @@ pub struct SimState {
     /// keep-alive, far fewer than requests.
     #[serde(default)]
     pub connections: u64,
+    /// Intentions not committed (two-phase protocol), in id order: what a
+    /// run must not leave behind.
+    #[serde(default)]
+    pub intentions: Vec<Intention>,
 }
 
 /// Fault injection settings of one simulated node. Every rate is a
@@ -50,6 +55,9 @@ pub struct Faults {
     pub rate_limit: u32,
     /// Calls the rates apply to.
     pub fail_ops: Vec<NodeOp>,
+    /// The protocol of creates and deletes (see [`super::two_phase`]).
+    #[serde(default)]
+    pub protocol: Protocol,
 }
 
 impl Default for Faults {
@@ -66,6 +74,7 @@ impl Default for Faults {
             jitter_ms: 0,
             rate_limit: 0,
             fail_ops: vec![NodeOp::Create, NodeOp::Delete, NodeOp::Get],
+            protocol: Protocol::Standard,
         }
     }
 }
@@ -96,4 +105,6 @@ pub struct FaultsPatch {
     pub rate_limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_ops: Option<Vec<NodeOp>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
 }

@@ -10,11 +10,14 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 use super::api::Faults;
+use super::two_phase::Held;
 use crate::node_api::NodeOp;
 
 /// Everything a node-API request reads or changes on one node.
 pub(crate) struct NodeMemory {
     pub(crate) groups: BTreeSet<String>,
+    /// Intentions of the two-phase protocol, by group; gone on a restart.
+    pub(crate) intentions: BTreeMap<String, Held>,
     pub(crate) requests: BTreeMap<String, u64>,
     pub(crate) responses: BTreeMap<String, u64>,
     pub(crate) connections: u64,
@@ -27,6 +30,7 @@ impl NodeMemory {
     pub(crate) fn new(faults: Faults, seed: u64, groups: BTreeSet<String>) -> Self {
         Self {
             groups,
+            intentions: BTreeMap::new(),
             requests: zero_requests(),
             responses: BTreeMap::new(),
             connections: 0,

@@ -27,6 +27,7 @@ mod node;
 mod store;
 #[cfg(test)]
 mod tests;
+pub mod two_phase;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -41,6 +42,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use self::api::{Faults, FaultsPatch, SimState};
+pub use self::two_phase::{Intention, IntentionOp, Protocol};
 
 use self::memory::NodeMemory;
 use self::node::Node;

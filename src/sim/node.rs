@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::api::{Faults, FaultsPatch, SimState};
 use super::memory::{limiter, lock, NodeMemory};
 use super::store::Store;
+use super::two_phase::{self, CreateBody, DeleteBody, IntentionOp, Protocol, Step};
 use super::SimError;
 use crate::node_api::{GroupBody, NodeOp};
 
@@ -57,6 +58,7 @@ fn patched(faults: &Faults, patch: FaultsPatch) -> Result<Faults, String> {
         jitter_ms,
         rate_limit,
         fail_ops,
+        protocol,
     } = patch;
     next.fail_rate = fail_rate.unwrap_or(next.fail_rate);
     next.ambiguous_rate = ambiguous_rate.unwrap_or(next.ambiguous_rate);
@@ -69,6 +71,7 @@ fn patched(faults: &Faults, patch: FaultsPatch) -> Result<Faults, String> {
     next.jitter_ms = jitter_ms.unwrap_or(next.jitter_ms);
     next.rate_limit = rate_limit.unwrap_or(next.rate_limit);
     next.fail_ops = fail_ops.unwrap_or(next.fail_ops);
+    next.protocol = protocol.unwrap_or(next.protocol);
     validate_faults(&next)?;
     Ok(next)
 }
@@ -128,6 +131,7 @@ impl Node {
             requests: state.requests.clone(),
             responses: state.responses.clone(),
             connections: state.connections,
+            intentions: two_phase::listed(&state.intentions),
         }
     }
 
@@ -259,6 +263,8 @@ impl Node {
 enum Call {
     Create(Bytes),
     Delete(Bytes),
+    /// `DELETE /v1/group/<id>`, the two-phase protocol's delete.
+    DeleteItem(Result<String, String>, Bytes),
     Get(Result<String, String>),
     List,
 }
@@ -267,7 +273,7 @@ impl Call {
     fn op(&self) -> NodeOp {
         match self {
             Call::Create(_) => NodeOp::Create,
-            Call::Delete(_) => NodeOp::Delete,
+            Call::Delete(_) | Call::DeleteItem(..) => NodeOp::Delete,
             Call::Get(_) => NodeOp::Get,
             Call::List => NodeOp::List,
         }
@@ -288,8 +294,8 @@ pub(crate) fn router(node: Arc<Node>, stopping: CancellationToken) -> Router {
     Router::new()
         .route("/v1/group/", post(create).delete(delete))
         .route("/v1/group", post(create).delete(delete))
-        .route("/v1/group/{id}/", get(read))
-        .route("/v1/group/{id}", get(read))
+        .route("/v1/group/{id}/", get(read).delete(delete_item))
+        .route("/v1/group/{id}", get(read).delete(delete_item))
         .route("/v1/groups", get(list))
         .route("/v1/groups/", get(list))
         .route("/healthz", get(healthz))
@@ -306,6 +312,17 @@ async fn create(State(app): State<App>, body: Bytes) -> Response {
 
 async fn delete(State(app): State<App>, body: Bytes) -> Response {
     app.serve(Call::Delete(body)).await
+}
+
+async fn delete_item(
+    State(app): State<App>,
+    id: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> Response {
+    let id = id
+        .map(|Path(id)| id)
+        .map_err(|rejection| rejection.body_text());
+    app.serve(Call::DeleteItem(id, body)).await
 }
 
 async fn read(State(app): State<App>, id: Result<Path<String>, PathRejection>) -> Response {
@@ -358,6 +375,11 @@ async fn not_found() -> Response {
 
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"error": message}))).into_response()
+}
+
+/// The two-phase protocol's error body.
+fn detail(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"detail": message}))).into_response()
 }
 
 fn too_many_requests(retry_after_secs: u64, message: &str) -> Response {
@@ -438,6 +460,87 @@ impl App {
     }
 
     async fn apply(&self, call: Call) -> Response {
+        let protocol = self.node.lock().faults.protocol;
+        match (protocol, call) {
+            (Protocol::TwoPhase, Call::Create(body)) => self.two_phase_create(&body).await,
+            (Protocol::TwoPhase, Call::DeleteItem(id, body)) => {
+                self.two_phase_delete(id, &body).await
+            }
+            (Protocol::TwoPhase, Call::Delete(_)) => detail(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this node speaks the two-phase protocol: DELETE /v1/group/<id> with {\"sessionId\"}",
+            ),
+            (Protocol::Standard, Call::DeleteItem(..)) => error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "delete with DELETE /v1/group/ and {\"groupId\"}",
+            ),
+            (_, call) => self.apply_standard(call).await,
+        }
+    }
+
+    async fn two_phase_create(&self, body: &[u8]) -> Response {
+        let body: CreateBody = match two_phase::parse(body) {
+            Ok(body) => body,
+            Err(message) => return detail(StatusCode::UNPROCESSABLE_ENTITY, &message),
+        };
+        self.two_phase_step(IntentionOp::Create, Ok(body.group_id), &body.session_id)
+            .await
+    }
+
+    async fn two_phase_delete(&self, id: Result<String, String>, body: &[u8]) -> Response {
+        let body: DeleteBody = match two_phase::parse(body) {
+            Ok(body) => body,
+            Err(message) => return detail(StatusCode::UNPROCESSABLE_ENTITY, &message),
+        };
+        self.two_phase_step(IntentionOp::Delete, id, &body.session_id)
+            .await
+    }
+
+    async fn two_phase_step(
+        &self,
+        operation: IntentionOp,
+        group_id: Result<String, String>,
+        session_id: &str,
+    ) -> Response {
+        let group_id = match group_id {
+            Ok(id) if !id.is_empty() => id,
+            Ok(_) => {
+                return detail(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "groupId must not be empty",
+                )
+            }
+            Err(message) => return detail(StatusCode::UNPROCESSABLE_ENTITY, &message),
+        };
+        if session_id.is_empty() {
+            return detail(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "sessionId must not be empty",
+            );
+        }
+        let done = {
+            let mut state = self.node.lock();
+            let memory = &mut *state;
+            two_phase::step(
+                &mut memory.groups,
+                &mut memory.intentions,
+                operation,
+                &group_id,
+                session_id,
+            )
+        };
+        match done {
+            Step::Recorded => Json(GroupBody::new(group_id)).into_response(),
+            Step::Committed => match self.node.persist().await {
+                Ok(()) => Json(GroupBody::new(group_id)).into_response(),
+                Err(e) => not_persisted(&e),
+            },
+            Step::Conflict(why) => detail(StatusCode::CONFLICT, why),
+            Step::Absent => detail(StatusCode::NOT_FOUND, "group not found"),
+        }
+    }
+
+    async fn apply_standard(&self, call: Call) -> Response {
         match call {
             Call::Create(body) => {
                 let group_id = match parse_body(&body) {
@@ -463,6 +566,7 @@ impl App {
                     Err(e) => not_persisted(&e),
                 }
             }
+            Call::DeleteItem(..) => error(StatusCode::METHOD_NOT_ALLOWED, "no such call"),
             Call::Get(Err(message)) => error(StatusCode::BAD_REQUEST, &message),
             Call::Get(Ok(group_id)) => {
                 if self.node.lock().groups.contains(&group_id) {

@@ -644,3 +644,154 @@ async fn start_rejects_bad_arguments() {
         .unwrap_err();
     assert!(matches!(error, SimError::Bind { .. }), "{error}");
 }
+
+// ------------------------------------------------------------ two-phase
+
+async fn two_phase(node: &SimNode, method: Method, group_id: &str, body: Value) -> (u16, Value) {
+    let url = match method {
+        Method::POST => format!("{}/v1/group", node.url()),
+        _ => format!("{}/{}", node.url(), group_item_path(group_id)),
+    };
+    let response = client()
+        .request(method, url)
+        .json(&body)
+        .send()
+        .await
+        .expect("request answered");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn prepare_or_commit(node: &SimNode, group_id: &str, session: &str) -> (u16, Value) {
+    let body = json!({"groupId": group_id, "sessionId": session});
+    two_phase(node, Method::POST, group_id, body).await
+}
+
+async fn delete_step(node: &SimNode, group_id: &str, session: &str) -> (u16, Value) {
+    let body = json!({"sessionId": session});
+    two_phase(node, Method::DELETE, group_id, body).await
+}
+
+fn intentions(node: &SimNode) -> Vec<(String, String, IntentionOp)> {
+    node.state()
+        .intentions
+        .into_iter()
+        .map(|i| (i.group_id, i.session_id, i.operation))
+        .collect()
+}
+
+#[tokio::test]
+async fn two_phase_creates_and_deletes_take_an_intention_then_its_commit() {
+    let cluster = start(1, faults(|f| f.protocol = Protocol::TwoPhase)).await;
+    let node = &cluster.nodes()[0];
+
+    assert_eq!(prepare_or_commit(node, "g/1", "s1").await.0, 200);
+    assert_eq!(
+        status(read(node, "g/1")).await,
+        404,
+        "an intention is invisible"
+    );
+    assert_eq!(
+        intentions(node),
+        [("g/1".to_owned(), "s1".to_owned(), IntentionOp::Create)]
+    );
+    // Another session is refused while s1 holds the group.
+    let (code, body) = prepare_or_commit(node, "g/1", "s2").await;
+    assert_eq!(code, 409);
+    assert!(
+        body["detail"].as_str().unwrap().contains("another session"),
+        "{body}"
+    );
+    assert_eq!(delete_step(node, "g/1", "s2").await.0, 409);
+    // The same call again commits.
+    assert_eq!(prepare_or_commit(node, "g/1", "s1").await.0, 200);
+    assert_eq!(status(read(node, "g/1")).await, 200);
+    assert!(intentions(node).is_empty());
+    assert_eq!(
+        prepare_or_commit(node, "g/1", "s1").await.0,
+        409,
+        "it exists"
+    );
+
+    // A delete: the group stays visible until the commit.
+    assert_eq!(delete_step(node, "g/1", "s3").await.0, 200);
+    assert_eq!(status(read(node, "g/1")).await, 200);
+    assert_eq!(
+        intentions(node),
+        [("g/1".to_owned(), "s3".to_owned(), IntentionOp::Delete)]
+    );
+    assert_eq!(delete_step(node, "g/1", "s3").await.0, 200);
+    assert_eq!(status(read(node, "g/1")).await, 404);
+    assert_eq!(delete_step(node, "g/1", "s3").await.0, 404);
+    assert!(intentions(node).is_empty());
+    assert_eq!(node.state().groups, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn two_phase_refuses_unknown_fields_and_the_standard_delete() {
+    let cluster = start(1, faults(|f| f.protocol = Protocol::TwoPhase)).await;
+    let node = &cluster.nodes()[0];
+    let extra = json!({"groupId": "g", "sessionId": "s", "force": true});
+    let (code, body) = two_phase(node, Method::POST, "g", extra).await;
+    assert_eq!(code, 422);
+    assert!(body["detail"].as_str().unwrap().contains("force"), "{body}");
+    let missing = json!({"groupId": "g"});
+    assert_eq!(two_phase(node, Method::POST, "g", missing).await.0, 422);
+    let empty = json!({"groupId": "g", "sessionId": ""});
+    assert_eq!(two_phase(node, Method::POST, "g", empty).await.0, 422);
+    // A standard client's create and delete do not go through unnoticed.
+    assert_eq!(status(create(node, "g")).await, 422);
+    assert_eq!(status(delete(node, "g")).await, 405);
+    assert!(intentions(node).is_empty() && node.state().groups.is_empty());
+    // And a standard node refuses the two-phase delete.
+    let standard = start(1, Faults::default()).await;
+    let node = &standard.nodes()[0];
+    node.insert_group("g").await.unwrap();
+    assert_eq!(delete_step(node, "g", "s").await.0, 405);
+    assert_eq!(status(read(node, "g")).await, 200);
+}
+
+#[tokio::test]
+async fn an_intention_never_committed_blocks_its_group_until_a_restart() {
+    let cluster = start(1, faults(|f| f.protocol = Protocol::TwoPhase)).await;
+    let node = &cluster.nodes()[0];
+    assert_eq!(prepare_or_commit(node, "g", "lost").await.0, 200);
+    for session in ["a", "b"] {
+        assert_eq!(prepare_or_commit(node, "g", session).await.0, 409);
+    }
+    node.restart().await.unwrap();
+    assert!(intentions(node).is_empty());
+    assert_eq!(prepare_or_commit(node, "g", "a").await.0, 200);
+    assert_eq!(prepare_or_commit(node, "g", "a").await.0, 200);
+    assert_eq!(status(read(node, "g")).await, 200);
+}
+
+#[tokio::test]
+async fn two_phase_calls_take_every_fault_and_the_protocol_switches_at_runtime() {
+    let cluster = start(1, Faults::default()).await;
+    let node = &cluster.nodes()[0];
+    // Switched on through PUT /_sim/faults, as a test or an operator would.
+    let response = client()
+        .put(format!("{}/_sim/faults", node.url()))
+        .json(&json!({"protocol": "two-phase", "ambiguous_rate": 1.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(node.faults().protocol, Protocol::TwoPhase);
+    // Applied, then 500: the intention is there although the answer failed.
+    assert_eq!(prepare_or_commit(node, "g", "s").await.0, 500);
+    assert_eq!(intentions(node).len(), 1);
+    // A resent first call commits.
+    node.set_faults(FaultsPatch {
+        ambiguous_rate: Some(0.0),
+        ..FaultsPatch::default()
+    })
+    .unwrap();
+    assert_eq!(prepare_or_commit(node, "g", "s").await.0, 200);
+    assert_eq!(status(read(node, "g")).await, 200);
+    // A reset restores the start-up protocol.
+    node.reset().await.unwrap();
+    assert_eq!(node.faults().protocol, Protocol::Standard);
+    assert_eq!(status(create(node, "g")).await, 201);
+}

@@ -52,6 +52,7 @@ fn random_faults(rng: &mut SmallRng) -> FaultsPatch {
         jitter_ms: Some(rng.random_range(0..3)),
         rate_limit: Some(0),
         fail_ops: Some(ops),
+        protocol: None,
     };
     // Keep most rounds converging: a 1.0 rate on every call leaves nothing
     // but prior-state failures to test.
