@@ -23,6 +23,58 @@ pub enum WriteAnswer {
     Unresolved { status: Option<u16>, detail: String },
 }
 
+/// The answer to one call of the two-phase protocol (docs/TWO_PHASE.md),
+/// after retries. What the node holds afterwards is for the transaction to
+/// work out: a `200` may be a first call or a commit, and any answer after an
+/// attempt that got none may follow a call the node did apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepAnswer {
+    /// `200`: an intention recorded, or committed.
+    Accepted,
+    /// `409`: the group exists (a create), or another session holds it.
+    Conflict { detail: String },
+    /// `404`: a delete of a group the node does not hold.
+    Absent,
+    /// Anything else, retries exhausted included.
+    Failed { status: Option<u16>, detail: String },
+}
+
+pub(super) fn step_answer(
+    result: reqwest_middleware::Result<Response>,
+    body: &[u8],
+    url: &Url,
+) -> StepAnswer {
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            return StepAnswer::Failed {
+                status: None,
+                detail: describe_error(&error),
+            }
+        }
+    };
+    match response.status() {
+        StatusCode::OK => StepAnswer::Accepted,
+        StatusCode::NOT_FOUND => StepAnswer::Absent,
+        StatusCode::CONFLICT => StepAnswer::Conflict {
+            detail: detail_of(body),
+        },
+        status => StepAnswer::Failed {
+            status: Some(status.as_u16()),
+            detail: describe_status(status, response.headers(), url),
+        },
+    }
+}
+
+/// The `detail` of a two-phase error body, or its start as text.
+fn detail_of(body: &[u8]) -> String {
+    let detail = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned));
+    let text = detail.unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    crate::domain::truncate(text.trim(), 200)
+}
+
 /// The answer to a read of one group on one node, after retries.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReadAnswer {

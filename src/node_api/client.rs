@@ -23,8 +23,11 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::answers::{read_answer, write_answer, ReadAnswer, WriteAnswer};
-use super::contract::{group_segment, GroupBody, GROUP_COLLECTION_PATH, GROUP_LIST_PATH};
+use super::answers::{read_answer, step_answer, write_answer, ReadAnswer, StepAnswer, WriteAnswer};
+use super::contract::{
+    group_segment, session_item_path, GroupBody, SessionCreateBody, SessionDeleteBody,
+    GROUP_COLLECTION_PATH, GROUP_LIST_PATH, SESSION_CREATE_PATH,
+};
 use super::errors::{
     describe_error, install_tls_provider, is_tls_error, same_origin, MAX_REDIRECTS,
 };
@@ -269,6 +272,72 @@ impl NodeClient {
         let body = GroupBody::new(group.as_str());
         self.write(node, Method::DELETE, &body, StatusCode::OK, stop)
             .await
+    }
+
+    /// Two-phase protocol: `POST /v1/group` with `{"groupId", "sessionId"}`.
+    /// The first call of `session` for the group records an intention; the
+    /// same call again commits it (docs/TWO_PHASE.md).
+    pub async fn session_create(
+        &self,
+        node: usize,
+        group: &GroupId,
+        session: &str,
+        stop: &CancellationToken,
+    ) -> (StepAnswer, Attempts) {
+        let body = SessionCreateBody {
+            group_id: group.as_str().to_owned(),
+            session_id: session.to_owned(),
+        };
+        self.session_step(
+            node,
+            Method::POST,
+            SESSION_CREATE_PATH.to_owned(),
+            &body,
+            stop,
+        )
+        .await
+    }
+
+    /// Two-phase protocol: `DELETE /v1/group/<id>` with `{"sessionId"}`, in
+    /// the same two steps as [`NodeClient::session_create`].
+    pub async fn session_delete(
+        &self,
+        node: usize,
+        group: &GroupId,
+        session: &str,
+        stop: &CancellationToken,
+    ) -> (StepAnswer, Attempts) {
+        let body = SessionDeleteBody {
+            session_id: session.to_owned(),
+        };
+        let path = session_item_path(group.as_str());
+        self.session_step(node, Method::DELETE, path, &body, stop)
+            .await
+    }
+
+    async fn session_step<B: Serialize + ?Sized>(
+        &self,
+        node: usize,
+        method: Method,
+        path: String,
+        body: &B,
+        stop: &CancellationToken,
+    ) -> (StepAnswer, Attempts) {
+        let failed = |detail: String| StepAnswer::Failed {
+            status: None,
+            detail,
+        };
+        let entry = match self.entry(node) {
+            Ok(entry) => entry,
+            Err(detail) => return (failed(detail), Attempts::default()),
+        };
+        let url = match entry.address.base.join(&path) {
+            Ok(url) => url,
+            Err(e) => return (failed(e.to_string()), Attempts::default()),
+        };
+        let build = || self.http.request(method, url.clone()).json(body);
+        let sent = self.send(entry, build, stop, None).await;
+        (step_answer(sent.result, &sent.body, &url), sent.attempts)
     }
 
     async fn write<B: Serialize + ?Sized>(

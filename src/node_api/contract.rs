@@ -56,6 +56,34 @@ impl GroupBody {
     }
 }
 
+/// Path of the two-phase protocol's create (docs/TWO_PHASE.md).
+pub const SESSION_CREATE_PATH: &str = "v1/group";
+
+/// Relative path of the two-phase protocol's delete of one group:
+/// `v1/group/<percent-encoded id>`.
+pub fn session_item_path(group_id: &str) -> String {
+    format!("{SESSION_CREATE_PATH}/{}", group_segment(group_id))
+}
+
+/// The body of a two-phase create: the group and the session it belongs to.
+/// Such nodes refuse unknown fields (`422`), and so does node-sim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionCreateBody {
+    #[serde(rename = "groupId")]
+    pub group_id: String,
+    #[serde(rename = "sessionId")]
+    pub session_id: String,
+}
+
+/// The body of a two-phase delete (the group is in the path).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionDeleteBody {
+    #[serde(rename = "sessionId")]
+    pub session_id: String,
+}
+
 /// A node-API call, as counted by the simulator and named in logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

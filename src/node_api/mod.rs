@@ -24,7 +24,9 @@ pub mod listing;
 pub mod retry;
 pub mod stats;
 
-pub use answers::{classify_read, classify_write, plain_record, ReadAnswer, WriteAnswer};
+pub use answers::{
+    classify_read, classify_write, plain_record, ReadAnswer, StepAnswer, WriteAnswer,
+};
 pub use client::{ClientError, ClientSettings, NodeClient};
 pub use contract::{group_item_path, GroupBody, NodeOp};
 pub use errors::install_tls_provider;

@@ -24,8 +24,9 @@ use tokio_util::sync::CancellationToken;
 use super::api::{Faults, FaultsPatch, SimState};
 use super::memory::{limiter, lock, NodeMemory};
 use super::store::Store;
-use super::two_phase::{self, CreateBody, DeleteBody, IntentionOp, Protocol, Step};
+use super::two_phase::{self, IntentionOp, Protocol, Step};
 use super::SimError;
+use crate::node_api::contract::{SessionCreateBody, SessionDeleteBody};
 use crate::node_api::{GroupBody, NodeOp};
 
 pub(crate) fn validate_faults(faults: &Faults) -> Result<(), String> {
@@ -479,7 +480,7 @@ impl App {
     }
 
     async fn two_phase_create(&self, body: &[u8]) -> Response {
-        let body: CreateBody = match two_phase::parse(body) {
+        let body: SessionCreateBody = match two_phase::parse(body) {
             Ok(body) => body,
             Err(message) => return detail(StatusCode::UNPROCESSABLE_ENTITY, &message),
         };
@@ -488,7 +489,7 @@ impl App {
     }
 
     async fn two_phase_delete(&self, id: Result<String, String>, body: &[u8]) -> Response {
-        let body: DeleteBody = match two_phase::parse(body) {
+        let body: SessionDeleteBody = match two_phase::parse(body) {
             Ok(body) => body,
             Err(message) => return detail(StatusCode::UNPROCESSABLE_ENTITY, &message),
         };

@@ -127,21 +127,6 @@ pub(crate) fn step(
     }
 }
 
-/// The body of a create.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct CreateBody {
-    pub(crate) group_id: String,
-    pub(crate) session_id: String,
-}
-
-/// The body of a delete.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct DeleteBody {
-    pub(crate) session_id: String,
-}
-
 /// Parses a body; the error is the `detail` of a `422`.
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| format!("invalid body: {e}"))
@@ -162,6 +147,7 @@ pub(crate) fn listed(intentions: &BTreeMap<String, Held>) -> Vec<Intention> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node_api::contract::{SessionCreateBody, SessionDeleteBody};
     use IntentionOp::{Create, Delete};
 
     #[test]
@@ -208,10 +194,10 @@ mod tests {
 
     #[test]
     fn bodies_with_unknown_or_missing_fields_are_refused() {
-        assert!(parse::<CreateBody>(br#"{"groupId":"g","sessionId":"s"}"#).is_ok());
-        assert!(parse::<CreateBody>(br#"{"groupId":"g"}"#).is_err());
-        assert!(parse::<CreateBody>(br#"{"groupId":"g","sessionId":"s","x":1}"#).is_err());
-        assert!(parse::<DeleteBody>(br#"{"sessionId":"s"}"#).is_ok());
-        assert!(parse::<DeleteBody>(br#"{"sessionId":"s","groupId":"g"}"#).is_err());
+        assert!(parse::<SessionCreateBody>(br#"{"groupId":"g","sessionId":"s"}"#).is_ok());
+        assert!(parse::<SessionCreateBody>(br#"{"groupId":"g"}"#).is_err());
+        assert!(parse::<SessionCreateBody>(br#"{"groupId":"g","sessionId":"s","x":1}"#).is_err());
+        assert!(parse::<SessionDeleteBody>(br#"{"sessionId":"s"}"#).is_ok());
+        assert!(parse::<SessionDeleteBody>(br#"{"sessionId":"s","groupId":"g"}"#).is_err());
     }
 }

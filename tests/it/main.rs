@@ -18,3 +18,4 @@ mod raw_node;
 mod scale;
 mod shards;
 mod tls;
+mod two_phase;
