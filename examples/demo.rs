@@ -7,7 +7,11 @@
 //!    on nodes 1 and 2 are rolled back, and a group that existed before the
 //!    run survives;
 //! 3. **error on remove**: node 3 fails every delete; the records deleted
-//!    from nodes 1 and 2 are restored.
+//!    from nodes 1 and 2 are restored;
+//! 4. **two-phase nodes**: the nodes switch to the two-phase session
+//!    protocol (`NODE_PROTOCOL=two-phase`): a group is prepared on every node,
+//!    then committed; a group another session holds on node 3 is left alone,
+//!    the run's own intentions are released, and none is left behind.
 //!
 //! Run it with `cargo run --example demo`. Logs are the job's own (pretty by
 //! default here; `LOG_FORMAT=json` shows what `kubectl logs` would).
@@ -20,7 +24,7 @@ use api_consumer::engine::Control;
 use api_consumer::job::run_job;
 use api_consumer::node_api::NodeOp;
 use api_consumer::output::telemetry;
-use api_consumer::sim::FaultsPatch;
+use api_consumer::sim::{FaultsPatch, Protocol};
 use api_consumer::sim::{SimCluster, SimOptions};
 
 struct Scenario {
@@ -28,6 +32,7 @@ struct Scenario {
     operation: &'static str,
     groups: &'static str,
     flaky: FaultsPatch,
+    two_phase: bool,
 }
 
 #[tokio::main]
@@ -48,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
 
     let scenarios = [
         Scenario {
-            title: "1/3 default: a flaky node, retried until every group commits",
+            title: "1/4 default: a flaky node, retried until every group commits",
             operation: "create",
             groups: "team-alpha,team-beta,team-gamma",
             flaky: FaultsPatch {
@@ -57,9 +62,10 @@ async fn main() -> anyhow::Result<()> {
                 unavailable_rate: Some(0.3),
                 ..FaultsPatch::default()
             },
+            two_phase: false,
         },
         Scenario {
-            title: "2/3 error on add: node 3 refuses creates; the run rolls back",
+            title: "2/4 error on add: node 3 refuses creates; the run rolls back",
             operation: "create",
             groups: "team-delta,team-ops",
             flaky: FaultsPatch {
@@ -69,9 +75,10 @@ async fn main() -> anyhow::Result<()> {
                 fail_ops: Some(vec![NodeOp::Create]),
                 ..FaultsPatch::default()
             },
+            two_phase: false,
         },
         Scenario {
-            title: "3/3 error on remove: node 3 fails deletes; deleted records are restored",
+            title: "3/4 error on remove: node 3 fails deletes; deleted records are restored",
             operation: "delete",
             groups: "team-alpha,team-beta",
             flaky: FaultsPatch {
@@ -79,6 +86,17 @@ async fn main() -> anyhow::Result<()> {
                 fail_ops: Some(vec![NodeOp::Delete]),
                 ..FaultsPatch::default()
             },
+            two_phase: false,
+        },
+        Scenario {
+            title: "4/4 two-phase nodes: prepare everywhere, then commit; another session's group is left alone",
+            operation: "create",
+            groups: "team-epsilon,team-zeta",
+            flaky: FaultsPatch {
+                fail_rate: Some(0.0),
+                ..FaultsPatch::default()
+            },
+            two_phase: true,
         },
     ];
 
@@ -90,6 +108,31 @@ async fn main() -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("node 3 missing"))?;
         flaky.set_faults(scenario.flaky.clone())?;
         println!("\n=== {} ===", scenario.title);
+        if scenario.two_phase {
+            for node in cluster.nodes() {
+                node.set_faults(FaultsPatch {
+                    protocol: Some(Protocol::TwoPhase),
+                    ..FaultsPatch::default()
+                })?;
+            }
+            // Another session's intention on node 3, never committed: it
+            // blocks team-zeta there until the node restarts.
+            api_consumer::node_api::install_tls_provider();
+            let held = reqwest::Client::new()
+                .post(format!("{}/v1/group", flaky.url()))
+                .json(&serde_json::json!({"groupId": "team-zeta", "sessionId": "another-team"}))
+                .send()
+                .await?;
+            println!(
+                "another session prepared team-zeta on node 3: {}",
+                held.status()
+            );
+        }
+        let protocol = if scenario.two_phase {
+            "two-phase"
+        } else {
+            "standard"
+        };
         let vars = [
             ("NODES", nodes.as_str()),
             ("OPERATION", scenario.operation),
@@ -98,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
             ("RETRY_BASE_DELAY_MS", "100"),
             ("RETRY_MAX_DELAY_MS", "2000"),
             ("LOG_FORMAT", format.as_str()),
+            ("NODE_PROTOCOL", protocol),
         ];
         let config = Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))?;
         if !logging {
@@ -114,7 +158,14 @@ async fn main() -> anyhow::Result<()> {
             u8::from(report.exit_code)
         );
         for (i, node) in cluster.nodes().iter().enumerate() {
-            println!("  node {} holds {:?}", i + 1, node.state().groups);
+            let state = node.state();
+            println!("  node {} holds {:?}", i + 1, state.groups);
+            for intention in state.intentions {
+                println!(
+                    "    and an intention of session {} to {:?} {}",
+                    intention.session_id, intention.operation, intention.group_id
+                );
+            }
         }
     }
     cluster.shutdown().await;

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::domain::{
-    ExitStatus, GroupId, GroupReport, NodeAddress, NodeDetail, NodeState, Outcome, RunOperation,
-    StopReason,
+    ExitStatus, GroupId, GroupReport, NodeAddress, NodeDetail, NodeProtocol, NodeState, Outcome,
+    RunOperation, StopReason,
 };
 use crate::engine::phases::{prepare, Request};
 use crate::engine::{run_groups, supervise, Batch, Control, RunSettings, Transaction};
@@ -50,6 +50,7 @@ impl From<&Config> for RunSettings {
             max_failed_groups: config.max_failed_groups,
             progress: progress_display(config),
             shard: config.shard,
+            protocol: config.node_protocol,
             metrics: None,
             progress_interval: config.progress_interval,
             report_path: config.report_path.clone(),
@@ -118,6 +119,8 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
         prune = config.prune.then_some(true),
         nodes = config.nodes.len(),
         groups = config.group_ids.len(),
+        node_protocol =
+            (config.node_protocol == NodeProtocol::TwoPhase).then(|| config.node_protocol.as_str()),
         shard = config.shard.is_split().then(|| config.shard.index()),
         shard_count = config.shard.is_split().then(|| config.shard.count()),
         list_entries = config.shard.is_split().then(|| config.group_ids.listed()),
@@ -263,7 +266,7 @@ async fn recover(
             tracing::warn!(group_id = %group, operation = intent.operation.as_str(), "resolving a group a killed run left unfinished");
             Transaction::new(&client, &group, intent.operation, control)
                 .with_journal(Some(journal))
-                .recover(&intent.nodes)
+                .recover(&intent.nodes, intent.session.as_deref())
                 .await
         }
         (group, client) => {

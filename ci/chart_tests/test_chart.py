@@ -21,7 +21,7 @@ JOB_VARIABLES = {
     "ROLLBACK_TIMEOUT_SECS", "CONCURRENCY", "NODE_CONCURRENCY", "NODE_RATE_LIMIT", "MAX_FAILED_GROUPS",
     "PROGRESS_INTERVAL_SECS", "AUTH_TOKEN", "LOG_FORMAT", "LOG_LEVEL", "REPORT_PATH",
     "TERMINATION_MESSAGE_PATH", "CA_CERT_PATH", "JOURNAL_PATH", "SHARD_COUNT", "SHARD_INDEX",
-    "JOB_COMPLETION_INDEX", "METRICS_PUSHGATEWAY_URL", "METRICS_JOB",
+    "JOB_COMPLETION_INDEX", "METRICS_PUSHGATEWAY_URL", "METRICS_JOB", "NODE_PROTOCOL",
 }
 PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUB\n-----END CERTIFICATE-----\n"
 
@@ -241,6 +241,15 @@ def test_sharded_example_values(render):
     spec = render("-f", CHART / "ci" / "sharded-values.yaml").job_spec()
     assert (spec["completions"], spec["parallelism"], spec["maxFailedIndexes"]) == (4, 2, 1)
     assert exit_code_actions(spec)[3] == "FailIndex"
+
+
+# ------------------------------------------------------------- node protocol
+
+
+def test_node_protocol_is_standard_unless_set(render, render_error):
+    assert render().env()["NODE_PROTOCOL"] == "standard"
+    assert render("--set", "config.nodeProtocol=two-phase").env()["NODE_PROTOCOL"] == "two-phase"
+    assert "nodeProtocol" in render_error("--set", "config.nodeProtocol=2pc")
 
 
 # ------------------------------------------------------------- metrics

@@ -29,12 +29,12 @@ pub use help::help_text;
 pub use variables::{DefaultValue, VariableDoc, MAX_NODES, VARIABLES};
 
 use self::parse::{
-    collect_group_ids, flag, millis, number, parse_auth_token, parse_metrics, parse_nodes,
-    parse_operation, parse_prior_state, parse_shard, present, read_ca_certificates, required, secs,
-    validate_log_level, with_default, writable_file_path,
+    collect_group_ids, flag, millis, number, parse_auth_token, parse_metrics, parse_node_protocol,
+    parse_nodes, parse_operation, parse_prior_state, parse_shard, present, read_ca_certificates,
+    required, secs, validate_log_level, with_default, writable_file_path,
 };
 use self::variables::*;
-use crate::domain::{quote, NodeAddress, RunOperation, Secret, Shard};
+use crate::domain::{quote, NodeAddress, NodeProtocol, RunOperation, Secret, Shard};
 use crate::engine::id_list::GroupIds;
 use crate::engine::prior::PriorSource;
 use crate::output::metrics::MetricsSettings;
@@ -55,6 +55,8 @@ pub struct Config {
     /// The share of the ids (and of the groups found on the nodes) this run
     /// handles.
     pub shard: Shard,
+    /// How the nodes take creates and deletes.
+    pub node_protocol: NodeProtocol,
     /// The ids in the order given: `GROUP_IDS` first, then `GROUP_IDS_FILE`
     /// (every entry is one transaction, repeats included), of which this
     /// run takes its shard's. Empty only for a verify of every listed group.
@@ -137,6 +139,7 @@ struct Raw {
     shard_count: Option<String>,
     shard_index: Option<String>,
     job_completion_index: Option<String>,
+    node_protocol: Option<String>,
     group_ids: Option<String>,
     group_ids_file: Option<String>,
     request_timeout_ms: Option<String>,
@@ -213,6 +216,7 @@ impl Config {
         let inline_ids = present(&GROUP_IDS, raw.group_ids)?;
         let ids_file = present(&GROUP_IDS_FILE, raw.group_ids_file)?;
         let shard = parse_shard(raw.shard_count, raw.shard_index, raw.job_completion_index)?;
+        let node_protocol = parse_node_protocol(&with_default(&NODE_PROTOCOL, raw.node_protocol)?)?;
         let group_ids = collect_group_ids(inline_ids.as_deref(), ids_file, operation)?
             .with_shard(shard)
             .map_err(|e| ConfigError::new(GROUP_IDS_FILE.name, e.0))?;
@@ -289,6 +293,7 @@ impl Config {
             prune_max,
             prior_state,
             shard,
+            node_protocol,
             group_ids,
             request_timeout,
             connect_timeout,

@@ -10,10 +10,10 @@ use std::time::Duration;
 use super::variables::{
     DefaultValue, VariableDoc, AUTH_TOKEN, CA_CERT_PATH, GROUP_IDS, GROUP_IDS_FILE,
     JOB_COMPLETION_INDEX, LOG_LEVEL, MAX_NODES, METRICS_JOB, METRICS_PUSHGATEWAY_URL, NODES,
-    OPERATION, PRIOR_STATE, SHARD_COUNT, SHARD_INDEX,
+    NODE_PROTOCOL, OPERATION, PRIOR_STATE, SHARD_COUNT, SHARD_INDEX,
 };
 use super::ConfigError;
-use crate::domain::{quote, GroupId, NodeAddress, RunOperation, Secret, Shard};
+use crate::domain::{quote, GroupId, NodeAddress, NodeProtocol, RunOperation, Secret, Shard};
 use crate::engine::id_list::GroupIds;
 use crate::engine::prior::PriorSource;
 use crate::output::metrics::MetricsSettings;
@@ -246,6 +246,18 @@ pub(super) fn parse_metrics(
         ));
     }
     Ok(Some(MetricsSettings { gateway, job }))
+}
+
+/// `NODE_PROTOCOL`: `standard` or `two-phase`, case-insensitive.
+pub(super) fn parse_node_protocol(text: &str) -> Result<NodeProtocol, ConfigError> {
+    match text.to_ascii_lowercase().as_str() {
+        "standard" => Ok(NodeProtocol::Standard),
+        "two-phase" => Ok(NodeProtocol::TwoPhase),
+        _ => Err(ConfigError::new(
+            NODE_PROTOCOL.name,
+            format!("must be standard or two-phase, got {}", quote(text)),
+        )),
+    }
 }
 
 /// `PRIOR_STATE`: `auto`, `list` or `read`, case-insensitive.

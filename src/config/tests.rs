@@ -405,6 +405,12 @@ fn errors_name_the_variable() {
             "SHARD_INDEX",
             "must be below SHARD_COUNT (2)",
         ),
+        // Node protocol.
+        (
+            with(&[("NODE_PROTOCOL", "2pc")]),
+            "NODE_PROTOCOL",
+            "must be standard or two-phase",
+        ),
         // Metrics.
         (
             with(&[("METRICS_PUSHGATEWAY_URL", "http://user:hunter2@gw:9091")]),

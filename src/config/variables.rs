@@ -121,6 +121,18 @@ pub(super) const JOB_COMPLETION_INDEX: VariableDoc = VariableDoc {
         SHARD_INDEX is unset. Must be below SHARD_COUNT, so that an Indexed Job without \
         SHARD_COUNT cannot run the whole list in every pod.",
 };
+pub(super) const NODE_PROTOCOL: VariableDoc = VariableDoc {
+    name: "NODE_PROTOCOL",
+    default: DefaultValue::Value("standard"),
+    range: None,
+    description: "How the nodes take creates and deletes. standard: one call each \
+        (POST and DELETE /v1/group/ with {\"groupId\"}). two-phase: POST /v1/group and \
+        DELETE /v1/group/<id> with a sessionId; the first call of a session records an \
+        intention, the same call again commits it. In two-phase mode a group is prepared \
+        on every node that needs a change and committed only when every prepare holds; \
+        otherwise the job's own intentions are committed and reversed through a new \
+        session (docs/TWO_PHASE.md).",
+};
 pub(super) const GROUP_IDS: VariableDoc = VariableDoc {
     name: "GROUP_IDS",
     default: DefaultValue::Unset("ids come only from GROUP_IDS_FILE"),
@@ -316,6 +328,7 @@ pub const VARIABLES: &[VariableDoc] = &[
     SHARD_COUNT,
     SHARD_INDEX,
     JOB_COMPLETION_INDEX,
+    NODE_PROTOCOL,
     GROUP_IDS,
     GROUP_IDS_FILE,
     REQUEST_TIMEOUT_MS,

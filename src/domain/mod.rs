@@ -16,7 +16,7 @@ mod text;
 
 pub use file::{replace_atomically, sibling};
 pub use group::{GroupAction, GroupId, Operation, Position, RunOperation};
-pub use node::NodeAddress;
+pub use node::{NodeAddress, NodeProtocol};
 pub use outcome::{ExitStatus, GroupReport, NodeDetail, Outcome, OutcomeCounts, StopReason};
 pub use secret::Secret;
 pub use shard::Shard;

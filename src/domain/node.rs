@@ -6,6 +6,25 @@ use url::Url;
 
 use super::text::quote;
 
+/// How the nodes take creates and deletes (`NODE_PROTOCOL`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NodeProtocol {
+    /// One call each (docs/NODE_API.md).
+    #[default]
+    Standard,
+    /// An intention, then its commit, per session (docs/TWO_PHASE.md).
+    TwoPhase,
+}
+
+impl NodeProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeProtocol::Standard => "standard",
+            NodeProtocol::TwoPhase => "two-phase",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeAddress {
     /// Base URL that API paths are joined onto; always ends with `/`.

@@ -28,7 +28,8 @@ use super::inspect;
 use super::prior::ListedPriors;
 use super::transaction::Transaction;
 use crate::domain::{
-    GroupId, GroupReport, Operation, Outcome, OutcomeCounts, RunOperation, Shard, StopReason,
+    GroupId, GroupReport, NodeProtocol, Operation, Outcome, OutcomeCounts, RunOperation, Shard,
+    StopReason,
 };
 use crate::node_api::{NodeClient, RequestTotals};
 use crate::output::journal::Journal;
@@ -53,6 +54,8 @@ pub struct RunSettings {
     pub progress: ProgressDisplay,
     /// The share of the list this run handles, named in progress lines.
     pub shard: Shard,
+    /// How the nodes take creates and deletes.
+    pub protocol: NodeProtocol,
     /// Where the metrics go every `progress_interval` while the run goes on
     /// (the caller pushes the final ones).
     pub metrics: Option<Arc<Pusher>>,
@@ -113,6 +116,11 @@ pub async fn run_groups(
     journal: Option<Arc<Journal>>,
 ) -> RunReport {
     let Batch { phases, priors } = batch;
+    let shared = Shared {
+        journal: journal.clone(),
+        priors,
+        protocol: settings.protocol,
+    };
     let started = Instant::now();
     let started_at = rfc3339(SystemTime::now());
     let concurrency = settings.concurrency.max(1);
@@ -179,8 +187,7 @@ pub async fn run_groups(
                 entry.id,
                 phase.task,
                 control.clone(),
-                journal.clone(),
-                priors.clone(),
+                shared.clone(),
             ));
             run.in_flight_ids.insert(id.clone());
             run.in_flight.insert(spawned.id(), id);
@@ -229,21 +236,29 @@ pub async fn run_groups(
     }
 }
 
+/// What every group's transaction of the run shares.
+#[derive(Clone)]
+struct Shared {
+    journal: Option<Arc<Journal>>,
+    priors: Option<Arc<ListedPriors>>,
+    protocol: NodeProtocol,
+}
+
 /// One group's work, as its own task.
 async fn one_group(
     client: Arc<NodeClient>,
     group: GroupId,
     task: Task,
     control: Arc<Control>,
-    journal: Option<Arc<Journal>>,
-    priors: Option<Arc<ListedPriors>>,
+    shared: Shared,
 ) -> GroupReport {
     match task {
         Task::Apply(operation) => {
-            let listed = priors.as_ref().and_then(|p| p.take(&group));
+            let listed = shared.priors.as_ref().and_then(|p| p.take(&group));
             Transaction::new(&client, &group, operation, &control)
-                .with_journal(journal.as_deref())
+                .with_journal(shared.journal.as_deref())
                 .with_priors(listed)
+                .with_protocol(shared.protocol)
                 .run()
                 .await
         }

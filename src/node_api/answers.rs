@@ -59,6 +59,13 @@ pub(super) fn step_answer(
         StatusCode::CONFLICT => StepAnswer::Conflict {
             detail: detail_of(body),
         },
+        // A standard node creates at once and ignores the session.
+        StatusCode::CREATED => StepAnswer::Failed {
+            status: Some(201),
+            detail: "answered 201 Created: the node seems to speak the standard protocol \
+                     (NODE_PROTOCOL=standard), and may now hold the group"
+                .to_string(),
+        },
         status => StepAnswer::Failed {
             status: Some(status.as_u16()),
             detail: describe_status(status, response.headers(), url),

@@ -77,6 +77,11 @@ pub struct Intent {
     pub group_id: String,
     pub operation: Operation,
     pub nodes: Vec<IntentNode>,
+    /// With two-phase nodes, the session whose intentions the transaction
+    /// records (docs/TWO_PHASE.md, "The journal"), so that a later run can
+    /// release them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -265,6 +270,7 @@ mod tests {
                 prior: NodeState::Present,
                 record: Some(serde_json::json!({"groupId": id, "owner": "ops"})),
             }],
+            session: None,
         }
     }
 

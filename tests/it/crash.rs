@@ -243,3 +243,93 @@ async fn the_journal_resolves_a_killed_run_even_when_the_input_changed() {
     eprintln!("crash with journal: {points} kill points, {partial} groups caught half-applied, all resolved");
     assert!(partial > 0, "no kill landed in the middle of a group");
 }
+
+/// The journal against two-phase nodes (docs/TWO_PHASE.md, "The journal"):
+/// a killed run may leave intentions of its session on the nodes, which no
+/// read can see and nothing but a restart would clear. The next run releases
+/// every one of them: each group of the killed run ends at all-or-nothing,
+/// and no node holds an intention any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_releases_what_a_killed_two_phase_run_left() {
+    let seed = env_number("CRASH_SEED", 7) + 2;
+    let points = env_number("CRASH_POINTS", 50).div_ceil(2);
+    let mut rng = SmallRng::seed_from_u64(seed);
+    // Start-up faults, which every round's reset restores.
+    let cluster = cluster_with(
+        NODES,
+        api_consumer::sim::SimOptions {
+            seed,
+            faults: api_consumer::sim::Faults {
+                protocol: api_consumer::sim::Protocol::TwoPhase,
+                latency_ms: 1,
+                jitter_ms: 8,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let two_phase = |mut cmd: Command| {
+        cmd.env("JOURNAL_PATH", &journal)
+            .env("NODE_PROTOCOL", "two-phase");
+        cmd
+    };
+    let (mut caught, mut released) = (0, 0);
+    for round in 0..points {
+        let batch = Batch::seed(&cluster, &mut rng, round).await;
+        let at = Duration::from_millis(rng.random_range(10..150));
+        kill_after(
+            &cluster,
+            two_phase(job(&cluster, &dir, batch.operation, &batch.ids())),
+            at,
+        )
+        .await;
+        let context = format!("round {round} ({}) killed at {at:?}", batch.operation);
+        batch.assert_nothing_lost(&cluster, &context).await;
+        caught += batch.partial(&cluster).await;
+        released += states(&cluster)
+            .await
+            .iter()
+            .map(|s| s.intentions.len())
+            .sum::<usize>();
+        let mut next = two_phase(job(&cluster, &dir, "create", &format!("other-{round}")));
+        next.stdout(Stdio::piped());
+        let output = tokio::task::spawn_blocking(move || next.output().expect("run the job"))
+            .await
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{context}: the next run exits 0:\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        for (id, at_goal, at_prior) in batch.positions(&cluster).await {
+            assert!(
+                at_goal || at_prior,
+                "{context}: {id} is neither at its goal nor at its prior state"
+            );
+        }
+        for (node, state) in states(&cluster).await.iter().enumerate() {
+            assert!(
+                state.intentions.is_empty(),
+                "{context}: node {node} still holds {:?}",
+                state.intentions
+            );
+        }
+        batch.assert_nothing_lost(&cluster, &context).await;
+        let rerun = two_phase(job(&cluster, &dir, batch.operation, &batch.ids()));
+        assert_eq!(run_to_end(rerun).await, 0, "{context}: the rerun exits 0");
+        for (id, at_goal, _) in batch.positions(&cluster).await {
+            assert!(
+                at_goal,
+                "{context}: {id} is not at its goal after the rerun"
+            );
+        }
+    }
+    eprintln!(
+        "two-phase crash with journal: {points} kill points, {caught} groups caught half-visible, {released} intentions left by killed runs, all released"
+    );
+    assert!(released > 0, "no kill left an intention behind");
+}

@@ -232,6 +232,9 @@ fn cases(fixtures: &Fixtures) -> Vec<Case> {
         ),
         // An Indexed Job without SHARD_COUNT.
         set("JOB_COMPLETION_INDEX", "1"),
+        set("NODE_PROTOCOL", ""),
+        set("NODE_PROTOCOL", "2pc"),
+        set("NODE_PROTOCOL", "two phase"),
         unset("GROUP_IDS"),
         set("GROUP_IDS", ""),
         set("GROUP_IDS", "   "),

@@ -17,7 +17,7 @@ use api_consumer::domain::Operation;
 use api_consumer::domain::{NodeState, Outcome, StopReason};
 use api_consumer::node_api::NodeOp;
 use api_consumer::output::report::RunReport;
-use api_consumer::sim::{FaultsPatch, SimState};
+use api_consumer::sim::{Faults, FaultsPatch, Protocol, SimState};
 use api_consumer::sim::{SimCluster, SimOptions};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -246,6 +246,9 @@ struct Chaos {
     /// One node is killed and restarted (keeping its data file) during each
     /// round.
     restarts: bool,
+    /// The nodes speak the two-phase session protocol (docs/TWO_PHASE.md),
+    /// and no intention of the job's may be left unreported.
+    two_phase: bool,
 }
 
 /// Latency, rate limit and throttling for [`Chaos::every_knob`]: small
@@ -278,12 +281,20 @@ impl Chaos {
         let options = SimOptions {
             seed: self.seed,
             data_file: self.restarts.then(|| data.path().join("nodes.json")),
-            ..SimOptions::default()
+            faults: Faults {
+                protocol: if self.two_phase {
+                    Protocol::TwoPhase
+                } else {
+                    Protocol::Standard
+                },
+                ..Faults::default()
+            },
         };
         let cluster = cluster_with(NODES, options).await;
         let urls = cluster.urls();
         let mut totals: BTreeMap<Outcome, u64> = BTreeMap::new();
         let mut prune_transactions = 0u64;
+        let mut intentions_left = 0u64;
         for round in 0..self.rounds {
             let plan = seed_round(&cluster, &mut rng, round).await;
             for node in cluster.nodes() {
@@ -310,7 +321,24 @@ impl Chaos {
                 ("PRUNE_MAX", "1000"),
                 // Both ways of learning the prior state, round by round.
                 ("PRIOR_STATE", if round % 2 == 0 { "list" } else { "read" }),
+                (
+                    "NODE_PROTOCOL",
+                    if self.two_phase {
+                        "two-phase"
+                    } else {
+                        "standard"
+                    },
+                ),
             ];
+            let mut extra = extra.to_vec();
+            // Two-phase rounds keep a journal, one per round (the nodes are
+            // reset between rounds): what a round could not release is
+            // released by the next run that opens it (below).
+            let journal = data.path().join(format!("journal-{round}"));
+            let journal = journal.to_str().expect("a UTF-8 temp path");
+            if self.two_phase {
+                extra.push(("JOURNAL_PATH", journal));
+            }
             let config = config(&urls, plan.kind.as_str(), &ids, &extra);
             let report = if self.restarts {
                 let victim = rng.random_range(0..NODES);
@@ -333,8 +361,29 @@ impl Chaos {
             for node in cluster.nodes() {
                 node.set_faults(no_faults()).expect("faults off");
             }
-            let after = held(&states(&cluster).await);
+            let observed = states(&cluster).await;
+            let after = held(&observed);
             let outcomes = check_round(round, &report, &plan, &after, &urls);
+            let left = check_intentions(round, &report, &observed);
+            if left > 0 {
+                // With the faults off, the next run with the journal releases
+                // every intention the round left: none of the job's remains.
+                let next = crate::common::config(
+                    &urls,
+                    "create",
+                    &["after-the-round"],
+                    &[("NODE_PROTOCOL", "two-phase"), ("JOURNAL_PATH", journal)],
+                );
+                run(&next).await;
+                for (node, state) in states(&cluster).await.iter().enumerate() {
+                    assert!(
+                        state.intentions.is_empty(),
+                        "round {round}: node {node} still holds {:?} after the journal's run",
+                        state.intentions
+                    );
+                }
+            }
+            intentions_left += left;
             assert_eq!(report.exit_code, expected_exit(&report), "round {round}");
             let pruned = report
                 .unlisted
@@ -352,11 +401,44 @@ impl Chaos {
             }
         }
         eprintln!("of which prune transactions (reconcile with PRUNE=true): {prune_transactions}");
+        if self.two_phase {
+            eprintln!("intentions of the job's left on a node, each reported, then released by the journal's next run: {intentions_left}");
+        }
         if self.rounds >= 12 {
             assert!(prune_transactions > 0, "no reconcile round pruned anything");
         }
         totals
     }
+}
+
+/// Every intention a node still holds after a round belongs to a group
+/// reported inconsistent, on that node, with the session that may hold it:
+/// a transaction that says committed or rolled back leaves none behind.
+/// Returns how many there were.
+fn check_intentions(round: u64, report: &RunReport, states: &[SimState]) -> u64 {
+    let mut left = 0;
+    for (node, state) in states.iter().enumerate() {
+        for intention in &state.intentions {
+            let group = report
+                .groups
+                .iter()
+                .find(|g| g.group_id.as_str() == intention.group_id);
+            let reported = group.is_some_and(|g| {
+                g.outcome == Outcome::Inconsistent
+                    && g.nodes.get(node).is_some_and(|n| {
+                        n.detail
+                            .as_deref()
+                            .is_some_and(|d| d.contains(&intention.session_id))
+                    })
+            });
+            assert!(
+                reported,
+                "round {round}: node {node} holds an intention nobody reported: {intention:?}\n{group:#?}"
+            );
+            left += 1;
+        }
+    }
+    left
 }
 
 fn no_faults() -> FaultsPatch {
@@ -433,6 +515,7 @@ async fn randomized_transactions_keep_every_invariant() {
         rounds: env_number("RANDOMIZED_ROUNDS", 48),
         every_knob: false,
         restarts: false,
+        two_phase: false,
     };
     let totals = chaos.run().await;
     assert_eq!(
@@ -452,7 +535,37 @@ async fn chaos_with_every_knob_and_node_restarts_keeps_every_invariant() {
         rounds: env_number("CHAOS_ROUNDS", 12),
         every_knob: true,
         restarts: true,
+        two_phase: false,
     };
     let totals = chaos.run().await;
     assert_every_path("chaos", &totals);
+}
+
+/// The randomized rounds against nodes that speak the two-phase protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomized_two_phase_transactions_keep_every_invariant() {
+    let chaos = Chaos {
+        seed: env_number("RANDOMIZED_SEED", 20_261_201),
+        rounds: env_number("RANDOMIZED_ROUNDS", 48),
+        every_knob: false,
+        restarts: false,
+        two_phase: true,
+    };
+    let totals = chaos.run().await;
+    assert_every_path("randomized two-phase", &totals);
+}
+
+/// Every knob and node restarts (which drop every intention a node holds)
+/// against two-phase nodes. `CHAOS_ROUNDS` scales it as the standard one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_two_phase_with_every_knob_and_node_restarts_keeps_every_invariant() {
+    let chaos = Chaos {
+        seed: env_number("CHAOS_SEED", 78),
+        rounds: env_number("CHAOS_ROUNDS", 12),
+        every_knob: true,
+        restarts: true,
+        two_phase: true,
+    };
+    let totals = chaos.run().await;
+    assert_every_path("chaos two-phase", &totals);
 }

@@ -46,6 +46,7 @@
 //! instead of ours; the report then names what was seen.
 
 mod rules;
+mod session;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -62,7 +63,9 @@ use self::rules::{
 use super::control::Control;
 use super::inspect::read_nodes;
 use super::prior::{usable, GroupPriors};
-use crate::domain::{GroupId, GroupReport, NodeDetail, NodeState, Operation, Outcome};
+use crate::domain::{
+    GroupId, GroupReport, NodeDetail, NodeProtocol, NodeState, Operation, Outcome,
+};
 use crate::node_api::{plain_record, NodeClient};
 use crate::output::journal::{Intent, IntentNode, Journal};
 
@@ -84,6 +87,8 @@ pub struct Transaction<'a> {
     intent_recorded: AtomicBool,
     /// The group's prior states from the node lists, where they tell it.
     priors: Option<GroupPriors>,
+    /// The nodes speak the two-phase session protocol (`session.rs`).
+    two_phase: bool,
 }
 
 impl<'a> Transaction<'a> {
@@ -101,7 +106,14 @@ impl<'a> Transaction<'a> {
             journal: None,
             intent_recorded: AtomicBool::new(false),
             priors: None,
+            two_phase: false,
         }
+    }
+
+    /// Talks to the nodes in `protocol`.
+    pub fn with_protocol(mut self, protocol: NodeProtocol) -> Self {
+        self.two_phase = protocol == NodeProtocol::TwoPhase;
+        self
     }
 
     /// Takes the prior state from the node lists where they tell it, and
@@ -135,7 +147,9 @@ impl<'a> Transaction<'a> {
     /// read back; a group at its goal everywhere is committed, any other is
     /// rolled back to the recorded prior state. `self`'s client must hold
     /// the intent's nodes in the intent's order.
-    pub async fn recover(self, nodes: &[IntentNode]) -> GroupReport {
+    /// With `session`, the nodes speak the two-phase protocol and may hold
+    /// that session's intentions (docs/TWO_PHASE.md, "The journal").
+    pub async fn recover(self, nodes: &[IntentNode], session: Option<&str>) -> GroupReport {
         let span = tracing::info_span!(
             "recovery",
             group_id = %self.group,
@@ -155,11 +169,15 @@ impl<'a> Transaction<'a> {
                 detail: None,
             })
             .collect();
-        let (outcome, reason, work) = self.resolve(work).instrument(span).await;
+        let (outcome, reason, work) = self.resolve(work, session).instrument(span).await;
         self.report(started, outcome, reason, work).await
     }
 
-    async fn resolve(&self, mut work: Vec<NodeWork>) -> (Outcome, Option<String>, Vec<NodeWork>) {
+    async fn resolve(
+        &self,
+        mut work: Vec<NodeWork>,
+        session: Option<&str>,
+    ) -> (Outcome, Option<String>, Vec<NodeWork>) {
         let goal = self.operation.goal();
         let kill = &self.control.kill;
         let reads = (0..work.len()).map(|i| self.client.read(i, self.group, kill));
@@ -172,11 +190,18 @@ impl<'a> Transaction<'a> {
             w.state = answer.state();
             w.detail = answer.failure();
         }
+        let reason = "recovered from the journal: a killed run left the group unfinished";
+        if let Some(session) = session {
+            // Intentions are invisible to reads, so even a group that reads
+            // at its goal everywhere may hold one (a half-done undo's): every
+            // node the killed run meant to change is released, then reversed.
+            let outcome = self.release_all(&mut work, session).await;
+            return (outcome, Some(reason.to_string()), work);
+        }
         if work.iter().all(|w| w.state == goal) {
             let reason = "recovered from the journal: already at the goal everywhere";
             return (Outcome::Committed, Some(reason.to_string()), work);
         }
-        let reason = "recovered from the journal: a killed run left the group unfinished";
         self.finish(work, reason.to_string()).await
     }
 
@@ -258,8 +283,13 @@ impl<'a> Transaction<'a> {
         if work.iter().all(|w| w.prior == goal) {
             return (Outcome::Committed, None, work);
         }
-        if let Err(reason) = self.record_intent(&work).await {
+        let session = self.two_phase.then(session::new_session);
+        if let Err(reason) = self.record_intent(&work, session.clone()).await {
             return (Outcome::RolledBack, Some(reason), work);
+        }
+        if let Some(session) = session {
+            let (outcome, reason) = self.apply_two_phase(&mut work, &session).await;
+            return (outcome, reason, work);
         }
         let failure = self.apply(&mut work, goal).await;
         if work.iter().all(|w| w.state == goal) {
@@ -289,7 +319,11 @@ impl<'a> Transaction<'a> {
 
     /// Writes the intent before the first change; without a journal, there
     /// is nothing to write.
-    async fn record_intent(&self, work: &[NodeWork]) -> Result<(), String> {
+    async fn record_intent(
+        &self,
+        work: &[NodeWork],
+        session: Option<String>,
+    ) -> Result<(), String> {
         let Some(journal) = self.journal else {
             return Ok(());
         };
@@ -305,6 +339,7 @@ impl<'a> Transaction<'a> {
                     record: w.record.clone(),
                 })
                 .collect(),
+            session,
         };
         journal
             .intent(intent)

@@ -1,0 +1,489 @@
+//! The transaction against nodes that speak the two-phase session protocol
+//! (`NODE_PROTOCOL=two-phase`). docs/TWO_PHASE.md is the analysis of record:
+//! the states a node can be in, which answers are ambiguous, and why these
+//! rules keep I1–I4.
+//!
+//! 1. **Prior state**, as for standard nodes (read, or from the lists).
+//! 2. **Prepare**: the first call of a new session `s` on every node that
+//!    needs a change. A `200` on the only attempt is the intention; any other
+//!    answer, and a `200` after an attempt that got none, is settled by
+//!    reading the node.
+//! 3. **Commit** once every such node holds the intention: the same call
+//!    again, each confirmed by a read (a node that restarted since the
+//!    prepare lost the intention, and the "commit" recorded a new one).
+//! 4. **Undo** otherwise. There is no abort, so the session's own
+//!    intentions are committed first, and every change of the session is
+//!    then reversed through a fresh session `u` with the opposite call, twice.
+//!    A node where it is not known whether the session's intention is held is
+//!    probed with the session's own call (docs/TWO_PHASE.md, "Undo").
+
+use futures::future::join_all;
+use tokio_util::sync::CancellationToken;
+
+use super::rules::NodeWork;
+use super::{Transaction, CUT_OFF, LOG_TARGET};
+use crate::domain::{NodeState, Operation, Outcome};
+use crate::node_api::{Attempts, StepAnswer};
+
+/// What one node holds of this transaction's session, as far as known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Hold {
+    /// No call of the session went to the node.
+    Untouched,
+    /// The node holds the session's intention.
+    Intention,
+    /// The node may hold the session's intention, or its commit: a call
+    /// went unanswered, and no read could settle it.
+    Unknown(String),
+    /// The session's change is committed there (read back).
+    Committed,
+    /// At the goal through another writer; never undone.
+    Foreign(String),
+    /// Nothing of the session's is there: the node refused unapplied, or
+    /// another session holds the group.
+    Nothing(String),
+}
+
+impl Hold {
+    /// Whether the node lets the group commit: at the goal, or holding the
+    /// intention that a commit carries out.
+    fn ready(&self) -> bool {
+        matches!(
+            self,
+            Hold::Untouched | Hold::Intention | Hold::Committed | Hold::Foreign(_)
+        )
+    }
+
+    fn detail(&self) -> Option<String> {
+        match self {
+            Hold::Unknown(d) | Hold::Foreign(d) | Hold::Nothing(d) => Some(d.clone()),
+            Hold::Untouched | Hold::Intention | Hold::Committed => None,
+        }
+    }
+}
+
+/// The session that undoes `session`'s changes.
+fn undo_session(session: &str) -> String {
+    format!("{session}-undo")
+}
+
+/// A new session id: unguessable, and unique across runs and pods.
+pub(super) fn new_session() -> String {
+    format!(
+        "api-consumer-{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
+}
+
+impl Transaction<'_> {
+    /// Steps 2 to 4 for `work`, whose prior states are known and some of
+    /// which differ from the goal; the intent is already in the journal.
+    pub(super) async fn apply_two_phase(
+        &self,
+        work: &mut [NodeWork],
+        session: &str,
+    ) -> (Outcome, Option<String>) {
+        let goal = self.operation.goal();
+        let abort = &self.control.abort;
+        let needs: Vec<usize> = (0..work.len())
+            .filter(|&i| work.get(i).is_some_and(|w| w.prior != goal))
+            .collect();
+        for &i in &needs {
+            if let Some(w) = work.get_mut(i) {
+                w.written = true;
+            }
+        }
+        let mut holds: Vec<Hold> = vec![Hold::Untouched; work.len()];
+        let prepared = join_all(needs.iter().map(|&i| self.prepare(i, session, abort))).await;
+        for (&i, hold) in needs.iter().zip(prepared) {
+            if let Some(slot) = holds.get_mut(i) {
+                *slot = hold;
+            }
+        }
+        let mut failure = first_failure(self, &holds, "prepare");
+        if failure.is_none() && !abort.is_cancelled() {
+            let intentions: Vec<usize> = (0..holds.len())
+                .filter(|&i| holds.get(i) == Some(&Hold::Intention))
+                .collect();
+            let committed =
+                join_all(intentions.iter().map(|&i| self.commit(i, session, abort))).await;
+            for (&i, hold) in intentions.iter().zip(committed) {
+                if let Some(slot) = holds.get_mut(i) {
+                    *slot = hold;
+                }
+            }
+            failure = first_failure_after_commit(self, &holds);
+            if failure.is_none() {
+                for (w, hold) in work.iter_mut().zip(&holds) {
+                    settle(w, hold, goal);
+                }
+                return (Outcome::Committed, None);
+            }
+        }
+        let reason = failure.unwrap_or_else(|| self.control.stop_detail());
+        tracing::warn!(target: LOG_TARGET, reason = %reason, "two-phase: the group cannot commit everywhere; undoing this session's changes");
+        let kill = &self.control.kill;
+        let priors: Vec<NodeState> = work.iter().map(|w| w.prior).collect();
+        let undone = join_all(holds.iter().zip(priors).enumerate().map(
+            |(i, (hold, prior))| async move {
+                tokio::select! {
+                    biased;
+                    _ = kill.cancelled() => (NodeState::Unknown, false, Some(CUT_OFF.to_string())),
+                    done = self.undo(i, hold, prior, session) => done,
+                }
+            },
+        ))
+        .await;
+        for ((w, hold), (state, compensated, detail)) in work.iter_mut().zip(&holds).zip(undone) {
+            match hold {
+                // Another writer's change: the node's state is now its.
+                Hold::Foreign(_) => {
+                    w.prior = goal;
+                    w.written = false;
+                }
+                Hold::Nothing(_) | Hold::Untouched => w.written = false,
+                Hold::Intention | Hold::Unknown(_) | Hold::Committed => {}
+            }
+            w.state = state;
+            w.compensated |= compensated;
+            if detail.is_some() {
+                w.detail = detail;
+            } else if w.detail.is_none() {
+                w.detail = hold.detail();
+            }
+        }
+        let outcome = if work.iter().all(|w| w.state == w.prior) {
+            Outcome::RolledBack
+        } else if work.iter().all(|w| w.state == goal) {
+            Outcome::Committed
+        } else {
+            Outcome::Inconsistent
+        };
+        (outcome, Some(reason))
+    }
+
+    /// Recovery from the journal: every node the killed run meant to change
+    /// may hold the session's intention, which no read can see. Each is
+    /// released, and reversed where the change is there, so that the group
+    /// ends at its prior state; the outcome says where it did.
+    pub(super) async fn release_all(&self, work: &mut [NodeWork], session: &str) -> Outcome {
+        let goal = self.operation.goal();
+        let kill = &self.control.kill;
+        let released = join_all(work.iter().enumerate().map(|(i, w)| {
+            let touched = w.prior != goal;
+            async move {
+                if !touched {
+                    return None;
+                }
+                Some(tokio::select! {
+                    biased;
+                    _ = kill.cancelled() => (NodeState::Unknown, false, Some(CUT_OFF.to_string())),
+                    done = self.release(i, session, kill) => done,
+                })
+            }
+        }))
+        .await;
+        for (w, done) in work.iter_mut().zip(released) {
+            if let Some((state, compensated, detail)) = done {
+                w.state = state;
+                w.compensated |= compensated;
+                if detail.is_some() {
+                    w.detail = detail;
+                }
+            }
+        }
+        if work.iter().all(|w| w.state == w.prior) {
+            Outcome::RolledBack
+        } else {
+            Outcome::Inconsistent
+        }
+    }
+
+    /// The session's call for this transaction's operation.
+    async fn session_call(
+        &self,
+        node: usize,
+        operation: Operation,
+        session: &str,
+        cancel: &CancellationToken,
+    ) -> (StepAnswer, Attempts) {
+        match operation {
+            Operation::Create => {
+                self.client
+                    .session_create(node, self.group, session, cancel)
+                    .await
+            }
+            Operation::Delete => {
+                self.client
+                    .session_delete(node, self.group, session, cancel)
+                    .await
+            }
+        }
+    }
+
+    /// Reads the node; `None` when the read failed.
+    async fn read_state(&self, node: usize, cancel: &CancellationToken) -> Option<NodeState> {
+        let state = self.client.read(node, self.group, cancel).await.state();
+        (state != NodeState::Unknown).then_some(state)
+    }
+
+    /// Step 2 on one node.
+    async fn prepare(&self, node: usize, session: &str, cancel: &CancellationToken) -> Hold {
+        let goal = self.operation.goal();
+        let (answer, attempts) = self
+            .session_call(node, self.operation, session, cancel)
+            .await;
+        let hold = match answer {
+            StepAnswer::Accepted if !attempts.earlier_maybe_applied => Hold::Intention,
+            // A resend of a recorded first call is the commit.
+            StepAnswer::Accepted => match self.read_state(node, cancel).await {
+                Some(state) if state == goal => Hold::Committed,
+                Some(_) => Hold::Intention,
+                None => Hold::Unknown("prepared after a lost answer; the read failed".into()),
+            },
+            StepAnswer::Conflict { detail }
+            | StepAnswer::Failed {
+                detail,
+                status: Some(409),
+            } => self.refused(node, &attempts, detail, cancel).await,
+            StepAnswer::Absent => {
+                self.refused(node, &attempts, "the group is absent".into(), cancel)
+                    .await
+            }
+            StepAnswer::Failed { detail, .. } if attempts.maybe_applied => Hold::Unknown(detail),
+            StepAnswer::Failed { detail, .. } => Hold::Nothing(detail),
+        };
+        tracing::debug!(target: LOG_TARGET, node = self.client.node_name(node), attempts = attempts.count, hold = ?hold, "two-phase: prepared");
+        hold
+    }
+
+    /// A prepare or commit refused (`409`, or `404` to a delete): the read
+    /// says whether the node is at the goal (this session's resend, or
+    /// another writer) or held by another session.
+    async fn refused(
+        &self,
+        node: usize,
+        attempts: &Attempts,
+        detail: String,
+        cancel: &CancellationToken,
+    ) -> Hold {
+        let goal = self.operation.goal();
+        match self.read_state(node, cancel).await {
+            // After an attempt that got no answer, the session's own resend
+            // carried the change out (the single-writer assumption).
+            Some(state) if state == goal && attempts.earlier_maybe_applied => Hold::Committed,
+            Some(state) if state == goal => Hold::Foreign(format!(
+                "already {} through another writer ({detail})",
+                goal.as_str()
+            )),
+            Some(_) => Hold::Nothing(format!("held by another session ({detail})")),
+            None => Hold::Unknown(format!("refused ({detail}), and the read failed")),
+        }
+    }
+
+    /// Step 3 on one node holding the intention: the same call again, read
+    /// back. A node that lost the intention (a restart) records a new one,
+    /// which one more call commits.
+    async fn commit(&self, node: usize, session: &str, cancel: &CancellationToken) -> Hold {
+        let goal = self.operation.goal();
+        let mut hold = Hold::Intention;
+        for _ in 0..2 {
+            let (answer, attempts) = self
+                .session_call(node, self.operation, session, cancel)
+                .await;
+            hold = match answer {
+                StepAnswer::Accepted => match self.read_state(node, cancel).await {
+                    Some(state) if state == goal => Hold::Committed,
+                    Some(_) => Hold::Intention,
+                    None => Hold::Unknown("committed, and the read failed".into()),
+                },
+                StepAnswer::Conflict { detail } => {
+                    self.refused(node, &attempts, detail, cancel).await
+                }
+                StepAnswer::Absent => {
+                    self.refused(node, &attempts, "the group is absent".into(), cancel)
+                        .await
+                }
+                StepAnswer::Failed { detail, .. } if attempts.maybe_applied => {
+                    Hold::Unknown(detail)
+                }
+                // Not applied: the intention is still held.
+                StepAnswer::Failed { detail, .. } => {
+                    tracing::warn!(target: LOG_TARGET, node = self.client.node_name(node), reason = %detail, "two-phase: commit refused unapplied");
+                    return Hold::Unknown(format!("commit failed: {detail}"));
+                }
+            };
+            if hold != Hold::Intention {
+                break;
+            }
+        }
+        if hold == Hold::Intention {
+            return Hold::Unknown("the commit recorded an intention again".into());
+        }
+        hold
+    }
+
+    /// Step 4 on one node: back to its prior state, from what it holds.
+    /// Returns the final state, whether an undo call was sent, and why the
+    /// node is not at its prior state, if it is not.
+    async fn undo(
+        &self,
+        node: usize,
+        hold: &Hold,
+        prior: NodeState,
+        session: &str,
+    ) -> (NodeState, bool, Option<String>) {
+        let kill = &self.control.kill;
+        match hold {
+            // Nothing of this session's is there.
+            Hold::Untouched | Hold::Nothing(_) => (prior, false, None),
+            Hold::Foreign(_) => (self.operation.goal(), false, None),
+            Hold::Committed => self.reverse(node, session, kill).await,
+            Hold::Intention | Hold::Unknown(_) => self.release(node, session, kill).await,
+        }
+    }
+
+    /// Releases an intention the node holds, or may hold. There is no abort:
+    /// the session's own call carries it out, and the change is reversed. A
+    /// node that held nothing records an intention at that call where the
+    /// group allows it; one more call commits that, and it is reversed too.
+    async fn release(
+        &self,
+        node: usize,
+        session: &str,
+        kill: &CancellationToken,
+    ) -> (NodeState, bool, Option<String>) {
+        let goal = self.operation.goal();
+        let mut last = String::new();
+        let mut state = None;
+        for _ in 0..3 {
+            let (answer, _) = self.session_call(node, self.operation, session, kill).await;
+            state = self.read_state(node, kill).await;
+            match (&answer, state) {
+                (_, Some(now)) if now == goal => return self.reverse(node, session, kill).await,
+                (StepAnswer::Accepted, Some(_)) => {}
+                // Refused, and not at the goal: nothing of this session's is
+                // left on the node.
+                (StepAnswer::Conflict { .. } | StepAnswer::Absent, Some(now)) => {
+                    return (now, true, None)
+                }
+                (answer, _) => {
+                    last = format!("{answer:?}");
+                    break;
+                }
+            }
+        }
+        // Intentions are invisible to reads: whatever a read shows, the node
+        // is not known to be back at its prior state.
+        let seen = state.map_or("unknown", NodeState::as_str);
+        let why = format!(
+            "may still hold an intention of session {session} (reads {seen}; last answer {last})"
+        );
+        tracing::error!(target: LOG_TARGET, node = self.client.node_name(node), reason = %why, "two-phase: cannot release the session's intention");
+        (NodeState::Unknown, true, Some(why))
+    }
+
+    /// Reverses a committed change through the undo session: the opposite
+    /// call twice, then a read. The undo session is the forward one's id with
+    /// `-undo` appended, so that a later run that releases the forward
+    /// session also completes an undo a killed run left half-done: the first
+    /// opposite call then commits that undo's intention.
+    async fn reverse(
+        &self,
+        node: usize,
+        session: &str,
+        cancel: &CancellationToken,
+    ) -> (NodeState, bool, Option<String>) {
+        let undo = undo_session(session);
+        let opposite = match self.operation {
+            Operation::Create => Operation::Delete,
+            Operation::Delete => Operation::Create,
+        };
+        let name = self.client.node_name(node);
+        tracing::info!(target: LOG_TARGET, node = name, session = %undo, "two-phase: undoing this session's change");
+        let mut last = None;
+        // Whether an intention of the undo session may now be held: the
+        // node may have applied one of its calls.
+        let mut maybe_held = false;
+        for _ in 0..2 {
+            let (answer, attempts) = self.session_call(node, opposite, &undo, cancel).await;
+            let accepted = matches!(answer, StepAnswer::Accepted);
+            maybe_held |= accepted || attempts.maybe_applied;
+            last = Some(answer);
+            if !accepted {
+                break;
+            }
+        }
+        let state = self
+            .read_state(node, cancel)
+            .await
+            .unwrap_or(NodeState::Unknown);
+        let prior = self.operation.changed_from();
+        if state == prior {
+            tracing::info!(target: LOG_TARGET, node = name, state = state.as_str(), "compensated");
+            return (state, true, None);
+        }
+        // An intention is invisible: a node that reads as the goal may hold
+        // the undo's intention, so it is not known to be at the goal either.
+        let (state, why) = if maybe_held {
+            let why = format!(
+                "may still hold an intention of session {undo} (reads {}; last answer {last:?})",
+                state.as_str()
+            );
+            (NodeState::Unknown, why)
+        } else {
+            let why = format!(
+                "undo through session {undo} left the node {}: {last:?}",
+                state.as_str()
+            );
+            (state, why)
+        };
+        tracing::error!(target: LOG_TARGET, node = name, reason = %why, "compensation failed");
+        (state, true, Some(why))
+    }
+}
+
+/// The first node that keeps the group from committing, named.
+fn first_failure(transaction: &Transaction<'_>, holds: &[Hold], step: &str) -> Option<String> {
+    holds
+        .iter()
+        .enumerate()
+        .find(|(_, h)| !h.ready())
+        .map(|(i, h)| {
+            format!(
+                "{}: {step}: {}",
+                transaction.client.node_name(i),
+                h.detail().unwrap_or_default()
+            )
+        })
+}
+
+fn first_failure_after_commit(transaction: &Transaction<'_>, holds: &[Hold]) -> Option<String> {
+    holds
+        .iter()
+        .enumerate()
+        .find(|(_, h)| !matches!(h, Hold::Untouched | Hold::Committed | Hold::Foreign(_)))
+        .map(|(i, h)| {
+            format!(
+                "{}: commit: {}",
+                transaction.client.node_name(i),
+                h.detail().unwrap_or_else(|| "not committed".into())
+            )
+        })
+}
+
+/// The node's final record after a commit.
+fn settle(work: &mut NodeWork, hold: &Hold, goal: NodeState) {
+    match hold {
+        Hold::Untouched => {}
+        Hold::Committed => work.state = goal,
+        Hold::Foreign(detail) => {
+            work.state = goal;
+            work.prior = goal;
+            work.written = false;
+            work.detail = Some(detail.clone());
+        }
+        Hold::Intention | Hold::Unknown(_) | Hold::Nothing(_) => {}
+    }
+}
