@@ -300,3 +300,40 @@ async fn a_gateway_that_is_down_or_refuses_changes_nothing() {
         assert_eq!(summary["committed"], 2);
     }
 }
+
+#[tokio::test]
+async fn a_two_phase_run_pushes_its_metrics_too() {
+    let Some(gateway) = gateway().await else {
+        return;
+    };
+    let cluster = crate::two_phase::two_phase_cluster(2).await;
+    let job = unique_job("it-two-phase");
+    let report = run_on(
+        &cluster,
+        "create",
+        &["t1"],
+        &[
+            ("NODE_PROTOCOL", "two-phase"),
+            ("METRICS_PUSHGATEWAY_URL", gateway.url.as_str()),
+            ("METRICS_JOB", job.as_str()),
+            ("PRIOR_STATE", "read"),
+        ],
+    )
+    .await;
+    assert_eq!(u8::from(report.exit_code), 0, "{report:#?}");
+    let pushed = scrape(&gateway, &job).await;
+    let committed = [("operation", "create"), ("outcome", "committed")];
+    assert_eq!(value(&pushed, "api_consumer_groups", &committed), Some(1.0));
+    // Per node: the prepare and the commit (200), the read before (404) and
+    // the read after (200).
+    let node = cluster.urls()[0].clone();
+    assert_eq!(
+        value(
+            &pushed,
+            "api_consumer_requests",
+            &[("node", &node), ("status", "200")]
+        ),
+        Some(3.0)
+    );
+    assert!(value(&pushed, "api_consumer_last_success_timestamp_seconds", &[]).is_some());
+}

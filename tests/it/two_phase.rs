@@ -390,3 +390,32 @@ async fn verify_dry_run_and_reconcile_with_prune_work_against_two_phase_nodes() 
     assert_eq!(holders(&cluster, "keep").await, [true, true, true]);
     assert_eq!(intentions(&cluster).await, no_intentions(3));
 }
+
+#[tokio::test]
+async fn sharded_runs_work_against_two_phase_nodes() {
+    let cluster = two_phase_cluster(2).await;
+    let ids: Vec<String> = (0..12).map(|i| format!("s{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut handled = 0;
+    for index in ["0", "1"] {
+        let report = run_on(
+            &cluster,
+            "create",
+            &ids,
+            &[TWO_PHASE, ("SHARD_COUNT", "2"), ("SHARD_INDEX", index)],
+        )
+        .await;
+        assert_eq!(u8::from(report.exit_code), 0, "{report:#?}");
+        assert_eq!(report.totals.committed, report.totals.groups);
+        handled += report.totals.groups;
+    }
+    assert_eq!(handled, 12);
+    for id in &ids {
+        assert_eq!(holders(&cluster, id).await, [true, true]);
+    }
+    assert_eq!(intentions(&cluster).await, no_intentions(2));
+    for state in states(&cluster).await {
+        // Each group once: a prepare and a commit per node.
+        assert_eq!(count(&state.requests, "create"), 24);
+    }
+}
