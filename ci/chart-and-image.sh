@@ -429,7 +429,14 @@ play_sharded_job() {
         --set-json "config.nodes=[\"http://ci$$-nodes:8080\",\"http://ci$$-nodes:8081\",\"ci$$-nodes:8082\"]" \
         >"$rendered"
     pods=$("$venv/bin/python" ci/kube_play.py job "$rendered" "$play")
-    podman kube play --network "$net" "$play" >/dev/null
+    # Every pod is created first, then all are started: podman rewrites a
+    # ConfigMap's volume for each pod it creates, and a pod already running
+    # could read the id list half-written (a kubelet gives each pod its own
+    # copy, swapped in atomically).
+    podman kube play --start=false --network "$net" "$play" >/dev/null
+    for pod in $pods; do
+        podman pod start "$pod" >/dev/null
+    done
     for pod in $pods; do
         expect_exit 0 "$pod-api-consumer"
         "$venv/bin/python" ci/kube_play.py logs "$work/$pod-api-consumer.log" 0
