@@ -217,9 +217,7 @@ impl Config {
         let ids_file = present(&GROUP_IDS_FILE, raw.group_ids_file)?;
         let shard = parse_shard(raw.shard_count, raw.shard_index, raw.job_completion_index)?;
         let node_protocol = parse_node_protocol(&with_default(&NODE_PROTOCOL, raw.node_protocol)?)?;
-        let group_ids = collect_group_ids(inline_ids.as_deref(), ids_file, operation)?
-            .with_shard(shard)
-            .map_err(|e| ConfigError::new(GROUP_IDS_FILE.name, e.0))?;
+        let group_ids = collect_group_ids(inline_ids.as_deref(), ids_file, operation, shard)?;
 
         let request_timeout = millis(&REQUEST_TIMEOUT_MS, raw.request_timeout_ms)?;
         let connect_timeout = millis(&CONNECT_TIMEOUT_MS, raw.connect_timeout_ms)?;

@@ -292,6 +292,7 @@ pub(super) fn collect_group_ids(
     inline: Option<&str>,
     file: Option<String>,
     operation: RunOperation,
+    shard: Shard,
 ) -> Result<GroupIds, ConfigError> {
     let mut ids = Vec::new();
     if let Some(inline) = inline {
@@ -309,7 +310,10 @@ pub(super) fn collect_group_ids(
             ids.push(id);
         }
     }
-    let mut ids = GroupIds::inline(ids);
+    // The shard first, so that the file's one check also counts its share.
+    let mut ids = GroupIds::inline(ids)
+        .with_shard(shard)
+        .map_err(|e| ConfigError::new(GROUP_IDS.name, e.0))?;
     if let Some(path) = &file {
         ids = ids
             .with_file(Path::new(path), quote(path))
@@ -318,7 +322,8 @@ pub(super) fn collect_group_ids(
     // Verify without ids checks every group the nodes list; a file given
     // but empty is a mistake, not a request for that.
     let everything = operation == RunOperation::Verify && inline.is_none() && file.is_none();
-    if ids.is_empty() && !everything {
+    // The whole list, every shard's: a shard's share may well be empty.
+    if ids.listed() == 0 && !everything {
         let detail = match &file {
             Some(path) => format!(
                 "no group ids given: GROUP_IDS is unset and GROUP_IDS_FILE {} holds no ids",

@@ -130,7 +130,7 @@ pub(super) const NODE_PROTOCOL: VariableDoc = VariableDoc {
         DELETE /v1/group/<id> with a sessionId; the first call of a session records an \
         intention, the same call again commits it. In two-phase mode a group is prepared \
         on every node that needs a change and committed only when every prepare holds; \
-        otherwise the job's own intentions are committed and reversed through a new \
+        otherwise the job's own intentions are committed and reversed through an undo \
         session (docs/TWO_PHASE.md).",
 };
 pub(super) const GROUP_IDS: VariableDoc = VariableDoc {

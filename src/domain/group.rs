@@ -97,9 +97,14 @@ impl Operation {
     /// The state a node this operation changes starts from, and that undoing
     /// the change returns it to.
     pub fn changed_from(self) -> NodeState {
+        self.opposite().goal()
+    }
+
+    /// The operation that undoes this one.
+    pub fn opposite(self) -> Operation {
         match self {
-            Operation::Create => NodeState::Absent,
-            Operation::Delete => NodeState::Present,
+            Operation::Create => Operation::Delete,
+            Operation::Delete => Operation::Create,
         }
     }
 }

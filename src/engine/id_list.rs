@@ -136,20 +136,28 @@ impl GroupIds {
         }
         let file = File::open(path).map_err(cannot_read)?;
         let file = Arc::new(file);
-        let mut ids = 0u64;
+        // One pass checks every line and counts the ids, the shard's too.
+        let (mut ids, mut own) = (0u64, self.own_inline());
         let mut lines = Lines::new(&file, &shown);
-        while lines.next_id()?.is_some() {
+        while let Some(entry) = lines.next_id()? {
             ids += 1;
+            own += u64::from(self.shard.owns(entry.id.as_str()));
         }
         self.file = Some(IdsFile { file, shown, ids });
-        self.own = self.listed();
+        self.own = own;
         Ok(self)
     }
 
-    /// Keeps only `shard`'s entries (positions still count every entry),
-    /// reading the file once more to count them.
+    /// Keeps only `shard`'s entries (positions still count every entry).
+    /// Given before [`GroupIds::with_file`], the file's check counts the
+    /// shard's entries; given after, the file is read once more to count
+    /// them.
     pub fn with_shard(mut self, shard: Shard) -> Result<GroupIds, IdsError> {
         self.shard = shard;
+        if self.file.is_none() {
+            self.own = self.own_inline();
+            return Ok(self);
+        }
         let mut own = 0u64;
         self.for_each(|_| {
             own += 1;
@@ -157,6 +165,14 @@ impl GroupIds {
         })?;
         self.own = own;
         Ok(self)
+    }
+
+    /// How many of the inline ids are the shard's.
+    fn own_inline(&self) -> u64 {
+        self.inline
+            .iter()
+            .filter(|id| self.shard.owns(id.as_str()))
+            .count() as u64
     }
 
     /// The share of the list this run handles.

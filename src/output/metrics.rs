@@ -84,11 +84,6 @@ impl Pusher {
         })
     }
 
-    /// The URL of the run's group: `<gateway>/metrics/job/<job>[/shard/<i>]`.
-    pub fn url(&self) -> &Url {
-        &self.url
-    }
-
     /// Pushes `sample`; the last success time goes with it when the run
     /// ended with exit code 0. A failure is logged, never returned: the
     /// run's outcome does not depend on its metrics.
@@ -129,19 +124,19 @@ impl Pusher {
             )
             .body(body)
             .send();
-        let response = tokio::time::timeout(PUSH_TIMEOUT, request)
-            .await
-            .map_err(|_| format!("no answer within {} s", PUSH_TIMEOUT.as_secs()))?
-            .map_err(|e| crate::node_api::errors::describe_error(&e.into()))?;
+        // The client's timeout bounds the whole push, body included.
+        let response = request.await.map_err(|e| {
+            if e.is_timeout() {
+                format!("no answer within {} s", PUSH_TIMEOUT.as_secs())
+            } else {
+                crate::node_api::errors::describe_error(&e.into())
+            }
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
-        let detail = tokio::time::timeout(PUSH_TIMEOUT, response.text())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        let detail = response.text().await.unwrap_or_default();
         Err(format!(
             "the gateway answered {status}: {}",
             crate::domain::truncate(detail.trim(), 200)

@@ -31,13 +31,6 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Standard => "standard",
-            Protocol::TwoPhase => "two-phase",
-        }
-    }
-
     /// `standard` or `two-phase`.
     pub fn parse(text: &str) -> Option<Protocol> {
         match text {

@@ -9,13 +9,20 @@ use tokio_util::sync::CancellationToken;
 use crate::common::*;
 
 pub async fn two_phase_cluster(count: usize) -> SimCluster {
+    seeded(count, 0, Faults::default()).await
+}
+
+/// Two-phase nodes seeded with `seed`, starting with `faults`.
+async fn seeded(count: usize, seed: u64, faults: Faults) -> SimCluster {
+    let faults = Faults {
+        protocol: Protocol::TwoPhase,
+        ..faults
+    };
     cluster_with(
         count,
         SimOptions {
-            faults: Faults {
-                protocol: Protocol::TwoPhase,
-                ..Faults::default()
-            },
+            seed,
+            faults,
             ..SimOptions::default()
         },
     )
@@ -77,20 +84,12 @@ async fn an_answer_lost_after_the_node_applied_it_makes_the_resend_a_commit() {
     // A seed whose first create is applied and then answered 500, and whose
     // retry, the same call again, goes through: it commits.
     for seed in 0..200 {
-        let cluster = cluster_with(
-            1,
-            SimOptions {
-                seed,
-                faults: Faults {
-                    protocol: Protocol::TwoPhase,
-                    ambiguous_rate: 0.5,
-                    fail_ops: vec![NodeOp::Create],
-                    ..Faults::default()
-                },
-                ..SimOptions::default()
-            },
-        )
-        .await;
+        let faults = Faults {
+            ambiguous_rate: 0.5,
+            fail_ops: vec![NodeOp::Create],
+            ..Faults::default()
+        };
+        let cluster = seeded(1, seed, faults).await;
         let client = client(&cluster);
         let (answer, attempts) = client
             .session_create(0, &id("g"), "s", &CancellationToken::new())
@@ -252,18 +251,7 @@ async fn a_commit_that_fails_on_one_node_is_undone_everywhere() {
     // retries): the group must end absent everywhere, with no intention of
     // the run's left behind.
     for seed in 0..300 {
-        let cluster = cluster_with(
-            3,
-            SimOptions {
-                seed,
-                faults: Faults {
-                    protocol: Protocol::TwoPhase,
-                    ..Faults::default()
-                },
-                ..SimOptions::default()
-            },
-        )
-        .await;
+        let cluster = seeded(3, seed, Faults::default()).await;
         fault(
             &cluster,
             1,

@@ -57,8 +57,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use self::rules::{
-    compensation, read_back_step, settle_write, undo_start, Compensation, NodeWork, Settled, Step,
-    UndoStart, WriteEffect,
+    compensation, outcome_of, read_back_step, settle_write, undo_start, Compensation, NodeWork,
+    Settled, Step, UndoStart, WriteEffect,
 };
 use super::control::Control;
 use super::inspect::read_nodes;
@@ -307,14 +307,7 @@ impl<'a> Transaction<'a> {
     ) -> (Outcome, Option<String>, Vec<NodeWork>) {
         let goal = self.operation.goal();
         self.roll_back(&mut work).await;
-        let outcome = if work.iter().all(|w| w.state == w.prior) {
-            Outcome::RolledBack
-        } else if work.iter().all(|w| w.state == goal) {
-            Outcome::Committed
-        } else {
-            Outcome::Inconsistent
-        };
-        (outcome, Some(reason), work)
+        (outcome_of(&work, goal), Some(reason), work)
     }
 
     /// Writes the intent before the first change; without a journal, there

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::domain::{NodeState, Operation};
+use crate::domain::{NodeState, Operation, Outcome};
 use crate::node_api::{Attempts, ReadAnswer, WriteAnswer};
 
 /// What the transaction knows of one node.
@@ -98,6 +98,18 @@ impl NodeWork {
         if detail.is_some() {
             self.detail = detail;
         }
+    }
+}
+
+/// A transaction's outcome from what its nodes hold at the end: every node
+/// at its prior state, every node at the goal, or neither.
+pub(super) fn outcome_of(work: &[NodeWork], goal: NodeState) -> Outcome {
+    if work.iter().all(|w| w.state == w.prior) {
+        Outcome::RolledBack
+    } else if work.iter().all(|w| w.state == goal) {
+        Outcome::Committed
+    } else {
+        Outcome::Inconsistent
     }
 }
 

@@ -13,14 +13,15 @@
 //!    prepare lost the intention, and the "commit" recorded a new one).
 //! 4. **Undo** otherwise. There is no abort, so the session's own
 //!    intentions are committed first, and every change of the session is
-//!    then reversed through a fresh session `u` with the opposite call, twice.
+//!    then reversed through its undo session `u` (`s` with `-undo`
+//!    appended), with the opposite call twice.
 //!    A node where it is not known whether the session's intention is held is
 //!    probed with the session's own call (docs/TWO_PHASE.md, "Undo").
 
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
-use super::rules::NodeWork;
+use super::rules::{outcome_of, Compensation, NodeWork};
 use super::{Transaction, CUT_OFF, LOG_TARGET};
 use crate::domain::{NodeState, Operation, Outcome};
 use crate::node_api::{Attempts, StepAnswer};
@@ -52,6 +53,11 @@ impl Hold {
             self,
             Hold::Untouched | Hold::Intention | Hold::Committed | Hold::Foreign(_)
         )
+    }
+
+    /// Whether the node is where a commit leaves it: at the goal.
+    fn done(&self) -> bool {
+        matches!(self, Hold::Untouched | Hold::Committed | Hold::Foreign(_))
     }
 
     fn detail(&self) -> Option<String> {
@@ -101,7 +107,7 @@ impl Transaction<'_> {
                 *slot = hold;
             }
         }
-        let mut failure = first_failure(self, &holds, "prepare");
+        let mut failure = self.first_failure(&holds, "prepare", Hold::ready);
         if failure.is_none() && !abort.is_cancelled() {
             let intentions: Vec<usize> = (0..holds.len())
                 .filter(|&i| holds.get(i) == Some(&Hold::Intention))
@@ -113,7 +119,7 @@ impl Transaction<'_> {
                     *slot = hold;
                 }
             }
-            failure = first_failure_after_commit(self, &holds);
+            failure = self.first_failure(&holds, "commit", Hold::done);
             if failure.is_none() {
                 for (w, hold) in work.iter_mut().zip(&holds) {
                     settle(w, hold, goal);
@@ -129,13 +135,13 @@ impl Transaction<'_> {
             |(i, (hold, prior))| async move {
                 tokio::select! {
                     biased;
-                    _ = kill.cancelled() => (NodeState::Unknown, false, Some(CUT_OFF.to_string())),
+                    _ = kill.cancelled() => Compensation::CutOff(CUT_OFF.to_string()),
                     done = self.undo(i, hold, prior, session) => done,
                 }
             },
         ))
         .await;
-        for ((w, hold), (state, compensated, detail)) in work.iter_mut().zip(&holds).zip(undone) {
+        for ((w, hold), done) in work.iter_mut().zip(&holds).zip(undone) {
             match hold {
                 // Another writer's change: the node's state is now its.
                 Hold::Foreign(_) => {
@@ -145,22 +151,12 @@ impl Transaction<'_> {
                 Hold::Nothing(_) | Hold::Untouched => w.written = false,
                 Hold::Intention | Hold::Unknown(_) | Hold::Committed => {}
             }
-            w.state = state;
-            w.compensated |= compensated;
-            if detail.is_some() {
-                w.detail = detail;
-            } else if w.detail.is_none() {
+            w.compensate(done);
+            if w.detail.is_none() {
                 w.detail = hold.detail();
             }
         }
-        let outcome = if work.iter().all(|w| w.state == w.prior) {
-            Outcome::RolledBack
-        } else if work.iter().all(|w| w.state == goal) {
-            Outcome::Committed
-        } else {
-            Outcome::Inconsistent
-        };
-        (outcome, Some(reason))
+        (outcome_of(work, goal), Some(reason))
     }
 
     /// Recovery from the journal: every node the killed run meant to change
@@ -178,19 +174,15 @@ impl Transaction<'_> {
                 }
                 Some(tokio::select! {
                     biased;
-                    _ = kill.cancelled() => (NodeState::Unknown, false, Some(CUT_OFF.to_string())),
+                    _ = kill.cancelled() => Compensation::CutOff(CUT_OFF.to_string()),
                     done = self.release(i, session, kill) => done,
                 })
             }
         }))
         .await;
         for (w, done) in work.iter_mut().zip(released) {
-            if let Some((state, compensated, detail)) = done {
-                w.state = state;
-                w.compensated |= compensated;
-                if detail.is_some() {
-                    w.detail = detail;
-                }
+            if let Some(done) = done {
+                w.compensate(done);
             }
         }
         if work.iter().all(|w| w.state == w.prior) {
@@ -198,6 +190,13 @@ impl Transaction<'_> {
         } else {
             Outcome::Inconsistent
         }
+    }
+
+    /// The first node whose hold fails `ok` at `step`, named with why.
+    fn first_failure(&self, holds: &[Hold], step: &str, ok: fn(&Hold) -> bool) -> Option<String> {
+        let (i, hold) = holds.iter().enumerate().find(|(_, h)| !ok(h))?;
+        let why = hold.detail().unwrap_or_else(|| "not committed".into());
+        Some(format!("{}: {step}: {why}", self.client.node_name(i)))
     }
 
     /// The session's call for this transaction's operation.
@@ -230,23 +229,17 @@ impl Transaction<'_> {
 
     /// Step 2 on one node.
     async fn prepare(&self, node: usize, session: &str, cancel: &CancellationToken) -> Hold {
-        let goal = self.operation.goal();
         let (answer, attempts) = self
             .session_call(node, self.operation, session, cancel)
             .await;
         let hold = match answer {
             StepAnswer::Accepted if !attempts.earlier_maybe_applied => Hold::Intention,
             // A resend of a recorded first call is the commit.
-            StepAnswer::Accepted => match self.read_state(node, cancel).await {
-                Some(state) if state == goal => Hold::Committed,
-                Some(_) => Hold::Intention,
-                None => Hold::Unknown("prepared after a lost answer; the read failed".into()),
-            },
-            StepAnswer::Conflict { detail }
-            | StepAnswer::Failed {
-                detail,
-                status: Some(409),
-            } => self.refused(node, &attempts, detail, cancel).await,
+            StepAnswer::Accepted => {
+                self.read_hold(node, "prepared after a lost answer", cancel)
+                    .await
+            }
+            StepAnswer::Conflict { detail } => self.refused(node, &attempts, detail, cancel).await,
             StepAnswer::Absent => {
                 self.refused(node, &attempts, "the group is absent".into(), cancel)
                     .await
@@ -256,6 +249,17 @@ impl Transaction<'_> {
         };
         tracing::debug!(target: LOG_TARGET, node = self.client.node_name(node), attempts = attempts.count, hold = ?hold, "two-phase: prepared");
         hold
+    }
+
+    /// After an accepted call that may have been the first or the second of
+    /// the session: the read says which (`what` names the call for a failed
+    /// read).
+    async fn read_hold(&self, node: usize, what: &str, cancel: &CancellationToken) -> Hold {
+        match self.read_state(node, cancel).await {
+            Some(state) if state == self.operation.goal() => Hold::Committed,
+            Some(_) => Hold::Intention,
+            None => Hold::Unknown(format!("{what}, and the read failed")),
+        }
     }
 
     /// A prepare or commit refused (`409`, or `404` to a delete): the read
@@ -286,18 +290,13 @@ impl Transaction<'_> {
     /// back. A node that lost the intention (a restart) records a new one,
     /// which one more call commits.
     async fn commit(&self, node: usize, session: &str, cancel: &CancellationToken) -> Hold {
-        let goal = self.operation.goal();
         let mut hold = Hold::Intention;
         for _ in 0..2 {
             let (answer, attempts) = self
                 .session_call(node, self.operation, session, cancel)
                 .await;
             hold = match answer {
-                StepAnswer::Accepted => match self.read_state(node, cancel).await {
-                    Some(state) if state == goal => Hold::Committed,
-                    Some(_) => Hold::Intention,
-                    None => Hold::Unknown("committed, and the read failed".into()),
-                },
+                StepAnswer::Accepted => self.read_hold(node, "committed", cancel).await,
                 StepAnswer::Conflict { detail } => {
                     self.refused(node, &attempts, detail, cancel).await
                 }
@@ -325,20 +324,18 @@ impl Transaction<'_> {
     }
 
     /// Step 4 on one node: back to its prior state, from what it holds.
-    /// Returns the final state, whether an undo call was sent, and why the
-    /// node is not at its prior state, if it is not.
     async fn undo(
         &self,
         node: usize,
         hold: &Hold,
         prior: NodeState,
         session: &str,
-    ) -> (NodeState, bool, Option<String>) {
+    ) -> Compensation {
         let kill = &self.control.kill;
         match hold {
             // Nothing of this session's is there.
-            Hold::Untouched | Hold::Nothing(_) => (prior, false, None),
-            Hold::Foreign(_) => (self.operation.goal(), false, None),
+            Hold::Untouched | Hold::Nothing(_) => Compensation::NotNeeded(prior),
+            Hold::Foreign(_) => Compensation::NotNeeded(self.operation.goal()),
             Hold::Committed => self.reverse(node, session, kill).await,
             Hold::Intention | Hold::Unknown(_) => self.release(node, session, kill).await,
         }
@@ -348,12 +345,7 @@ impl Transaction<'_> {
     /// the session's own call carries it out, and the change is reversed. A
     /// node that held nothing records an intention at that call where the
     /// group allows it; one more call commits that, and it is reversed too.
-    async fn release(
-        &self,
-        node: usize,
-        session: &str,
-        kill: &CancellationToken,
-    ) -> (NodeState, bool, Option<String>) {
+    async fn release(&self, node: usize, session: &str, kill: &CancellationToken) -> Compensation {
         let goal = self.operation.goal();
         let mut last = String::new();
         let mut state = None;
@@ -366,7 +358,7 @@ impl Transaction<'_> {
                 // Refused, and not at the goal: nothing of this session's is
                 // left on the node.
                 (StepAnswer::Conflict { .. } | StepAnswer::Absent, Some(now)) => {
-                    return (now, true, None)
+                    return Compensation::Undone(now)
                 }
                 (answer, _) => {
                     last = format!("{answer:?}");
@@ -381,7 +373,10 @@ impl Transaction<'_> {
             "may still hold an intention of session {session} (reads {seen}; last answer {last})"
         );
         tracing::error!(target: LOG_TARGET, node = self.client.node_name(node), reason = %why, "two-phase: cannot release the session's intention");
-        (NodeState::Unknown, true, Some(why))
+        Compensation::Failed {
+            state: NodeState::Unknown,
+            detail: why,
+        }
     }
 
     /// Reverses a committed change through the undo session: the opposite
@@ -394,12 +389,9 @@ impl Transaction<'_> {
         node: usize,
         session: &str,
         cancel: &CancellationToken,
-    ) -> (NodeState, bool, Option<String>) {
+    ) -> Compensation {
         let undo = undo_session(session);
-        let opposite = match self.operation {
-            Operation::Create => Operation::Delete,
-            Operation::Delete => Operation::Create,
-        };
+        let opposite = self.operation.opposite();
         let name = self.client.node_name(node);
         tracing::info!(target: LOG_TARGET, node = name, session = %undo, "two-phase: undoing this session's change");
         let mut last = None;
@@ -422,11 +414,11 @@ impl Transaction<'_> {
         let prior = self.operation.changed_from();
         if state == prior {
             tracing::info!(target: LOG_TARGET, node = name, state = state.as_str(), "compensated");
-            return (state, true, None);
+            return Compensation::Undone(state);
         }
         // An intention is invisible: a node that reads as the goal may hold
         // the undo's intention, so it is not known to be at the goal either.
-        let (state, why) = if maybe_held {
+        let (state, detail) = if maybe_held {
             let why = format!(
                 "may still hold an intention of session {undo} (reads {}; last answer {last:?})",
                 state.as_str()
@@ -439,38 +431,9 @@ impl Transaction<'_> {
             );
             (state, why)
         };
-        tracing::error!(target: LOG_TARGET, node = name, reason = %why, "compensation failed");
-        (state, true, Some(why))
+        tracing::error!(target: LOG_TARGET, node = name, reason = %detail, "compensation failed");
+        Compensation::Failed { state, detail }
     }
-}
-
-/// The first node that keeps the group from committing, named.
-fn first_failure(transaction: &Transaction<'_>, holds: &[Hold], step: &str) -> Option<String> {
-    holds
-        .iter()
-        .enumerate()
-        .find(|(_, h)| !h.ready())
-        .map(|(i, h)| {
-            format!(
-                "{}: {step}: {}",
-                transaction.client.node_name(i),
-                h.detail().unwrap_or_default()
-            )
-        })
-}
-
-fn first_failure_after_commit(transaction: &Transaction<'_>, holds: &[Hold]) -> Option<String> {
-    holds
-        .iter()
-        .enumerate()
-        .find(|(_, h)| !matches!(h, Hold::Untouched | Hold::Committed | Hold::Foreign(_)))
-        .map(|(i, h)| {
-            format!(
-                "{}: commit: {}",
-                transaction.client.node_name(i),
-                h.detail().unwrap_or_else(|| "not committed".into())
-            )
-        })
 }
 
 /// The node's final record after a commit.
