@@ -222,8 +222,8 @@ check_build_context() {
     buildah bud --quiet --tag localhost/api-consumer-context:ci -f "$work/Containerfile.context" . >/dev/null
     ctr=$(buildah from localhost/api-consumer-context:ci)
     mount=$(buildah mount "$ctr")
-    for path in Cargo.toml Cargo.lock src/lib.rs src/bin/api-consumer.rs src/bin/node-sim.rs \
-        tests/it/main.rs examples/demo.rs ci/image-rootfs.sh; do
+    for path in Cargo.toml Cargo.lock src/lib.rs src/bin/api-consumer.rs crates/node-sim/src/bin/node-sim.rs \
+        crates/node-contract/src/lib.rs tests/it/main.rs examples/demo.rs ci/image-rootfs.sh; do
         [ -e "$mount/context/$path" ] || { echo "FAIL: the build context lacks $path" >&2; bad=1; }
     done
     for path in target .git .cache manifests; do
@@ -370,7 +370,7 @@ print("termination message:", json.dumps(m)[:200])' "$work/termination-log"
 }
 
 # `podman kube play` of the chart's Job pod against the node-sim container,
-# with the token in a Secret made the way the README makes it. podman resolves
+# with the token in a Secret made the way manifests/README.md makes it. podman resolves
 # secretKeyRef from its own secret store, where a Secret is its data map.
 play_real_nodes_job() {
     local rendered=$work/real.yaml play=$work/real-play.yaml pod

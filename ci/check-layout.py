@@ -8,7 +8,8 @@
 2. No file whose non-test part (the file without `#[cfg(test)]` items) exceeds 800 lines.
    Test-module files (`#[cfg(test)] mod x;`) are skipped entirely.
 
-Roots: src/lib.rs and every src/bin/*.rs (or src/bin/*/main.rs), each its own crate.
+Roots: src/lib.rs and every src/bin/*.rs (or src/bin/*/main.rs), each its own crate, of the
+repository's package and of every package under crates/.
 
 Run: python3 ci/check-layout.py [--root DIR] [--verbose]
 Exit 0 with a one-line summary when both checks pass, 1 with the findings otherwise.
@@ -324,7 +325,8 @@ def main():
     root = args.root.resolve()
 
     all_files, cycles = [], []
-    for root_file in crate_roots(root / "src"):
+    packages = [root] + sorted(p for p in (root / "crates").glob("*") if (p / "src").is_dir())
+    for root_file in [f for package in packages for f in crate_roots(package / "src")]:
         files, modules = load_crate(root_file, root)
         edges = dependency_edges(files, modules)
         for component in strongly_connected([f.name for f in files.values()], edges):

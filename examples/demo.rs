@@ -22,10 +22,10 @@ use std::sync::Arc;
 use api_consumer::config::Config;
 use api_consumer::engine::Control;
 use api_consumer::job::run_job;
-use api_consumer::node_api::NodeOp;
 use api_consumer::output::telemetry;
-use api_consumer::sim::{FaultsPatch, Protocol};
-use api_consumer::sim::{SimCluster, SimOptions};
+use node_sim::NodeOp;
+use node_sim::{FaultsPatch, Protocol};
+use node_sim::{SimCluster, SimOptions};
 
 struct Scenario {
     title: &'static str,

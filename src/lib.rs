@@ -9,7 +9,7 @@
 //!
 //! - `bin/`: thin binaries. `api-consumer` reads the configuration, sets up
 //!   logging and signals, calls [`job::run_job`] and maps the report to an
-//!   exit code; `node-sim` serves [`sim`].
+//!   exit code.
 //! - [`job`]: the whole job as one call; the only reader of [`config`],
 //!   whose values it turns into the settings of the layers below.
 //! - [`config`]: environment variables (and `.env`) parsed once into a
@@ -30,9 +30,10 @@
 //!   address, secret, node state, outcomes and group reports, totals, stop
 //!   reason, exit status, and the rules for showing values and replacing
 //!   files.
-//! - [`sim`]: `node-sim`, the reference node with fault injection, with its
-//!   own inspection and fault types; it shares only the node API contract
-//!   and the domain with the job.
+//!
+//! `node-sim`, the reference node with fault injection, is a crate of its own
+//! (`crates/node-sim`); it shares only the node API contract
+//! (`crates/node-contract`) with the job.
 //!
 //! The design documents of record are in `docs/`: `NODE_API.md` (every call
 //! and answer, and what the client accepts) and `TRANSACTIONS.md` (the
@@ -54,4 +55,3 @@ pub mod engine;
 pub mod job;
 pub mod node_api;
 pub mod output;
-pub mod sim;

@@ -8,7 +8,7 @@
 #![no_main]
 
 use api_consumer::domain::{GroupId, NodeAddress};
-use api_consumer::node_api::group_item_path;
+use node_contract::group_item_path;
 use api_consumer::node_api::{classify_read, classify_write, ReadAnswer, WriteAnswer};
 use api_consumer_fuzz::{assert_one_line, text, MAX_MESSAGE_BYTES};
 use arbitrary::Arbitrary;

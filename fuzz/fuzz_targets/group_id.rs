@@ -5,7 +5,7 @@
 #![no_main]
 
 use api_consumer::domain::GroupId;
-use api_consumer::node_api::group_item_path;
+use node_contract::group_item_path;
 use api_consumer_fuzz::{assert_short_line, text};
 use libfuzzer_sys::fuzz_target;
 use percent_encoding::percent_decode_str;

@@ -1,6 +1,6 @@
 //! Replacing a file so that a reader (or a crash) sees the old version or
 //! the new one, never a torn one: the run report, the crash journal's
-//! compaction and `node-sim`'s data file all go through [`replace_atomically`].
+//! compaction go through [`replace_atomically`].
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};

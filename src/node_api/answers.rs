@@ -197,7 +197,7 @@ pub fn classify_read(
     }
 }
 
-/// The record a create sends: [`super::contract::GroupBody`] as JSON, `{"groupId": id}`.
+/// The record a create sends: `node_contract::GroupBody` as JSON, `{"groupId": id}`.
 pub fn plain_record(group: &GroupId) -> Value {
     serde_json::json!({ "groupId": group.as_str() })
 }

@@ -24,10 +24,6 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::answers::{read_answer, step_answer, write_answer, ReadAnswer, StepAnswer, WriteAnswer};
-use super::contract::{
-    group_segment, session_item_path, GroupBody, SessionCreateBody, SessionDeleteBody,
-    GROUP_COLLECTION_PATH, GROUP_LIST_PATH, SESSION_CREATE_PATH,
-};
 use super::errors::{
     describe_error, install_tls_provider, is_tls_error, same_origin, MAX_REDIRECTS,
 };
@@ -38,6 +34,10 @@ use super::listing::{classify_list, ListAnswer, LIST_MAX_BYTES};
 use super::retry::{Attempts, NodeName, RetryAfterMiddleware, RetrySettings, StopRetrying};
 use super::stats::NodeStatsSnapshot;
 use crate::domain::{GroupId, NodeAddress, Secret};
+use node_contract::{
+    group_segment, session_item_path, GroupBody, SessionCreateBody, SessionDeleteBody,
+    GROUP_COLLECTION_PATH, GROUP_LIST_PATH, SESSION_CREATE_PATH,
+};
 
 /// Client settings taken from the configuration.
 #[derive(Debug, Clone)]
@@ -431,7 +431,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::node_api::contract::group_item_path;
+    use node_contract::group_item_path;
 
     #[test]
     fn item_urls_match_the_api_paths() {

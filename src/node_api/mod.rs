@@ -1,7 +1,7 @@
 //! The node API: the contract every node serves (docs/NODE_API.md), and the
 //! job's HTTP client for it.
 //!
-//! - [`contract`]: paths, bodies and call names, shared with the simulator;
+//! - `node_contract` (a crate of its own): paths and bodies, shared with the simulator;
 //! - [`client`]: [`NodeClient`], one call per method, over every node;
 //! - [`retry`]: retries with exponential backoff, full jitter and
 //!   `Retry-After`, as a middleware around reqwest-retry's policy;
@@ -17,7 +17,6 @@
 
 pub mod answers;
 pub mod client;
-pub mod contract;
 pub mod errors;
 pub mod gate;
 pub mod listing;
@@ -28,7 +27,6 @@ pub use answers::{
     classify_read, classify_write, plain_record, ReadAnswer, StepAnswer, WriteAnswer,
 };
 pub use client::{ClientError, ClientSettings, NodeClient};
-pub use contract::{group_item_path, GroupBody, NodeOp};
 pub use errors::install_tls_provider;
 pub use listing::{ListAnswer, LIST_MAX_BYTES};
 pub use retry::{parse_retry_after, Attempts, RetrySettings, MAX_RETRY_AFTER};

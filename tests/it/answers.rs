@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use api_consumer::domain::ExitStatus;
 use api_consumer::domain::{NodeState, Outcome};
-use api_consumer::node_api::NodeOp;
-use api_consumer::sim::FaultsPatch;
-use api_consumer::sim::{SimCluster, SimOptions};
+use node_sim::FaultsPatch;
+use node_sim::NodeOp;
+use node_sim::{SimCluster, SimOptions};
 
 use crate::common::*;
 
@@ -33,7 +33,7 @@ async fn find_seed<F, Fut>(
     node: usize,
     patch: FaultsPatch,
     mut scenario: F,
-    shape: impl Fn(&api_consumer::sim::SimState) -> bool,
+    shape: impl Fn(&node_sim::SimState) -> bool,
 ) -> SimCluster
 where
     F: FnMut(SimCluster) -> Fut,

@@ -10,10 +10,10 @@ use api_consumer::config::Config;
 use api_consumer::domain::GroupReport;
 use api_consumer::engine::Control;
 use api_consumer::job::run_job;
-use api_consumer::node_api::NodeOp;
 use api_consumer::output::report::RunReport;
-use api_consumer::sim::{FaultsPatch, SimState};
-use api_consumer::sim::{SimCluster, SimOptions};
+use node_sim::NodeOp;
+use node_sim::{FaultsPatch, SimState};
+use node_sim::{SimCluster, SimOptions};
 use serde_json::Value;
 
 pub async fn cluster(count: usize) -> SimCluster {
@@ -153,6 +153,19 @@ pub fn command(dir: &tempfile::TempDir, vars: &[(&str, &str)]) -> Command {
         cmd.env(key, value);
     }
     cmd
+}
+
+/// The `node-sim` binary, built beside `api-consumer` by `cargo test` or
+/// `cargo build` at the workspace root (another package's binary has no
+/// `CARGO_BIN_EXE_` variable here).
+pub fn node_sim_binary() -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_api-consumer")).with_file_name("node-sim");
+    assert!(
+        path.is_file(),
+        "{} is missing; build it with `cargo build -p node-sim`",
+        path.display()
+    );
+    path
 }
 
 /// Every stdout line parsed as a flat JSON object with the common keys.

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use api_consumer::sim::FaultsPatch;
-use api_consumer::sim::SimCluster;
+use node_sim::FaultsPatch;
+use node_sim::SimCluster;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -147,7 +147,7 @@ async fn run_to_end(mut cmd: Command) -> i32 {
 async fn slow_cluster(seed: u64) -> SimCluster {
     let cluster = cluster_with(
         NODES,
-        api_consumer::sim::SimOptions {
+        node_sim::SimOptions {
             seed,
             ..Default::default()
         },
@@ -257,10 +257,10 @@ async fn the_journal_releases_what_a_killed_two_phase_run_left() {
     // Start-up faults, which every round's reset restores.
     let cluster = cluster_with(
         NODES,
-        api_consumer::sim::SimOptions {
+        node_sim::SimOptions {
             seed,
-            faults: api_consumer::sim::Faults {
-                protocol: api_consumer::sim::Protocol::TwoPhase,
+            faults: node_sim::Faults {
+                protocol: node_sim::Protocol::TwoPhase,
                 latency_ms: 1,
                 jitter_ms: 8,
                 ..Default::default()

@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use api_consumer::domain::ExitStatus;
 use api_consumer::domain::Outcome;
-use api_consumer::node_api::NodeOp;
 use api_consumer::output::report::RunReport;
-use api_consumer::sim::FaultsPatch;
-use api_consumer::sim::SimCluster;
+use node_sim::FaultsPatch;
+use node_sim::NodeOp;
+use node_sim::SimCluster;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -14,14 +14,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use api_consumer::domain::ExitStatus;
-use api_consumer::node_api::NodeOp;
-use api_consumer::sim::FaultsPatch;
-use api_consumer::sim::SimCluster;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use node_sim::FaultsPatch;
+use node_sim::NodeOp;
+use node_sim::SimCluster;
 
 use crate::common::*;
 

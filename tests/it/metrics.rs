@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use api_consumer::sim::FaultsPatch;
+use node_sim::FaultsPatch;
 
 use crate::common::*;
 
@@ -171,7 +171,7 @@ async fn a_failed_run_keeps_the_last_success_of_the_run_before() {
         1,
         FaultsPatch {
             fail_rate: Some(1.0),
-            ..on(&[api_consumer::node_api::NodeOp::Create])
+            ..on(&[node_sim::NodeOp::Create])
         },
     );
     let report = run_on(&cluster, "create", &["m3"], &metrics).await;

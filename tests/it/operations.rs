@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use api_consumer::config::{Config, ConfigError};
 use api_consumer::domain::{ExitStatus, GroupAction, GroupId, NodeState, Outcome, RunOperation};
-use api_consumer::node_api::{NodeOp, LIST_MAX_BYTES};
+use api_consumer::node_api::LIST_MAX_BYTES;
 use api_consumer::output::report::{Listing, RunReport, Unlisted};
-use api_consumer::sim::{FaultsPatch, SimCluster};
+use node_sim::NodeOp;
+use node_sim::{FaultsPatch, SimCluster};
 use serde_json::Value;
 
 use crate::common::*;

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use api_consumer::domain::{ExitStatus, Outcome, StopReason};
 use api_consumer::engine::prior::AUTO_MIN_ENTRIES;
-use api_consumer::node_api::{NodeOp, LIST_MAX_BYTES};
+use api_consumer::node_api::LIST_MAX_BYTES;
 use api_consumer::output::journal::Journal;
 use api_consumer::output::report::RunReport;
-use api_consumer::sim::{FaultsPatch, SimCluster};
+use node_sim::NodeOp;
+use node_sim::{FaultsPatch, SimCluster};
 use serde_json::{json, Value};
 
 use crate::common::*;

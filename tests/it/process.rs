@@ -7,8 +7,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use api_consumer::config::VARIABLES;
-use api_consumer::node_api::NodeOp;
-use api_consumer::sim::FaultsPatch;
+use node_sim::FaultsPatch;
+use node_sim::NodeOp;
 use serde_json::Value;
 
 use crate::common::*;
@@ -170,7 +170,7 @@ fn spawn_with_lines(mut cmd: Command) -> (Child, mpsc::Receiver<String>) {
 /// A batch of groups against three nodes slow enough (20 ms a request) that
 /// a run can be stopped in the middle.
 struct SlowBatch {
-    cluster: api_consumer::sim::SimCluster,
+    cluster: node_sim::SimCluster,
     ids: Vec<String>,
     dir: tempfile::TempDir,
 }
@@ -368,7 +368,7 @@ async fn rollback_is_cut_off_by_its_budget_and_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_sim_binary_serves_the_job() {
-    let mut sim = Command::new(env!("CARGO_BIN_EXE_node-sim"))
+    let mut sim = Command::new(node_sim_binary())
         .args(["--nodes", "2", "--base-port", "0", "--seed", "1"])
         .env_clear()
         .stdout(Stdio::piped())

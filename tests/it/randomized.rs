@@ -15,10 +15,10 @@ use std::time::Duration;
 use api_consumer::domain::ExitStatus;
 use api_consumer::domain::Operation;
 use api_consumer::domain::{NodeState, Outcome, StopReason};
-use api_consumer::node_api::NodeOp;
 use api_consumer::output::report::RunReport;
-use api_consumer::sim::{Faults, FaultsPatch, Protocol, SimState};
-use api_consumer::sim::{SimCluster, SimOptions};
+use node_sim::NodeOp;
+use node_sim::{Faults, FaultsPatch, Protocol, SimState};
+use node_sim::{SimCluster, SimOptions};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 

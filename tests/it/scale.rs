@@ -6,10 +6,10 @@ use std::io::Write as _;
 
 use api_consumer::domain::ExitStatus;
 use api_consumer::domain::{Outcome, StopReason};
-use api_consumer::node_api::NodeOp;
 use api_consumer::output::report::TERMINATION_MESSAGE_MAX_BYTES;
-use api_consumer::sim::FaultsPatch;
-use api_consumer::sim::SimOptions;
+use node_sim::FaultsPatch;
+use node_sim::NodeOp;
+use node_sim::SimOptions;
 use serde_json::Value;
 
 use crate::common::*;
@@ -25,7 +25,7 @@ fn path_of(file: &tempfile::NamedTempFile) -> String {
 }
 
 /// `count` nodes that each answer after `latency_ms`.
-async fn slow_cluster(count: usize, latency_ms: u64) -> api_consumer::sim::SimCluster {
+async fn slow_cluster(count: usize, latency_ms: u64) -> node_sim::SimCluster {
     let cluster = cluster(count).await;
     for i in 0..count {
         let latency = FaultsPatch {

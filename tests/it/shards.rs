@@ -149,7 +149,7 @@ async fn bad_shard_settings_exit_2_before_any_request() {
 }
 
 /// Groups on every node, none of them listed: what a prune finds.
-async fn seed(cluster: &api_consumer::sim::SimCluster, ids: &[String]) {
+async fn seed(cluster: &node_sim::SimCluster, ids: &[String]) {
     for node in cluster.nodes() {
         for id in ids {
             node.insert_group(id).await.unwrap();

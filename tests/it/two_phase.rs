@@ -2,8 +2,9 @@
 //! node-sim in `--protocol two-phase` mode, over real HTTP.
 
 use api_consumer::domain::GroupId;
-use api_consumer::node_api::{ClientSettings, NodeClient, NodeOp, StepAnswer};
-use api_consumer::sim::{Faults, FaultsPatch, IntentionOp, Protocol, SimCluster, SimOptions};
+use api_consumer::node_api::{ClientSettings, NodeClient, StepAnswer};
+use node_sim::NodeOp;
+use node_sim::{Faults, FaultsPatch, IntentionOp, Protocol, SimCluster, SimOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::common::*;

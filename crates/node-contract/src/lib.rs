@@ -1,5 +1,6 @@
-//! The node API contract, shared by the job's client and the simulator
-//! (docs/NODE_API.md is the full contract).
+//! The node API contract, shared by `api-consumer` (the client) and
+//! `node-sim` (the reference node): paths, bodies and how a group id becomes
+//! one path segment. docs/NODE_API.md is the full contract.
 //!
 //! Every node serves three calls:
 //!
@@ -10,9 +11,7 @@
 //! | get    | `GET /v1/group/<percent-encoded id>/`          | `200` + record |
 //!
 //! Some nodes add `GET /v1/groups` (a list); the simulator serves it, plus
-//! `GET /healthz` and its own inspection endpoints (see [`crate::sim`]).
-
-use std::fmt;
+//! `GET /healthz` and its own inspection endpoints.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
@@ -84,40 +83,6 @@ pub struct SessionDeleteBody {
     pub session_id: String,
 }
 
-/// A node-API call, as counted by the simulator and named in logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeOp {
-    Create,
-    Delete,
-    Get,
-    List,
-}
-
-impl NodeOp {
-    pub const ALL: [NodeOp; 4] = [NodeOp::Create, NodeOp::Delete, NodeOp::Get, NodeOp::List];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeOp::Create => "create",
-            NodeOp::Delete => "delete",
-            NodeOp::Get => "get",
-            NodeOp::List => "list",
-        }
-    }
-
-    /// Parses the names used by `--fail-ops` and `fail_ops`.
-    pub fn parse(name: &str) -> Option<NodeOp> {
-        NodeOp::ALL.into_iter().find(|op| op.as_str() == name)
-    }
-}
-
-impl fmt::Display for NodeOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,13 +95,5 @@ mod tests {
             "v1/group/a%2Fb%3Fc%23d%25e%20f/"
         );
         assert_eq!(group_item_path("é"), "v1/group/%C3%A9/");
-    }
-
-    #[test]
-    fn op_names_round_trip() {
-        for op in NodeOp::ALL {
-            assert_eq!(NodeOp::parse(op.as_str()), Some(op));
-        }
-        assert_eq!(NodeOp::parse("put"), None);
     }
 }

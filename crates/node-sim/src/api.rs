@@ -3,11 +3,45 @@
 //! simulator cannot drift apart.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use super::two_phase::{Intention, Protocol};
-use crate::node_api::NodeOp;
+
+/// A node-API call, as counted by the simulator and named in logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeOp {
+    Create,
+    Delete,
+    Get,
+    List,
+}
+
+impl NodeOp {
+    pub const ALL: [NodeOp; 4] = [NodeOp::Create, NodeOp::Delete, NodeOp::Get, NodeOp::List];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeOp::Create => "create",
+            NodeOp::Delete => "delete",
+            NodeOp::Get => "get",
+            NodeOp::List => "list",
+        }
+    }
+
+    /// Parses the names used by `--fail-ops` and `fail_ops`.
+    pub fn parse(name: &str) -> Option<NodeOp> {
+        NodeOp::ALL.into_iter().find(|op| op.as_str() == name)
+    }
+}
+
+impl fmt::Display for NodeOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Body of `GET /_sim/state`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

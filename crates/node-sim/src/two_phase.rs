@@ -140,7 +140,7 @@ pub(crate) fn listed(intentions: &BTreeMap<String, Held>) -> Vec<Intention> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node_api::contract::{SessionCreateBody, SessionDeleteBody};
+    use node_contract::{SessionCreateBody, SessionDeleteBody};
     use IntentionOp::{Create, Delete};
 
     #[test]

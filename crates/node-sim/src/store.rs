@@ -1,9 +1,9 @@
 //! The `--data-file`: groups of every node of the process in one JSON file,
 //! `{"nodes": {"<index>": [ids]}}`, so a restarted node keeps its groups.
 //!
-//! The file is rewritten whole after every mutation, atomically (see
-//! [`replace_atomically`]): a crash at any point leaves either the old or the
-//! new version, never a torn one. One
+//! The file is rewritten whole after every mutation, atomically (a temporary
+//! file in the same directory, synced, then renamed over it): a crash at any
+//! point leaves either the old or the new version, never a torn one. One
 //! process owns a file; two processes sharing one would overwrite each other.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 
 use super::memory::{lock, NodeMemory};
 use super::SimError;
-use crate::domain::replace_atomically;
 
 /// Ids per node index, as stored.
 pub(crate) type NodeGroups = BTreeMap<String, Vec<String>>;
@@ -77,11 +76,9 @@ impl Store {
                 serde_json::to_vec_pretty(&DataFile { nodes }).map_err(io::Error::other)?;
             bytes.push(b'\n');
             let path = store.path.clone();
-            tokio::task::spawn_blocking(move || {
-                replace_atomically(&path, |out| out.write_all(&bytes))
-            })
-            .await
-            .map_err(io::Error::other)?
+            tokio::task::spawn_blocking(move || replace(&path, &bytes))
+                .await
+                .map_err(io::Error::other)?
         });
         task.await
             .map_err(io::Error::other)
@@ -126,4 +123,15 @@ pub(crate) async fn read(path: &Path) -> Result<NodeGroups, SimError> {
                 "not a node-sim data file ({e}); expected {{\"nodes\": {{\"0\": [\"id\", ...]}}}}; fix or remove it"
             ))
         })
+}
+
+/// Replaces `path` with `bytes` atomically: a synced temporary file in the
+/// same directory, renamed over it.
+fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let mut temp = tempfile::NamedTempFile::new_in(dir.unwrap_or(Path::new(".")))?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }

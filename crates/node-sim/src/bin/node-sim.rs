@@ -11,9 +11,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use api_consumer::node_api::NodeOp;
-use api_consumer::sim::{Faults, Protocol, SimCluster, SimOptions};
 use clap::Parser;
+use node_sim::{Faults, NodeOp, Protocol, SimCluster, SimOptions};
 
 /// Simulated cluster nodes with fault injection.
 ///

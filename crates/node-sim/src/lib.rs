@@ -4,7 +4,7 @@
 //! The job is only as trustworthy as the worst node it has been run against,
 //! and real nodes misbehave in ways mocks never do: answers lost after the call
 //! landed, throttling, hangs, restarts that lose or keep data. This module
-//! serves the node API of [`crate::node_api::contract`] for real, over HTTP, and makes each of
+//! serves the node API of `node_contract` for real, over HTTP, and makes each of
 //! those behaviours a dial that tests, demos and benchmarks can turn, at start
 //! and at runtime.
 //!
@@ -41,7 +41,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use self::api::{Faults, FaultsPatch, SimState};
+pub use self::api::{Faults, FaultsPatch, NodeOp, SimState};
 pub use self::two_phase::{Intention, IntentionOp, Protocol};
 
 use self::memory::NodeMemory;

@@ -8,9 +8,8 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::node_api::contract::{
-    group_item_path, GroupBody, NodeOp, GROUP_COLLECTION_PATH, GROUP_LIST_PATH,
-};
+use crate::api::NodeOp;
+use node_contract::{group_item_path, GroupBody, GROUP_COLLECTION_PATH, GROUP_LIST_PATH};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -25,7 +24,7 @@ async fn start(count: usize, faults: Faults) -> SimCluster {
 }
 
 fn client() -> Client {
-    crate::node_api::install_tls_provider();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
@@ -794,4 +793,12 @@ async fn two_phase_calls_take_every_fault_and_the_protocol_switches_at_runtime()
     node.reset().await.unwrap();
     assert_eq!(node.faults().protocol, Protocol::Standard);
     assert_eq!(status(create(node, "g")).await, 201);
+}
+
+#[test]
+fn op_names_round_trip() {
+    for op in NodeOp::ALL {
+        assert_eq!(NodeOp::parse(op.as_str()), Some(op));
+    }
+    assert_eq!(NodeOp::parse("put"), None);
 }

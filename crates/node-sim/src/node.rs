@@ -21,13 +21,13 @@ use rand::Rng;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::api::NodeOp;
 use super::api::{Faults, FaultsPatch, SimState};
 use super::memory::{limiter, lock, NodeMemory};
 use super::store::Store;
 use super::two_phase::{self, IntentionOp, Protocol, Step};
 use super::SimError;
-use crate::node_api::contract::{SessionCreateBody, SessionDeleteBody};
-use crate::node_api::{GroupBody, NodeOp};
+use node_contract::{GroupBody, SessionCreateBody, SessionDeleteBody};
 
 pub(crate) fn validate_faults(faults: &Faults) -> Result<(), String> {
     let rates = [

@@ -10,8 +10,8 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 use super::api::Faults;
+use super::api::NodeOp;
 use super::two_phase::Held;
-use crate::node_api::NodeOp;
 
 /// Everything a node-API request reads or changes on one node.
 pub(crate) struct NodeMemory {
