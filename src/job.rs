@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::domain::{
-    ExitStatus, GroupId, GroupReport, NodeAddress, NodeDetail, NodeProtocol, NodeState, Outcome,
-    RunOperation, StopReason,
+    ExitStatus, GroupId, GroupReport, NodeAddress, NodeDetail, NodeProtocol, NodeState, Operation,
+    Outcome, StopReason, Task,
 };
 use crate::engine::phases::{prepare, Request};
 use crate::engine::{run_groups, supervise, Batch, Control, RunSettings, Transaction};
-use crate::node_api::{ClientError, ClientSettings, NodeClient, RetrySettings};
+use crate::node_api::{ClientError, ClientSettings, NodeClient, RequestTotals, RetrySettings};
 use crate::output::journal::{Intent, Journal, JournalError};
 use crate::output::metrics::{Pusher, Sample};
 use crate::output::progress::ProgressDisplay;
@@ -105,7 +105,7 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
     let client = Arc::new(NodeClient::new(&settings, &config.nodes)?);
     // A run that never writes never opens the journal: resolving what a
     // killed run left would write.
-    let writes = !config.dry_run && config.operation != RunOperation::Verify;
+    let writes = !config.dry_run && config.operation != Operation::Verify;
     let (journal, unfinished) = match &config.journal_path {
         Some(path) if writes => {
             let (journal, unfinished) = open_journal(path, config.rollback_timeout).await?;
@@ -164,8 +164,8 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
         phases: &prepared.phases,
         priors: priors.clone(),
     };
-    let mut report = run_groups(
-        client,
+    let run = run_groups(
+        client.clone(),
         batch,
         config.operation,
         run_settings,
@@ -173,34 +173,47 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
         journal,
     )
     .await;
+    supervisor.abort();
+    let mut nodes = client.stats();
     if let Some(priors) = &priors {
-        for (node, source) in report.nodes.iter_mut().zip(priors.sources()) {
+        for (node, source) in nodes.iter_mut().zip(priors.sources()) {
             node.prior_state = Some(source.as_str().to_string());
         }
     }
-    supervisor.abort();
+    let mut exit_code = run.totals.exit_status();
     if recovered.iter().any(|r| r.outcome == Outcome::Inconsistent) {
-        report.exit_code = ExitStatus::Inconsistent;
+        exit_code = ExitStatus::Inconsistent;
     }
-    if prepared.shortfall {
-        report.exit_code = report.exit_code.with_shortfall();
+    if prepared.incomplete {
+        exit_code = exit_code.or_incomplete();
     }
-    if config.shard.is_split() {
-        report.shard = Some(ShardReport {
+    // Verify is read-only anyway: its report is not a plan.
+    let plan = config.dry_run && config.operation != Operation::Verify;
+    let report = RunReport {
+        format_version: plan.then_some(PLAN_FORMAT_VERSION),
+        operation: config.operation,
+        dry_run: plan,
+        shard: config.shard.is_split().then(|| ShardReport {
             index: config.shard.index(),
             count: config.shard.count(),
             list_entries: config.group_ids.listed(),
             entries: config.group_ids.len(),
-        });
-    }
-    report.recovered = recovered;
-    report.listing = prepared.listing;
-    report.unlisted = prepared.unlisted;
-    // Verify is read-only anyway: its report is not a plan.
-    if config.dry_run && config.operation != RunOperation::Verify {
-        report.dry_run = true;
-        report.format_version = Some(PLAN_FORMAT_VERSION);
-    }
+        }),
+        started_at: run.started_at,
+        duration_ms: run.duration_ms,
+        exit_code,
+        stop_reason: run.stop_reason,
+        totals: run.totals,
+        requests: RequestTotals::over(&nodes),
+        nodes,
+        groups: run.groups,
+        groups_omitted: run.groups_omitted,
+        groups_spool: run.groups_spool,
+        not_attempted: run.not_attempted,
+        recovered,
+        listing: prepared.listing,
+        unlisted: prepared.unlisted,
+    };
     if let Some(path) = &config.report_path {
         if let Err(error) = write_report(path, &report, report.groups_spool.as_deref()) {
             tracing::error!(path = %path.display(), error = %error, "cannot write the run report");
@@ -264,8 +277,7 @@ async fn recover(
     match (group, client) {
         (Ok(group), Ok(client)) => {
             tracing::warn!(group_id = %group, operation = intent.operation.as_str(), "resolving a group a killed run left unfinished");
-            Transaction::new(&client, &group, intent.operation, control)
-                .with_journal(Some(journal))
+            Transaction::new(&client, &group, intent.operation, control, Some(journal))
                 .recover(&intent.nodes, intent.session.as_deref())
                 .await
         }
@@ -282,7 +294,7 @@ async fn recover(
 fn unresolvable(intent: &Intent, problem: String) -> GroupReport {
     GroupReport {
         group_id: GroupId::unchecked(&intent.group_id),
-        operation: intent.operation.into(),
+        operation: Task::Apply(intent.operation),
         outcome: Outcome::Inconsistent,
         reason: Some(format!("journal intent cannot be resolved: {problem}")),
         duration_ms: 0,

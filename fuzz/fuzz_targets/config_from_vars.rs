@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use api_consumer::config::{Config, ConfigError, VARIABLES};
-use api_consumer::domain::{GroupId, RunOperation};
+use api_consumer::domain::{GroupId, Operation};
 use api_consumer_fuzz::{assert_short_line, text};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
@@ -278,11 +278,11 @@ fn check_config(config: &Config) {
     assert_eq!(names.len(), config.nodes.len(), "a node listed twice");
     // Only a verify may come without ids: it checks every group the nodes list.
     assert!(
-        !config.group_ids.is_empty() || config.operation == RunOperation::Verify,
+        !config.group_ids.is_empty() || config.operation == Operation::Verify,
         "no group ids"
     );
     assert!(
-        !config.prune || config.operation == RunOperation::Reconcile,
+        !config.prune || config.operation == Operation::Reconcile,
         "PRUNE accepted outside reconcile"
     );
     let entries = config

@@ -34,7 +34,7 @@ use self::parse::{
     required, secs, validate_log_level, with_default, writable_file_path,
 };
 use self::variables::*;
-use crate::domain::{quote, NodeAddress, NodeProtocol, RunOperation, Secret, Shard};
+use crate::domain::{quote, NodeAddress, NodeProtocol, Operation, Secret, Shard};
 use crate::engine::id_list::GroupIds;
 use crate::engine::prior::PriorSource;
 use crate::output::metrics::MetricsSettings;
@@ -43,7 +43,7 @@ use crate::output::telemetry::LogFormat;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub nodes: Vec<NodeAddress>,
-    pub operation: RunOperation,
+    pub operation: Operation,
     /// Plan only: read, never write.
     pub dry_run: bool,
     /// Reconcile also deletes the groups not listed.
@@ -206,7 +206,7 @@ impl Config {
         let prune = flag(&PRUNE, raw.prune)?;
         let prune_max = number(&PRUNE_MAX, raw.prune_max)?;
         let prior_state = parse_prior_state(&with_default(&PRIOR_STATE, raw.prior_state)?)?;
-        if prune && operation != RunOperation::Reconcile {
+        if prune && operation != Operation::Reconcile {
             return Err(ConfigError::new(
                 PRUNE.name,
                 format!("applies only to OPERATION=reconcile, not {operation}"),

@@ -13,7 +13,7 @@ use super::variables::{
     NODE_PROTOCOL, OPERATION, PRIOR_STATE, SHARD_COUNT, SHARD_INDEX,
 };
 use super::ConfigError;
-use crate::domain::{quote, GroupId, NodeAddress, NodeProtocol, RunOperation, Secret, Shard};
+use crate::domain::{quote, GroupId, NodeAddress, NodeProtocol, Operation, Secret, Shard};
 use crate::engine::id_list::GroupIds;
 use crate::engine::prior::PriorSource;
 use crate::output::metrics::MetricsSettings;
@@ -131,12 +131,12 @@ pub(super) fn parse_nodes(value: &str) -> Result<Vec<NodeAddress>, ConfigError> 
     Ok(nodes)
 }
 
-pub(super) fn parse_operation(value: &str) -> Result<RunOperation, ConfigError> {
-    const OPERATIONS: [RunOperation; 4] = [
-        RunOperation::Create,
-        RunOperation::Delete,
-        RunOperation::Verify,
-        RunOperation::Reconcile,
+pub(super) fn parse_operation(value: &str) -> Result<Operation, ConfigError> {
+    const OPERATIONS: [Operation; 4] = [
+        Operation::Create,
+        Operation::Delete,
+        Operation::Verify,
+        Operation::Reconcile,
     ];
     OPERATIONS
         .into_iter()
@@ -291,7 +291,7 @@ pub(super) fn flag(doc: &VariableDoc, raw: Option<String>) -> Result<bool, Confi
 pub(super) fn collect_group_ids(
     inline: Option<&str>,
     file: Option<String>,
-    operation: RunOperation,
+    operation: Operation,
     shard: Shard,
 ) -> Result<GroupIds, ConfigError> {
     let mut ids = Vec::new();
@@ -310,18 +310,15 @@ pub(super) fn collect_group_ids(
             ids.push(id);
         }
     }
-    // The shard first, so that the file's one check also counts its share.
-    let mut ids = GroupIds::inline(ids)
-        .with_shard(shard)
-        .map_err(|e| ConfigError::new(GROUP_IDS.name, e.0))?;
+    let mut ids = GroupIds::inline(ids, shard);
     if let Some(path) = &file {
         ids = ids
-            .with_file(Path::new(path), quote(path))
+            .with_file(Path::new(path), &quote(path))
             .map_err(|e| ConfigError::new(GROUP_IDS_FILE.name, e.0))?;
     }
     // Verify without ids checks every group the nodes list; a file given
     // but empty is a mistake, not a request for that.
-    let everything = operation == RunOperation::Verify && inline.is_none() && file.is_none();
+    let everything = operation == Operation::Verify && inline.is_none() && file.is_none();
     // The whole list, every shard's: a shard's share may well be empty.
     if ids.listed() == 0 && !everything {
         let detail = match &file {
@@ -335,7 +332,7 @@ pub(super) fn collect_group_ids(
         };
         let why = match operation {
             // An empty desired set would prune every group.
-            RunOperation::Reconcile => {
+            Operation::Reconcile => {
                 "; reconcile needs the desired set, and with PRUNE=true \
                                         an empty one would delete every group"
             }

@@ -71,9 +71,8 @@ fn names(config: &Config) -> Vec<&str> {
 fn ids(config: &Config) -> Vec<String> {
     config
         .group_ids
-        .to_vec()
-        .unwrap()
-        .into_iter()
+        .entries()
+        .iter()
         .map(|entry| entry.id.as_str().to_owned())
         .collect()
 }
@@ -85,7 +84,7 @@ fn defaults() {
         names(&config),
         ["http://127.0.0.1:8080", "http://127.0.0.1:8081"]
     );
-    assert_eq!(config.operation, RunOperation::Create);
+    assert_eq!(config.operation, Operation::Create);
     assert_eq!(ids(&config), ["g1", "g2"]);
     assert_eq!(config.request_timeout, Duration::from_millis(5000));
     assert_eq!(config.connect_timeout, Duration::from_millis(2000));
@@ -143,7 +142,7 @@ fn every_setting_is_read_and_trimmed() {
         ["http://node01.app.internal.com", "https://n2:8443/api/v1"]
     );
     assert_eq!(config.nodes[1].base.as_str(), "https://n2:8443/api/v1/");
-    assert_eq!(config.operation, RunOperation::Delete);
+    assert_eq!(config.operation, Operation::Delete);
     assert_eq!(ids(&config), ["a", "b c", "d"]);
     assert_eq!(config.request_timeout, Duration::from_millis(1));
     assert_eq!(config.connect_timeout, Duration::from_millis(600_000));
@@ -178,9 +177,9 @@ fn operations_dry_run_and_prune() {
         (false, false, 100)
     );
     for (text, operation) in [
-        ("Verify", RunOperation::Verify),
-        ("RECONCILE", RunOperation::Reconcile),
-        ("delete", RunOperation::Delete),
+        ("Verify", Operation::Verify),
+        ("RECONCILE", Operation::Reconcile),
+        ("delete", Operation::Delete),
     ] {
         assert_eq!(ok(with(&[("OPERATION", text)])).operation, operation);
     }
@@ -210,7 +209,7 @@ fn operations_dry_run_and_prune() {
 #[test]
 fn last_occurrence_of_a_variable_wins() {
     let config = ok(with(&[("OPERATION", "delete")]));
-    assert_eq!(config.operation, RunOperation::Delete);
+    assert_eq!(config.operation, Operation::Delete);
 }
 
 #[test]
@@ -350,7 +349,7 @@ fn errors_name_the_variable() {
             "NODES",
             "entries 1 and 2",
         ),
-        // Operation.
+        // Change.
         (
             with(&[("OPERATION", "create,delete")]),
             "OPERATION",
@@ -847,7 +846,7 @@ fn dotenv_is_overlaid_by_the_process_environment() {
         Err(e) => panic!("{e}"),
     };
     let config = ok(merged);
-    assert_eq!(config.operation, RunOperation::Delete);
+    assert_eq!(config.operation, Operation::Delete);
     assert_eq!(ids(&config), ["a", "b"]);
     assert_eq!(names(&config), ["http://127.0.0.1:8080"]);
 
@@ -1047,7 +1046,7 @@ fn a_shard_takes_its_share_of_the_ids_and_keeps_their_positions() {
             ("SHARD_INDEX", &index),
         ]));
         assert_eq!(config.group_ids.listed(), 40);
-        let entries = config.group_ids.to_vec().unwrap();
+        let entries = config.group_ids.entries().to_vec();
         assert_eq!(entries.len() as u64, config.group_ids.len());
         for entry in entries {
             let crate::domain::Position::GroupIds(n) = entry.position else {

@@ -1,5 +1,5 @@
-//! What a run works on: the operation, the group ids, and where each id was
-//! listed.
+//! What a run works on: the operation, what it does to each group, the
+//! group ids, and where each id was listed.
 
 use std::fmt;
 
@@ -10,7 +10,7 @@ use super::state::NodeState;
 /// What the run does (`OPERATION`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RunOperation {
+pub enum Operation {
     /// Every listed group present on every node.
     Create,
     /// Every listed group absent from every node.
@@ -22,75 +22,73 @@ pub enum RunOperation {
     Reconcile,
 }
 
-impl RunOperation {
+impl Operation {
     pub fn as_str(self) -> &'static str {
         match self {
-            RunOperation::Create => "create",
-            RunOperation::Delete => "delete",
-            RunOperation::Verify => "verify",
-            RunOperation::Reconcile => "reconcile",
+            Operation::Create => "create",
+            Operation::Delete => "delete",
+            Operation::Verify => "verify",
+            Operation::Reconcile => "reconcile",
         }
     }
 }
 
-impl fmt::Display for RunOperation {
+impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-/// What happens to one group: a transaction's operation, or a read-only
-/// check (verify). Named in every group's log lines and report entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupAction {
-    Create,
-    Delete,
+/// What the run does to one group; named in its log lines and report entry
+/// as `operation` (`create`, `delete` or `verify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// An all-or-nothing transaction.
+    Apply(Change),
+    /// Read-only: on every node, or on none?
     Verify,
+    /// Dry run: read-only, what would a transaction write?
+    Plan(Change),
 }
 
-impl GroupAction {
+impl Task {
     pub fn as_str(self) -> &'static str {
         match self {
-            GroupAction::Create => "create",
-            GroupAction::Delete => "delete",
-            GroupAction::Verify => "verify",
+            Task::Apply(change) | Task::Plan(change) => change.as_str(),
+            Task::Verify => "verify",
         }
     }
 }
 
-impl From<Operation> for GroupAction {
-    fn from(operation: Operation) -> Self {
-        match operation {
-            Operation::Create => GroupAction::Create,
-            Operation::Delete => GroupAction::Delete,
-        }
+impl Serialize for Task {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
-/// What a transaction does to one group.
+/// What a transaction does to one group: the change it makes everywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Operation {
+pub enum Change {
     /// Goal: the group is present on every node.
     Create,
     /// Goal: the group is absent from every node.
     Delete,
 }
 
-impl Operation {
+impl Change {
     pub fn as_str(self) -> &'static str {
         match self {
-            Operation::Create => "create",
-            Operation::Delete => "delete",
+            Change::Create => "create",
+            Change::Delete => "delete",
         }
     }
 
     /// The state every node must reach.
     pub fn goal(self) -> NodeState {
         match self {
-            Operation::Create => NodeState::Present,
-            Operation::Delete => NodeState::Absent,
+            Change::Create => NodeState::Present,
+            Change::Delete => NodeState::Absent,
         }
     }
 
@@ -101,15 +99,15 @@ impl Operation {
     }
 
     /// The operation that undoes this one.
-    pub fn opposite(self) -> Operation {
+    pub fn opposite(self) -> Change {
         match self {
-            Operation::Create => Operation::Delete,
-            Operation::Delete => Operation::Create,
+            Change::Create => Change::Delete,
+            Change::Delete => Change::Create,
         }
     }
 }
 
-impl fmt::Display for Operation {
+impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

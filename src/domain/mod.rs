@@ -15,7 +15,7 @@ mod state;
 mod text;
 
 pub use file::{replace_atomically, sibling};
-pub use group::{GroupAction, GroupId, Operation, Position, RunOperation};
+pub use group::{Change, GroupId, Operation, Position, Task};
 pub use node::{NodeAddress, NodeProtocol};
 pub use outcome::{ExitStatus, GroupReport, NodeDetail, Outcome, OutcomeCounts, StopReason};
 pub use secret::Secret;

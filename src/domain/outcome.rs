@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::group::{GroupAction, GroupId};
+use super::group::{GroupId, Task};
 use super::state::NodeState;
 
 /// How a group ended: a transaction's outcome, what verify found, or what
@@ -72,8 +72,6 @@ pub enum StopReason {
     Certificate,
     /// `MAX_FAILED_GROUPS` groups failed (groups in flight still finish).
     FailureLimit,
-    /// `GROUP_IDS_FILE` was changed in place during the run.
-    InputChanged,
     /// `PRIOR_STATE=list`, and a node's list could not be had.
     ListsUnavailable,
 }
@@ -85,7 +83,6 @@ impl StopReason {
             StopReason::Signal => "termination signal received",
             StopReason::Certificate => "a node's TLS certificate was rejected (see CA_CERT_PATH)",
             StopReason::FailureLimit => "MAX_FAILED_GROUPS groups failed",
-            StopReason::InputChanged => "GROUP_IDS_FILE changed during the run",
             StopReason::ListsUnavailable => "a node's list could not be had (PRIOR_STATE=list)",
         }
     }
@@ -110,7 +107,7 @@ pub struct NodeDetail {
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupReport {
     pub group_id: GroupId,
-    pub operation: GroupAction,
+    pub operation: Task,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -154,7 +151,7 @@ pub enum ExitStatus {
 impl ExitStatus {
     /// The exit code of a run that could not do everything it was asked
     /// (a node's list missing, a prune refused): at least 1, and 3 stays 3.
-    pub fn with_shortfall(self) -> ExitStatus {
+    pub fn or_incomplete(self) -> ExitStatus {
         match self {
             ExitStatus::AllAtGoal | ExitStatus::WouldChange => ExitStatus::RolledBack,
             other => other,

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use super::control::Control;
 use crate::domain::GroupId;
 use crate::node_api::listing::ListBody;
-use crate::node_api::NodeClient;
+use crate::node_api::{Node, NodeClient};
 use crate::output::report::{ListFailure, Listing};
 
 /// The target these log lines carry, which `LOG_LEVEL` directives name.
@@ -45,8 +45,8 @@ impl Found {
 /// stopped.
 pub async fn list_every_node(client: &NodeClient, control: &Control) -> Found {
     let mut found = Found::default();
-    for node in 0..client.node_count() {
-        let name = client.node_name(node);
+    for node in client.nodes() {
+        let name = node.name();
         match list_node(client, node, control)
             .await
             .and_then(|body| body.ids())
@@ -79,7 +79,7 @@ pub async fn list_every_node(client: &NodeClient, control: &Control) -> Found {
 /// One node's list, or why it cannot be had; given up when the run stops.
 pub(super) async fn list_node(
     client: &NodeClient,
-    node: usize,
+    node: &Node,
     control: &Control,
 ) -> Result<ListBody, String> {
     tokio::select! {

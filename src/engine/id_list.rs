@@ -1,29 +1,24 @@
 //! The run's group ids: the entries of `GROUP_IDS`, then the lines of
-//! `GROUP_IDS_FILE`, in that order.
+//! `GROUP_IDS_FILE`, in that order, checked in full before any request is
+//! sent and then held in memory.
 //!
-//! A file may hold any number of ids, so it is never held in memory. It is
-//! read twice through one open descriptor: once while the configuration is
-//! checked (every line must hold a valid id before any request is sent), and
-//! once, as a stream, while the run starts groups. Holding the descriptor
-//! means that replacing the file (a ConfigMap update swaps it atomically)
-//! cannot change what the run reads; editing it in place can, and the second
-//! read notices: a line that no longer holds a valid id, or a different
-//! number of ids, stops the run from starting further groups.
+//! # Supported scale
+//!
+//! An entry costs its id's bytes plus some 60 bytes of bookkeeping, so a
+//! run (or a shard, which keeps only its own entries) holds 1,000,000 ids of
+//! up to 24 bytes in about 70 MB (docs/BENCHMARKS.md, "Id lists"). The file
+//! is read once, at start: replacing or editing it during the run changes
+//! nothing.
 //!
 //! Every entry is one group's transaction. An id listed twice is run twice,
 //! the second time only after the first has finished (never both at once),
 //! so the second run finds the group where the first left it: at its goal,
-//! it changes nothing. Dropping repeats instead would need a record of every
-//! id seen, which grows with the batch.
+//! it changes nothing.
 
-use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 use std::sync::Arc;
-
-use tokio::sync::mpsc;
 
 use crate::domain::{GroupId, Position, Shard};
 
@@ -38,37 +33,16 @@ pub struct Entry {
     pub position: Position,
 }
 
-/// The run's ids, checked: `GROUP_IDS` in memory (the environment bounds
-/// its size), `GROUP_IDS_FILE` as an open file and the number of ids in it.
-#[derive(Debug, Clone)]
+/// The run's entries: this shard's share of the list, in list order.
+/// Cloning shares them.
+#[derive(Debug, Clone, Default)]
 pub struct GroupIds {
-    inline: Vec<GroupId>,
-    /// The inline ids were found on the nodes, not listed in `GROUP_IDS`.
-    discovered: bool,
-    file: Option<IdsFile>,
-    /// Only this shard's entries are handed out.
+    entries: Arc<Vec<Entry>>,
+    /// How many entries the whole list holds, every shard's.
+    listed: u64,
+    /// How many ids `GROUP_IDS_FILE` holds, when it is given.
+    file_ids: Option<u64>,
     shard: Shard,
-    /// How many of the entries are this shard's.
-    own: u64,
-}
-
-#[derive(Clone)]
-struct IdsFile {
-    file: Arc<File>,
-    /// How errors name the file.
-    shown: String,
-    ids: u64,
-}
-
-impl fmt::Debug for IdsFile {
-    /// The file by name and size, not by descriptor (which differs from one
-    /// opening to the next).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IdsFile")
-            .field("file", &self.shown)
-            .field("ids", &self.ids)
-            .finish()
-    }
 }
 
 /// Why the file could not be read as a list of ids. The message names the
@@ -77,102 +51,65 @@ impl fmt::Debug for IdsFile {
 #[error("{0}")]
 pub struct IdsError(pub String);
 
-/// How many entries cross from the reading thread to the run at a time.
-const STREAM_CHUNK: usize = 256;
-
-/// The entries of a [`GroupIds`], in order, from [`GroupIds::stream`].
-pub struct IdStream {
-    receiver: mpsc::Receiver<Vec<Result<Entry, IdsError>>>,
-    current: std::vec::IntoIter<Result<Entry, IdsError>>,
-}
-
-impl IdStream {
-    /// The next entry, or `None` after the last one.
-    pub async fn recv(&mut self) -> Option<Result<Entry, IdsError>> {
-        loop {
-            if let Some(next) = self.current.next() {
-                return Some(next);
-            }
-            self.current = self.receiver.recv().await?.into_iter();
-        }
-    }
-}
-
 impl GroupIds {
-    /// Ids from `GROUP_IDS` only.
-    pub fn inline(ids: Vec<GroupId>) -> GroupIds {
-        GroupIds {
-            own: ids.len() as u64,
-            inline: ids,
-            discovered: false,
-            file: None,
-            shard: Shard::WHOLE,
-        }
+    /// This shard's entries of `GROUP_IDS` (already checked).
+    pub fn inline(ids: Vec<GroupId>, shard: Shard) -> GroupIds {
+        let listed = ids.len() as u64;
+        let entries = ids.into_iter().enumerate().map(|(index, id)| Entry {
+            id,
+            position: Position::GroupIds(index as u64 + 1),
+        });
+        GroupIds::of(entries, listed, shard)
     }
 
-    /// Ids found on the nodes (verify without ids, a reconcile's prune).
+    /// Ids found on the nodes (verify without ids, a reconcile's prune),
+    /// already this shard's.
     pub fn discovered(ids: Vec<GroupId>) -> GroupIds {
+        let listed = ids.len() as u64;
+        let entries = ids.into_iter().enumerate().map(|(index, id)| Entry {
+            id,
+            position: Position::Discovered(index as u64 + 1),
+        });
+        GroupIds::of(entries, listed, Shard::WHOLE)
+    }
+
+    fn of(entries: impl Iterator<Item = Entry>, listed: u64, shard: Shard) -> GroupIds {
+        let entries = entries.filter(|e| shard.owns(e.id.as_str())).collect();
         GroupIds {
-            own: ids.len() as u64,
-            inline: ids,
-            discovered: true,
-            file: None,
-            shard: Shard::WHOLE,
+            entries: Arc::new(entries),
+            listed,
+            file_ids: None,
+            shard,
         }
     }
 
-    /// Adds `path` as `GROUP_IDS_FILE`, reading it once to check every line.
-    /// `shown` is how errors name the file.
-    pub fn with_file(mut self, path: &Path, shown: String) -> Result<GroupIds, IdsError> {
+    /// Adds this shard's ids of the file at `path` (`GROUP_IDS_FILE`),
+    /// checking every line. `shown` is how errors name the file.
+    pub fn with_file(mut self, path: &Path, shown: &str) -> Result<GroupIds, IdsError> {
         let cannot_read =
             |e: std::io::Error| IdsError(format!("cannot read {shown}: {}: {e}", e.kind()));
         // Checked before opening: opening a FIFO would wait for a writer.
         if !std::fs::metadata(path).map_err(cannot_read)?.is_file() {
-            // A pipe cannot be read a second time.
-            return Err(IdsError(format!(
-                "{shown} is not a regular file (the ids are read twice: checked in full \
-                 before any request, then streamed while the run starts groups)"
-            )));
+            return Err(IdsError(format!("{shown} is not a regular file")));
         }
-        let file = File::open(path).map_err(cannot_read)?;
-        let file = Arc::new(file);
-        // One pass checks every line and counts the ids, the shard's too.
-        let (mut ids, mut own) = (0u64, self.own_inline());
-        let mut lines = Lines::new(&file, &shown);
+        let mut lines = Lines {
+            reader: BufReader::with_capacity(64 * 1024, File::open(path).map_err(cannot_read)?),
+            shown,
+            line: 0,
+            buffer: Vec::new(),
+        };
+        let entries = Arc::make_mut(&mut self.entries);
+        let mut file_ids = 0u64;
         while let Some(entry) = lines.next_id()? {
-            ids += 1;
-            own += u64::from(self.shard.owns(entry.id.as_str()));
+            file_ids += 1;
+            if self.shard.owns(entry.id.as_str()) {
+                entries.push(entry);
+            }
         }
-        self.file = Some(IdsFile { file, shown, ids });
-        self.own = own;
+        entries.shrink_to_fit();
+        self.listed += file_ids;
+        self.file_ids = Some(file_ids);
         Ok(self)
-    }
-
-    /// Keeps only `shard`'s entries (positions still count every entry).
-    /// Given before [`GroupIds::with_file`], the file's check counts the
-    /// shard's entries; given after, the file is read once more to count
-    /// them.
-    pub fn with_shard(mut self, shard: Shard) -> Result<GroupIds, IdsError> {
-        self.shard = shard;
-        if self.file.is_none() {
-            self.own = self.own_inline();
-            return Ok(self);
-        }
-        let mut own = 0u64;
-        self.for_each(|_| {
-            own += 1;
-            true
-        })?;
-        self.own = own;
-        Ok(self)
-    }
-
-    /// How many of the inline ids are the shard's.
-    fn own_inline(&self) -> u64 {
-        self.inline
-            .iter()
-            .filter(|id| self.shard.owns(id.as_str()))
-            .count() as u64
     }
 
     /// The share of the list this run handles.
@@ -183,161 +120,40 @@ impl GroupIds {
     /// How many entries this run handles (each is one transaction): the
     /// shard's share of [`GroupIds::listed`].
     pub fn len(&self) -> u64 {
-        self.own
+        self.entries.len() as u64
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.is_empty()
     }
 
     /// How many entries the list holds, every shard's.
     pub fn listed(&self) -> u64 {
-        self.inline.len() as u64 + self.file.as_ref().map_or(0, |f| f.ids)
+        self.listed
     }
 
     /// How many ids `GROUP_IDS_FILE` holds, when it is given.
     pub fn file_ids(&self) -> Option<u64> {
-        self.file.as_ref().map(|f| f.ids)
+        self.file_ids
     }
 
-    /// Reads every entry into memory. For tests and small lists; a run
-    /// uses [`GroupIds::stream`].
-    pub fn to_vec(&self) -> Result<Vec<Entry>, IdsError> {
-        let mut entries = Vec::new();
-        self.for_each(|entry| {
-            entries.push(entry);
-            true
-        })?;
-        Ok(entries)
-    }
-
-    /// Streams the entries, reading the file on a blocking thread about
-    /// `buffer` ids ahead of the consumer. An item is an error when the file
-    /// changed since it was checked; nothing follows an error.
-    pub fn stream(&self, buffer: usize) -> IdStream {
-        // Entries cross threads in chunks: one per id would wake each thread
-        // once per id, a futex call and a context switch for every group.
-        let chunk = buffer.clamp(1, STREAM_CHUNK);
-        let (sender, receiver) = mpsc::channel((buffer / chunk).max(1));
-        let ids = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut pending = Vec::with_capacity(chunk);
-            let result = ids.for_each(|entry| {
-                pending.push(Ok(entry));
-                if pending.len() < chunk {
-                    return true;
-                }
-                let full = std::mem::replace(&mut pending, Vec::with_capacity(chunk));
-                sender.blocking_send(full).is_ok()
-            });
-            if let Err(error) = result {
-                pending.push(Err(error));
-            }
-            if !pending.is_empty() {
-                let _ = sender.blocking_send(pending);
-            }
-        });
-        IdStream {
-            receiver,
-            current: Vec::new().into_iter(),
-        }
-    }
-
-    /// Calls `each` for every entry in order until it returns `false`.
-    fn for_each(&self, mut each: impl FnMut(Entry) -> bool) -> Result<(), IdsError> {
-        for (index, id) in self.inline.iter().enumerate() {
-            if !self.shard.owns(id.as_str()) {
-                continue;
-            }
-            let number = index as u64 + 1;
-            let position = if self.discovered {
-                Position::Discovered(number)
-            } else {
-                Position::GroupIds(number)
-            };
-            if !each(Entry {
-                id: id.clone(),
-                position,
-            }) {
-                return Ok(());
-            }
-        }
-        let Some(file) = &self.file else {
-            return Ok(());
-        };
-        let mut lines = Lines::new(&file.file, &file.shown);
-        let mut seen = 0u64;
-        while let Some(entry) = lines
-            .next_id()
-            .map_err(|IdsError(e)| changed(&file.shown, &e))?
-        {
-            seen += 1;
-            if seen > file.ids {
-                break;
-            }
-            if !self.shard.owns(entry.id.as_str()) {
-                continue;
-            }
-            if !each(entry) {
-                return Ok(());
-            }
-        }
-        if seen != file.ids {
-            return Err(changed(
-                &file.shown,
-                &format!(
-                    "it now holds a different number of ids than the {} checked",
-                    file.ids
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
-
-fn changed(shown: &str, problem: &str) -> IdsError {
-    IdsError(format!("{shown} changed during the run: {problem}"))
-}
-
-/// Reads a file from its start through a shared descriptor without moving
-/// the descriptor's offset, so that the two reads cannot disturb each other.
-struct FromStart {
-    file: Arc<File>,
-    offset: u64,
-}
-
-impl Read for FromStart {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.file.read_at(buf, self.offset)?;
-        self.offset += read as u64;
-        Ok(read)
+    /// This run's entries, in list order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
     }
 }
 
 /// The ids of a file, one per line: lines trimmed (so `\r\n` works), blank
 /// lines and lines starting with `#` skipped, a leading UTF-8 byte order
 /// mark ignored.
-struct Lines<'a> {
-    reader: BufReader<FromStart>,
+struct Lines<'a, R> {
+    reader: BufReader<R>,
     shown: &'a str,
     line: u64,
     buffer: Vec<u8>,
 }
 
-impl<'a> Lines<'a> {
-    fn new(file: &Arc<File>, shown: &'a str) -> Self {
-        let source = FromStart {
-            file: file.clone(),
-            offset: 0,
-        };
-        Lines {
-            reader: BufReader::with_capacity(64 * 1024, source),
-            shown,
-            line: 0,
-            buffer: Vec::new(),
-        }
-    }
-
+impl<R: Read> Lines<'_, R> {
     fn next_id(&mut self) -> Result<Option<Entry>, IdsError> {
         loop {
             self.buffer.clear();
@@ -394,22 +210,25 @@ mod tests {
 
     fn from_file(content: &[u8]) -> Result<GroupIds, IdsError> {
         let file = file_with(content);
-        GroupIds::inline(Vec::new()).with_file(file.path(), "\"ids.txt\"".into())
+        GroupIds::default().with_file(file.path(), "\"ids.txt\"")
     }
 
     fn listed(ids: &GroupIds) -> Vec<(String, Position)> {
-        ids.to_vec()
-            .unwrap()
-            .into_iter()
+        ids.entries()
+            .iter()
             .map(|e| (e.id.as_str().to_owned(), e.position))
             .collect()
+    }
+
+    fn names(ids: &GroupIds) -> Vec<String> {
+        listed(ids).into_iter().map(|(id, _)| id).collect()
     }
 
     #[test]
     fn inline_entries_come_first_then_file_lines_with_their_numbers() {
         let file = file_with(b"\xEF\xBB\xBF# header\nb\r\n\n  c  \n#d\ne");
-        let ids = GroupIds::inline(vec![GroupId::new("a").unwrap()])
-            .with_file(file.path(), "f".into())
+        let ids = GroupIds::inline(vec![GroupId::new("a").unwrap()], Shard::WHOLE)
+            .with_file(file.path(), "f")
             .unwrap();
         assert_eq!(ids.len(), 4);
         assert_eq!(ids.file_ids(), Some(3));
@@ -427,8 +246,7 @@ mod tests {
     #[test]
     fn repeated_ids_are_all_listed() {
         let ids = from_file(b"a\nb\na\n").unwrap();
-        let names: Vec<String> = listed(&ids).into_iter().map(|(id, _)| id).collect();
-        assert_eq!(names, ["a", "b", "a"]);
+        assert_eq!(names(&ids), ["a", "b", "a"]);
     }
 
     #[test]
@@ -460,91 +278,52 @@ mod tests {
 
     #[test]
     fn a_pipe_is_refused() {
-        let error = GroupIds::inline(Vec::new())
-            .with_file(Path::new("/dev/null"), "\"/dev/null\"".into())
+        let error = GroupIds::default()
+            .with_file(Path::new("/dev/null"), "\"/dev/null\"")
             .unwrap_err();
         assert!(error.0.contains("not a regular file"), "{}", error.0);
     }
 
     #[test]
-    fn a_file_replaced_after_the_check_is_still_read_as_checked() {
+    fn a_file_replaced_or_edited_after_the_check_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ids");
         std::fs::write(&path, "a\nb\n").unwrap();
-        let ids = GroupIds::inline(Vec::new())
-            .with_file(&path, "f".into())
-            .unwrap();
+        let ids = GroupIds::default().with_file(&path, "f").unwrap();
         let replacement = dir.path().join("ids.new");
         std::fs::write(&replacement, "x\ny\nz\n").unwrap();
         std::fs::rename(&replacement, &path).unwrap();
-        let names: Vec<String> = listed(&ids).into_iter().map(|(id, _)| id).collect();
-        assert_eq!(names, ["a", "b"]);
+        assert_eq!(names(&ids), ["a", "b"]);
+        std::fs::write(&path, b"a\n\x01\nc\n").unwrap();
+        assert_eq!(names(&ids), ["a", "b"]);
     }
 
     #[test]
-    fn a_file_edited_in_place_after_the_check_is_an_error_at_the_change() {
-        let file = file_with(b"a\nb\nc\n");
-        let ids = GroupIds::inline(Vec::new())
-            .with_file(file.path(), "f".into())
+    fn a_shard_keeps_its_own_entries_and_counts_the_whole_list() {
+        let content: String = (0..1_000).map(|i| format!("id-{i}\n")).collect();
+        let shard = Shard::new(1, 4).unwrap();
+        let inline = vec![GroupId::new("id-0").unwrap(), GroupId::new("id-1").unwrap()];
+        let file = file_with(content.as_bytes());
+        let ids = GroupIds::inline(inline, shard)
+            .with_file(file.path(), "f")
             .unwrap();
-        std::fs::write(file.path(), b"a\n\x01\nc\n").unwrap();
-        let error = ids.to_vec().unwrap_err();
-        assert_eq!(
-            error.0,
-            "f changed during the run: f line 2: group id contains the control character U+0001 at byte 0"
-        );
-        std::fs::write(file.path(), b"a\nb\n").unwrap();
-        let error = ids.to_vec().unwrap_err();
-        assert_eq!(
-            error.0,
-            "f changed during the run: it now holds a different number of ids than the 3 checked"
-        );
-        std::fs::write(file.path(), b"a\nb\nc\nd\n").unwrap();
-        let error = ids.to_vec().unwrap_err();
-        assert!(error.0.contains("different number"), "{}", error.0);
+        assert_eq!(ids.listed(), 1_002);
+        assert_eq!(ids.file_ids(), Some(1_000));
+        assert!(ids.entries().iter().all(|e| shard.owns(e.id.as_str())));
+        let owned = (0..1_000)
+            .filter(|i| shard.owns(&format!("id-{i}")))
+            .count()
+            + ["id-0", "id-1"].iter().filter(|id| shard.owns(id)).count();
+        assert_eq!(ids.len(), owned as u64);
     }
 
-    #[tokio::test]
-    async fn the_stream_yields_every_entry_then_ends() {
+    #[test]
+    fn every_entry_is_kept_in_order() {
         let content: String = (0..10_000).map(|i| format!("id-{i}\n")).collect();
         let ids = from_file(content.as_bytes()).unwrap();
-        let mut stream = ids.stream(4);
-        let mut count = 0;
-        while let Some(entry) = stream.recv().await {
-            let entry = entry.unwrap();
+        assert_eq!(ids.len(), 10_000);
+        for (count, entry) in ids.entries().iter().enumerate() {
             assert_eq!(entry.id.as_str(), format!("id-{count}"));
-            count += 1;
         }
-        assert_eq!(count, 10_000);
-    }
-
-    #[tokio::test]
-    async fn a_change_seen_while_streaming_ends_the_stream_after_the_entries_before_it() {
-        // More ids than one chunk, so that the error follows full chunks.
-        let content: String = (0..1_000).map(|i| format!("id-{i}\n")).collect();
-        let mut file = tempfile::NamedTempFile::new().unwrap();
-        std::io::Write::write_all(&mut file, content.as_bytes()).unwrap();
-        let ids = GroupIds::inline(Vec::new())
-            .with_file(file.path(), "ids.txt".into())
-            .unwrap();
-        // Three ids fewer than were checked.
-        let shorter: String = (0..997).map(|i| format!("id-{i}\n")).collect();
-        std::fs::write(file.path(), shorter).unwrap();
-        let mut stream = ids.stream(300);
-        let mut entries = 0;
-        let mut errors = Vec::new();
-        while let Some(next) = stream.recv().await {
-            match next {
-                Ok(entry) => {
-                    assert!(errors.is_empty(), "an entry followed the error");
-                    assert_eq!(entry.id.as_str(), format!("id-{entries}"));
-                    entries += 1;
-                }
-                Err(error) => errors.push(error.0),
-            }
-        }
-        assert_eq!(entries, 997);
-        assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].contains("different number"), "{}", errors[0]);
     }
 }

@@ -1,7 +1,8 @@
 //! The engine: what the job does to the nodes.
 //!
 //! - [`transaction`]: one group, all-or-nothing, on every node (I1–I4 of
-//!   docs/TRANSACTIONS.md); its per-node decisions are pure functions in
+//!   docs/TRANSACTIONS.md), through the nodes' protocol (standard or
+//!   two-phase); its per-node decisions are pure functions in
 //!   `transaction/rules.rs`;
 //! - [`run`]: many groups under the run's limits, deadline and signals;
 //! - [`inspect`]: the read-only looks at one group: verify, and the dry
@@ -10,15 +11,17 @@
 //!   lists the nodes and decides its prune first), with [`discovery`]
 //!   listing the nodes;
 //! - [`prior`]: the batch's prior state from node lists (`PRIOR_STATE`);
+//! - [`fan_out`]: one step on several nodes at once, under the run's kill;
 //! - [`control`]: the run's stop, abort and kill;
-//! - [`id_list`]: the ids of `GROUP_IDS` and `GROUP_IDS_FILE`, checked up
-//!   front and streamed while the run starts groups.
+//! - [`id_list`]: the ids of `GROUP_IDS` and `GROUP_IDS_FILE`, checked and
+//!   held in memory.
 //!
 //! The engine uses the node API and the outputs (journal, progress, report
 //! types); it never reads the configuration: the job hands it settings.
 
 pub mod control;
 pub mod discovery;
+pub mod fan_out;
 pub mod id_list;
 pub mod inspect;
 pub mod phases;
@@ -28,5 +31,5 @@ pub mod transaction;
 
 pub use control::Control;
 pub use id_list::GroupIds;
-pub use run::{run_groups, supervise, Batch, Phase, RunSettings, Task};
+pub use run::{run_groups, supervise, Batch, Phase, RunResult, RunSettings};
 pub use transaction::Transaction;

@@ -15,8 +15,8 @@ use super::control::Control;
 use super::discovery::{list_every_node, Found};
 use super::id_list::GroupIds;
 use super::prior::{list_priors, ListedPriors, ListsUnavailable, PriorSource};
-use super::run::{Phase, Task};
-use crate::domain::{GroupId, Operation, RunOperation, Shard};
+use super::run::Phase;
+use crate::domain::{Change, GroupId, Operation, Shard, Task};
 use crate::node_api::NodeClient;
 use crate::output::report::{Listing, Unlisted};
 
@@ -29,7 +29,7 @@ const FIRST_IDS: usize = 10;
 /// What the run is asked to do.
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub operation: RunOperation,
+    pub operation: Operation,
     pub dry_run: bool,
     pub prune: bool,
     pub prune_max: u64,
@@ -47,7 +47,7 @@ pub struct Prepared {
     /// could not list a node, a prune refused): the exit code is at least 1.
     /// A reconcile without prune that cannot list a node only says so: it
     /// needs the lists for its report, not for its work.
-    pub shortfall: bool,
+    pub incomplete: bool,
     /// The transactions' prior states from the node lists, when they come
     /// from there (`PRIOR_STATE`).
     pub priors: Option<ListedPriors>,
@@ -90,7 +90,7 @@ async fn phases_of(client: &NodeClient, request: Request, control: &Control) -> 
         ids,
         ..
     } = request;
-    let apply = |operation: Operation| {
+    let apply = |operation: Change| {
         if dry_run {
             Task::Plan(operation)
         } else {
@@ -98,22 +98,22 @@ async fn phases_of(client: &NodeClient, request: Request, control: &Control) -> 
         }
     };
     match operation {
-        RunOperation::Create => one_phase(ids, apply(Operation::Create)),
-        RunOperation::Delete => one_phase(ids, apply(Operation::Delete)),
+        Operation::Create => one_phase(ids, apply(Change::Create)),
+        Operation::Delete => one_phase(ids, apply(Change::Delete)),
         // A list given counts even when none of its ids is this shard's.
-        RunOperation::Verify if ids.listed() > 0 => one_phase(ids, Task::Verify),
-        RunOperation::Verify => verify_every_listed_group(client, control, ids.shard()).await,
-        RunOperation::Reconcile => {
-            let found = own_share(list_every_node(client, control).await, ids.shard());
-            let (mut prepared, pruned) = unlisted_groups(found, &ids, prune, prune_max).await;
+        Operation::Verify if ids.listed() > 0 => one_phase(ids, Task::Verify),
+        Operation::Verify => verify_every_listed_group(client, control, ids.shard()).await,
+        Operation::Reconcile => {
+            let found = this_shards(list_every_node(client, control).await, ids.shard());
+            let (mut prepared, pruned) = unlisted_groups(found, &ids, prune, prune_max);
             prepared.phases.push(Phase {
                 ids,
-                task: apply(Operation::Create),
+                task: apply(Change::Create),
             });
             if let Some(pruned) = pruned {
                 prepared.phases.push(Phase {
                     ids: pruned,
-                    task: apply(Operation::Delete),
+                    task: apply(Change::Delete),
                 });
             }
             prepared
@@ -130,7 +130,7 @@ fn one_phase(ids: GroupIds, task: Task) -> Prepared {
 
 /// Keeps of what the nodes list only `shard`'s groups: a shard verifies and
 /// prunes its own groups and no other, and counts them for `PRUNE_MAX`.
-fn own_share(mut found: Found, shard: Shard) -> Found {
+fn this_shards(mut found: Found, shard: Shard) -> Found {
     if shard.is_split() {
         found.groups.retain(|id, _| shard.owns(id.as_str()));
         found.listing.groups_found = found.groups.len() as u64;
@@ -143,8 +143,8 @@ async fn verify_every_listed_group(
     control: &Control,
     shard: Shard,
 ) -> Prepared {
-    let found = own_share(list_every_node(client, control).await, shard);
-    let shortfall = !found.complete();
+    let found = this_shards(list_every_node(client, control).await, shard);
+    let incomplete = !found.complete();
     tracing::info!(
         target: LOG_TARGET,
         groups = found.groups.len(),
@@ -158,14 +158,14 @@ async fn verify_every_listed_group(
             task: Task::Verify,
         }],
         listing: Some(found.listing),
-        shortfall,
+        incomplete,
         ..Prepared::default()
     }
 }
 
 /// The groups the nodes list that `desired` does not, reported; with
 /// `prune`, the ones to prune, unless the guard trips.
-async fn unlisted_groups(
+fn unlisted_groups(
     mut found: Found,
     desired: &GroupIds,
     prune: bool,
@@ -174,19 +174,8 @@ async fn unlisted_groups(
     let mut refusal = (!found.complete()).then(|| {
         "a node's list could not be had, so the groups not listed are not known".to_string()
     });
-    // The desired ids are streamed, not held: what is held is what the
-    // nodes list.
-    let mut entries = desired.stream(4096);
-    while let Some(entry) = entries.recv().await {
-        match entry {
-            Ok(entry) => {
-                found.groups.remove(&entry.id);
-            }
-            Err(error) => {
-                refusal = Some(format!("the id list changed while it was read: {error}"));
-                break;
-            }
-        }
+    for entry in desired.entries() {
+        found.groups.remove(&entry.id);
     }
     // With a node's list missing, a group on every node that listed counts
     // as consistent here: the report's `listing.failures` says why.
@@ -232,7 +221,7 @@ async fn unlisted_groups(
         tracing::error!(target: LOG_TARGET, unlisted = count, prune_max, first = shown.as_str(), reason = %why, "no group is pruned");
         unlisted.prune_refused = Some(why);
         unlisted.prune_first = first;
-        prepared.shortfall = true;
+        prepared.incomplete = true;
     } else {
         tracing::info!(target: LOG_TARGET, unlisted = count, "pruning the groups not listed");
         pruned = Some(GroupIds::discovered(found.groups.into_keys().collect()));

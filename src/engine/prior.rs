@@ -17,7 +17,7 @@
 //!   taken by the first transaction of the id).
 //!
 //! The lists are taken once, at the start: the single-writer assumption
-//! (README, "Outside writers") covers a group's state from then on, and a
+//! (docs/TRANSACTIONS.md, "Outside concurrent writers") covers a group's state from then on, and a
 //! long run only widens the window in which an outside writer's change can
 //! go unseen. The crash journal records the prior state wherever it came
 //! from. A listed record is taken as the record a get would answer: a node
@@ -33,7 +33,7 @@ use super::control::Control;
 use super::discovery::list_node;
 use super::id_list::GroupIds;
 use crate::domain::{GroupId, NodeState};
-use crate::node_api::NodeClient;
+use crate::node_api::{Node, NodeClient};
 
 /// The target these log lines carry, which `LOG_LEVEL` directives name.
 const LOG_TARGET: &str = "api_consumer::prior";
@@ -164,23 +164,13 @@ pub async fn list_priors(
         PriorSource::Auto | PriorSource::List => {}
     }
     let mut held: HashMap<GroupId, Holders> = HashMap::new();
-    for ids in batch {
-        let mut entries = ids.stream(4096);
-        while let Some(entry) = entries.recv().await {
-            match entry {
-                Ok(entry) => {
-                    held.entry(entry.id).or_default();
-                }
-                // The id file changed in place: the run's own reading of it
-                // stops the run (`input_changed`); until then, read.
-                Err(_) => return Ok(None),
-            }
-        }
+    for entry in batch.iter().flat_map(|ids| ids.entries()) {
+        held.entry(entry.id.clone()).or_default();
     }
-    let mut sources = Vec::with_capacity(client.node_count());
-    for node in 0..client.node_count() {
-        let name = client.node_name(node);
-        match keep_batch_holders(client, node, &mut held, control).await {
+    let mut sources = Vec::with_capacity(client.nodes().len());
+    for (index, node) in client.nodes().iter().enumerate() {
+        let name = node.name();
+        match keep_batch_holders(client, (index, node), &mut held, control).await {
             Ok(listed) => {
                 tracing::info!(target: LOG_TARGET, node = name, listed, "prior state from the node's list");
                 sources.push(NodeSource::Listed);
@@ -204,7 +194,7 @@ pub async fn list_priors(
 /// listed. On an error nothing of the node is kept.
 async fn keep_batch_holders(
     client: &NodeClient,
-    node: usize,
+    (index, node): (usize, &Node),
     held: &mut HashMap<GroupId, Holders>,
     control: &Control,
 ) -> Result<usize, String> {
@@ -224,8 +214,8 @@ async fn keep_batch_holders(
     for (id, record) in found {
         if let Some(nodes) = held.get_mut(&id) {
             // A node listing an id twice holds it once.
-            if nodes.last().is_none_or(|(last, _)| *last != node) {
-                nodes.push((node, record));
+            if nodes.last().is_none_or(|(last, _)| *last != index) {
+                nodes.push((index, record));
             }
         }
     }
@@ -235,7 +225,7 @@ async fn keep_batch_holders(
 /// A node's prior state as a transaction starts from it: the listed state,
 /// or `None` to read the node (for a delete, also a holder whose list gave
 /// no record).
-pub fn usable(listed: Option<Listed>, deleting: bool) -> Option<(NodeState, Option<Value>)> {
+pub fn listed_prior(listed: Option<Listed>, deleting: bool) -> Option<(NodeState, Option<Value>)> {
     match listed? {
         Listed::Absent => Some((NodeState::Absent, None)),
         Listed::Present(None) if deleting => None,

@@ -23,19 +23,18 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::task::JoinSet;
 
 use super::control::Control;
-use super::id_list::GroupIds;
+use super::id_list::{Entry, GroupIds};
 use super::inspect;
 use super::prior::ListedPriors;
 use super::transaction::Transaction;
 use crate::domain::{
-    GroupId, GroupReport, NodeProtocol, Operation, Outcome, OutcomeCounts, RunOperation, Shard,
-    StopReason,
+    GroupId, GroupReport, NodeProtocol, Operation, Outcome, OutcomeCounts, Shard, StopReason, Task,
 };
-use crate::node_api::{NodeClient, RequestTotals};
+use crate::node_api::NodeClient;
 use crate::output::journal::Journal;
 use crate::output::metrics::{Pusher, Sample};
 use crate::output::progress::{Progress, ProgressDisplay, Tally};
-use crate::output::report::{FailedGroups, NotAttempted, RunReport};
+use crate::output::report::{FailedGroups, NotAttempted};
 use crate::output::telemetry::rfc3339;
 
 /// The target these log lines carry, which `LOG_LEVEL` directives name
@@ -65,17 +64,6 @@ pub struct RunSettings {
     pub report_path: Option<std::path::PathBuf>,
 }
 
-/// What the run does to each group of a [`Phase`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Task {
-    /// An all-or-nothing transaction.
-    Apply(Operation),
-    /// Read-only: on every node, or on none?
-    Verify,
-    /// Dry run: read-only, what would a transaction write?
-    Plan(Operation),
-}
-
 /// One list of groups and what to do to each. A run starts the groups of
 /// its phases in order (a reconcile: the listed groups, then those it
 /// prunes), under one concurrency limit, so the last groups of one phase
@@ -95,12 +83,29 @@ pub struct Batch<'a> {
     pub priors: Option<Arc<ListedPriors>>,
 }
 
-/// Runs every group of every phase and returns the report.
+/// What a run did to its groups: everything the run report says of them.
+#[derive(Debug)]
+pub struct RunResult {
+    /// When the run started (RFC 3339).
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub totals: OutcomeCounts,
+    /// What stopped the starting of groups first.
+    pub stop_reason: Option<StopReason>,
+    /// The groups that did not commit: all of them, or a sample (see
+    /// [`FailedGroups`]), and how many more.
+    pub groups: Vec<GroupReport>,
+    pub groups_omitted: u64,
+    /// Where every group that did not commit was spooled.
+    pub groups_spool: Option<std::path::PathBuf>,
+    pub not_attempted: Option<NotAttempted>,
+}
+
+/// Runs every group of every phase.
 ///
-/// Memory follows the work in flight, not the length of the list: ids are
-/// streamed from the list, committed groups are counted and forgotten, and
-/// groups that did not commit go to a [`FailedGroups`] list, which keeps a
-/// bounded sample in memory.
+/// Memory follows the list and the work in flight: committed groups are
+/// counted and forgotten, and groups that did not commit go to a
+/// [`FailedGroups`] list, which keeps a bounded sample in memory.
 ///
 /// An id listed again waits until its earlier entry has finished, so that
 /// two transactions never work on one group at the same time.
@@ -110,11 +115,11 @@ pub struct Batch<'a> {
 pub async fn run_groups(
     client: Arc<NodeClient>,
     batch: Batch<'_>,
-    operation: RunOperation,
+    operation: Operation,
     settings: RunSettings,
     control: Arc<Control>,
     journal: Option<Arc<Journal>>,
-) -> RunReport {
+) -> RunResult {
     let Batch { phases, priors } = batch;
     let shared = Shared {
         journal: journal.clone(),
@@ -149,20 +154,11 @@ pub async fn run_groups(
         progress: &progress,
     };
     let mut started_groups = 0u64;
-    let mut own_stop = None;
-    let mut first_not_attempted = None;
+    let mut failure_limit = false;
+    let mut first_not_attempted: Option<&Entry> = None;
 
     'phases: for phase in phases {
-        let mut entries = phase.ids.stream(concurrency.max(256));
-        while let Some(next) = entries.recv().await {
-            let entry = match next {
-                Ok(entry) => entry,
-                Err(error) => {
-                    tracing::error!(target: LOG_TARGET, error = %error, "the id list changed; no new group starts");
-                    own_stop = Some(StopReason::InputChanged);
-                    break 'phases;
-                }
-            };
+        for entry in phase.ids.entries() {
             run.reap();
             if !run.wait_for_room(&entry.id, concurrency, &control).await {
                 first_not_attempted = Some(entry);
@@ -175,22 +171,21 @@ pub async fn run_groups(
                     break 'phases;
                 }
                 Admission::FailureLimit => {
-                    own_stop = own_stop.or(Some(StopReason::FailureLimit));
+                    failure_limit = true;
                     first_not_attempted = Some(entry);
                     break 'phases;
                 }
             }
             started_groups += 1;
-            let id = entry.id.clone();
             let spawned = run.running.spawn(one_group(
                 client.clone(),
-                entry.id,
+                entry.id.clone(),
                 phase.task,
                 control.clone(),
                 shared.clone(),
             ));
-            run.in_flight_ids.insert(id.clone());
-            run.in_flight.insert(spawned.id(), id);
+            run.in_flight_ids.insert(entry.id.clone());
+            run.in_flight.insert(spawned.id(), entry.id.clone());
         }
     }
     while let Some(done) = run.running.join_next_with_id().await {
@@ -204,35 +199,25 @@ pub async fn run_groups(
         totals.not_started += count;
         NotAttempted {
             count,
-            from: first_not_attempted.as_ref().map(|e| e.position),
-            first_group_id: first_not_attempted.map(|e| e.id),
+            from: first_not_attempted.map(|e| e.position),
+            first_group_id: first_not_attempted.map(|e| e.id.clone()),
         }
     });
     progress.finish();
     if let Some(pushing) = pushing {
         pushing.abort();
     }
-    let nodes = client.stats();
-    RunReport {
-        format_version: None,
-        operation,
-        dry_run: false,
-        shard: None,
+    RunResult {
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
-        exit_code: totals.exit_status(),
-        // What stopped the starting of groups first.
-        stop_reason: own_stop.or(control.reason()),
         totals,
-        requests: RequestTotals::over(&nodes),
-        nodes,
+        stop_reason: failure_limit
+            .then_some(StopReason::FailureLimit)
+            .or(control.reason()),
         groups,
         groups_omitted,
         groups_spool,
         not_attempted,
-        recovered: Vec::new(),
-        listing: None,
-        unlisted: None,
     }
 }
 
@@ -253,17 +238,15 @@ async fn one_group(
     shared: Shared,
 ) -> GroupReport {
     match task {
-        Task::Apply(operation) => {
+        Task::Apply(change) => {
             let listed = shared.priors.as_ref().and_then(|p| p.take(&group));
-            Transaction::new(&client, &group, operation, &control)
-                .with_journal(shared.journal.as_deref())
-                .with_priors(listed)
-                .with_protocol(shared.protocol)
-                .run()
+            let journal = shared.journal.as_deref();
+            Transaction::new(&client, &group, change, &control, journal)
+                .run(shared.protocol, listed)
                 .await
         }
         Task::Verify => inspect::verify(&client, &group, &control).await,
-        Task::Plan(operation) => inspect::plan(&client, &group, operation, &control).await,
+        Task::Plan(change) => inspect::plan(&client, &group, change, &control).await,
     }
 }
 
@@ -411,7 +394,7 @@ async fn escalate(control: Arc<Control>, settings: RunSettings) {
 async fn push_every(
     pusher: Arc<Pusher>,
     every: Duration,
-    operation: RunOperation,
+    operation: Operation,
     tally: Tally,
     client: Arc<NodeClient>,
     started: Instant,

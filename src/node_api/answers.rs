@@ -39,6 +39,18 @@ pub enum StepAnswer {
     Failed { status: Option<u16>, detail: String },
 }
 
+impl std::fmt::Display for StepAnswer {
+    /// The answer in words, for logs and reports.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepAnswer::Accepted => f.write_str("accepted (200)"),
+            StepAnswer::Conflict { detail } => write!(f, "conflict (409): {detail}"),
+            StepAnswer::Absent => f.write_str("absent (404)"),
+            StepAnswer::Failed { detail, .. } => f.write_str(detail),
+        }
+    }
+}
+
 pub(super) fn step_answer(
     result: reqwest_middleware::Result<Response>,
     body: &[u8],

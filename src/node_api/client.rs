@@ -1,43 +1,50 @@
-//! [`NodeClient`]: the node API over HTTP, one answer class per call.
+//! [`NodeClient`]: the node API over HTTP, one answer class per call, and
+//! the one path every request takes ([`NodeClient::send`]):
 //!
-//! A request passes two middlewares before reaching the network:
+//! 1. a slot of the node's [`NodeGate`] (its `429` pause, rate limit and
+//!    concurrency), taken before the request is built;
+//! 2. the attempt, through reqwest-middleware's chain, whose one layer
+//!    ([`ReadAndCount`]) reads the capped body and counts the attempt;
+//! 3. the retry decision ([`Retry`]: the retry crate's classification and
+//!    backoff, and the node's `Retry-After`), unless the caller's stop
+//!    token has fired;
+//! 4. what the caller gets: the last attempt's answer and body, and what the
+//!    attempts were ([`Attempts`]), which [`super::answers`] classifies.
 //!
-//! 1. [`RetryAfterMiddleware`] retries transient answers with backoff and
-//!    `Retry-After` ([`super::retry`]);
-//! 2. the node's gate applies its limits to every attempt and reads the
-//!    body ([`super::gate`]).
-//!
-//! What is left for the caller is a [`WriteAnswer`] or a [`ReadAnswer`]
-//! ([`super::answers`]). Redirects are followed only to the same scheme,
-//! host and port.
+//! Nodes are named by [`Node`] handles that only the client hands out, so
+//! no call can name a node it does not know. Redirects are followed only to
+//! the same scheme, host and port.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode};
+use node_contract::{
+    group_segment, session_item_path, GroupBody, SessionCreateBody, SessionDeleteBody,
+    GROUP_COLLECTION_PATH, GROUP_LIST_PATH, SESSION_CREATE_PATH,
+};
 use reqwest::Response;
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, RequestBuilder};
 use serde::Serialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::answers::{read_answer, step_answer, write_answer, ReadAnswer, StepAnswer, WriteAnswer};
+use super::attempt::{AnswerBody, AttemptOf, ReadAndCount, MAX_BODY_BYTES};
 use super::errors::{
     describe_error, install_tls_provider, is_tls_error, same_origin, MAX_REDIRECTS,
 };
-use super::gate::{
-    cancelled_before_sending, AnswerBody, BodyLimit, GateMiddleware, GateRef, NodeGate,
-};
+use super::gate::NodeGate;
 use super::listing::{classify_list, ListAnswer, LIST_MAX_BYTES};
-use super::retry::{Attempts, NodeName, RetryAfterMiddleware, RetrySettings, StopRetrying};
-use super::stats::NodeStatsSnapshot;
+use super::retry::{Attempts, Retry, RetrySettings};
+use super::stats::{NodeStats, NodeStatsSnapshot};
 use crate::domain::{GroupId, NodeAddress, Secret};
-use node_contract::{
-    group_segment, session_item_path, GroupBody, SessionCreateBody, SessionDeleteBody,
-    GROUP_COLLECTION_PATH, GROUP_LIST_PATH, SESSION_CREATE_PATH,
-};
+
+/// The target of the retry lines, which `LOG_LEVEL` directives name
+/// (`api_consumer::retry=debug`): part of the log interface.
+const RETRY_LOG_TARGET: &str = "api_consumer::retry";
 
 /// Client settings taken from the configuration.
 #[derive(Debug, Clone)]
@@ -60,35 +67,57 @@ pub enum ClientError {
     Build(String),
 }
 
+/// One node of the cluster, as the client knows it.
+pub struct Node {
+    address: NodeAddress,
+    collection: Url,
+    gate: NodeGate,
+    stats: Arc<NodeStats>,
+}
+
+impl Node {
+    /// How logs and reports name the node: its base URL.
+    pub fn name(&self) -> &str {
+        &self.address.name
+    }
+}
+
 /// What [`NodeClient::send`] got: the last attempt's answer, with its body
 /// (empty for a transport error), and what the attempts were.
 struct Sent {
     result: reqwest_middleware::Result<Response>,
+    body: AnswerBody,
     attempts: Attempts,
-    body: Vec<u8>,
-    /// The body went on past the request's limit.
-    truncated: bool,
 }
 
-struct NodeEntry {
-    address: NodeAddress,
-    name: Arc<str>,
-    collection: Url,
-    gate: Arc<NodeGate>,
+impl Sent {
+    fn failed(error: reqwest_middleware::Error, attempts: Attempts) -> Sent {
+        Sent {
+            result: Err(error),
+            body: AnswerBody::default(),
+            attempts,
+        }
+    }
+}
+
+/// The error of a request whose run stopped while it waited for its node.
+fn cancelled_before_sending() -> reqwest_middleware::Error {
+    reqwest_middleware::Error::Middleware(anyhow::anyhow!("cancelled before sending"))
 }
 
 /// The shortest time one attempt of a list may take: up to
 /// [`LIST_MAX_BYTES`] of body over a modest link.
 pub const LIST_MIN_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// HTTP access to every node of the cluster, indexed as in the configuration.
+/// HTTP access to every node of the cluster, in the configuration's order.
 pub struct NodeClient {
     http: ClientWithMiddleware,
-    nodes: Vec<NodeEntry>,
+    nodes: Vec<Node>,
+    retry: Retry,
     /// One attempt of a list, whose body may be far larger than any other
     /// answer: `REQUEST_TIMEOUT_MS`, but at least [`LIST_MIN_TIMEOUT`].
     list_timeout: Duration,
-    tls_failure: std::sync::OnceLock<String>,
+    tls_failure: OnceLock<String>,
 }
 
 impl NodeClient {
@@ -120,18 +149,15 @@ impl NodeClient {
             .timeout(settings.request_timeout)
             .connect_timeout(settings.connect_timeout)
             .redirect(redirects)
-            // Retries are the job's own (`retry.rs`, with Retry-After and
-            // the read-back rules); reqwest's layer would only clone every
+            // Retries are the job's own (`send`, with Retry-After and the
+            // read-back rules); reqwest's layer would only clone every
             // request in case it retries.
             .retry(reqwest::retry::never().max_retries_per_request(0))
             .pool_max_idle_per_host(settings.node_concurrency.max(1))
             .tcp_nodelay(true)
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
-        let http = ClientBuilder::new(inner)
-            .with(RetryAfterMiddleware::new(settings.retry))
-            .with(GateMiddleware)
-            .build();
+        let http = ClientBuilder::new(inner).with(ReadAndCount).build();
         let nodes = nodes
             .iter()
             .map(|address| {
@@ -139,109 +165,33 @@ impl NodeClient {
                     .base
                     .join(GROUP_COLLECTION_PATH)
                     .map_err(|e| ClientError::Build(format!("{}: {e}", address.name)))?;
-                Ok(NodeEntry {
-                    name: Arc::from(address.name.as_str()),
+                Ok(Node {
                     address: address.clone(),
                     collection,
-                    gate: Arc::new(NodeGate::new(
-                        settings.node_concurrency,
-                        settings.node_rate_limit,
-                    )),
+                    gate: NodeGate::new(settings.node_concurrency, settings.node_rate_limit),
+                    stats: Arc::default(),
                 })
             })
             .collect::<Result<Vec<_>, ClientError>>()?;
         Ok(Self {
             http,
             nodes,
+            retry: Retry::new(settings.retry),
             list_timeout: settings.request_timeout.max(LIST_MIN_TIMEOUT),
-            tls_failure: std::sync::OnceLock::new(),
+            tls_failure: OnceLock::new(),
         })
     }
 
-    pub fn node_count(&self) -> usize {
-        self.nodes.len()
-    }
-
-    /// How logs and reports name node `index`.
-    pub fn node_name(&self, index: usize) -> &str {
-        self.nodes
-            .get(index)
-            .map_or("?", |n| n.address.name.as_str())
+    /// Every node, in the configuration's order.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
     }
 
     pub fn stats(&self) -> Vec<NodeStatsSnapshot> {
         self.nodes
             .iter()
-            .map(|node| node.gate.stats.snapshot(&node.address.name))
+            .map(|node| node.stats.snapshot(node.name()))
             .collect()
-    }
-
-    fn entry(&self, index: usize) -> Result<&NodeEntry, String> {
-        self.nodes
-            .get(index)
-            .ok_or_else(|| format!("no node with index {index}"))
-    }
-
-    async fn send(
-        &self,
-        node: &NodeEntry,
-        build: impl FnOnce() -> reqwest_middleware::RequestBuilder,
-        stop: &CancellationToken,
-        body_limit: Option<BodyLimit>,
-    ) -> Sent {
-        // The first attempt's slot is taken before the request is built.
-        let Some(admitted) = node.gate.admit(stop).await else {
-            return Sent {
-                result: Err(cancelled_before_sending()),
-                attempts: Attempts::default(),
-                body: Vec::new(),
-                truncated: false,
-            };
-        };
-        let mut extensions = Extensions::new();
-        extensions.insert(admitted);
-        extensions.insert(GateRef(node.gate.clone()));
-        if let Some(limit) = body_limit {
-            extensions.insert(limit);
-        }
-        extensions.insert(StopRetrying(stop.clone()));
-        extensions.insert(NodeName(node.name.clone()));
-        let request = match build().build() {
-            Ok(request) => request,
-            Err(e) => {
-                return Sent {
-                    result: Err(e.into()),
-                    attempts: Attempts::default(),
-                    body: Vec::new(),
-                    truncated: false,
-                }
-            }
-        };
-        let result = self
-            .http
-            .execute_with_extensions(request, &mut extensions)
-            .await;
-        let attempts = extensions.get::<Attempts>().copied().unwrap_or_default();
-        node.gate
-            .stats
-            .add_retries(u64::from(attempts.count.saturating_sub(1)));
-        if let Err(error) = &result {
-            if is_tls_error(error) {
-                let _ = self
-                    .tls_failure
-                    .set(format!("{}: {}", node.name, describe_error(error)));
-            }
-        }
-        let (body, truncated) = match (&result, extensions.remove::<AnswerBody>()) {
-            (Ok(_), Some(body)) => (body.bytes, body.truncated),
-            _ => (Vec::new(), false),
-        };
-        Sent {
-            result,
-            attempts,
-            body,
-            truncated,
-        }
     }
 
     /// The first TLS failure any request met (node and reason), if any: it
@@ -250,11 +200,107 @@ impl NodeClient {
         self.tls_failure.get().map(String::as_str)
     }
 
+    /// The one path of every request; see the module documentation. No
+    /// attempt starts once `stop` has fired; one already on the wire is left
+    /// to finish (or time out), because dropping the connection would not
+    /// stop a node from applying it.
+    async fn send(
+        &self,
+        node: &Node,
+        build: impl FnOnce() -> RequestBuilder,
+        stop: &CancellationToken,
+        body_limit: usize,
+    ) -> Sent {
+        let mut attempts = Attempts::default();
+        // The first attempt's slot is taken before the request is built: a
+        // request waiting for its node holds nothing but this wait.
+        let Some(mut slot) = node.gate.admit(stop).await else {
+            return Sent::failed(cancelled_before_sending(), attempts);
+        };
+        let request = match build().build() {
+            Ok(request) => request,
+            Err(error) => return Sent::failed(error.into(), attempts),
+        };
+        let started = SystemTime::now();
+        let sent = loop {
+            // Bodies are JSON bytes, so a request always clones.
+            let Some(attempt) = request.try_clone() else {
+                let error = anyhow::anyhow!("request body cannot be replayed for a retry");
+                break Sent::failed(reqwest_middleware::Error::Middleware(error), attempts);
+            };
+            let mut extensions = Extensions::new();
+            extensions.insert(AttemptOf {
+                stats: node.stats.clone(),
+                body_limit,
+            });
+            let result = self
+                .http
+                .execute_with_extensions(attempt, &mut extensions)
+                .await;
+            drop(slot);
+            attempts.add(&result);
+            if let Ok(response) = &result {
+                if response.status() == StatusCode::TOO_MANY_REQUESTS {
+                    let now = SystemTime::now();
+                    if let Some(delay) = super::parse_retry_after(response.headers(), now) {
+                        node.gate.pause_for(delay);
+                    }
+                }
+            }
+            let wait = match stop.is_cancelled() {
+                true => None,
+                false => self.retry.wait(started, attempts.count - 1, &result),
+            };
+            let Some((wait, retry_after)) = wait else {
+                let body = extensions.remove::<AnswerBody>().unwrap_or_default();
+                break Sent {
+                    result,
+                    body,
+                    attempts,
+                };
+            };
+            log_retry(
+                node,
+                request.method(),
+                &attempts,
+                &result,
+                wait,
+                retry_after,
+            );
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    let body = extensions.remove::<AnswerBody>().unwrap_or_default();
+                    break Sent { result, body, attempts };
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+            slot = match node.gate.admit(stop).await {
+                Some(slot) => slot,
+                None => {
+                    // The attempt that could not start is counted, unapplied.
+                    let result = Err(cancelled_before_sending());
+                    attempts.add(&result);
+                    break Sent::failed(cancelled_before_sending(), attempts);
+                }
+            };
+        };
+        node.stats
+            .add_retries(u64::from(sent.attempts.count.saturating_sub(1)));
+        if let Err(error) = &sent.result {
+            if is_tls_error(error) {
+                let _ = self
+                    .tls_failure
+                    .set(format!("{}: {}", node.name(), describe_error(error)));
+            }
+        }
+        sent
+    }
+
     /// `POST /v1/group/` with `record` (normally `{"groupId": id}`; a delete's
     /// rollback re-creates the exact record it read before deleting).
     pub async fn create(
         &self,
-        node: usize,
+        node: &Node,
         record: &Value,
         stop: &CancellationToken,
     ) -> (WriteAnswer, Attempts) {
@@ -265,7 +311,7 @@ impl NodeClient {
     /// `DELETE /v1/group/` with `{"groupId": id}`.
     pub async fn delete(
         &self,
-        node: usize,
+        node: &Node,
         group: &GroupId,
         stop: &CancellationToken,
     ) -> (WriteAnswer, Attempts) {
@@ -274,12 +320,26 @@ impl NodeClient {
             .await
     }
 
+    async fn write<B: Serialize + ?Sized>(
+        &self,
+        node: &Node,
+        method: Method,
+        body: &B,
+        expected: StatusCode,
+        stop: &CancellationToken,
+    ) -> (WriteAnswer, Attempts) {
+        let url = &node.collection;
+        let build = || self.http.request(method, url.clone()).json(body);
+        let sent = self.send(node, build, stop, MAX_BODY_BYTES).await;
+        (write_answer(sent.result, expected, url), sent.attempts)
+    }
+
     /// Two-phase protocol: `POST /v1/group` with `{"groupId", "sessionId"}`.
     /// The first call of `session` for the group records an intention; the
     /// same call again commits it (docs/TWO_PHASE.md).
     pub async fn session_create(
         &self,
-        node: usize,
+        node: &Node,
         group: &GroupId,
         session: &str,
         stop: &CancellationToken,
@@ -288,21 +348,16 @@ impl NodeClient {
             group_id: group.as_str().to_owned(),
             session_id: session.to_owned(),
         };
-        self.session_step(
-            node,
-            Method::POST,
-            SESSION_CREATE_PATH.to_owned(),
-            &body,
-            stop,
-        )
-        .await
+        let path = SESSION_CREATE_PATH.to_owned();
+        self.session_step(node, Method::POST, path, &body, stop)
+            .await
     }
 
     /// Two-phase protocol: `DELETE /v1/group/<id>` with `{"sessionId"}`, in
     /// the same two steps as [`NodeClient::session_create`].
     pub async fn session_delete(
         &self,
-        node: usize,
+        node: &Node,
         group: &GroupId,
         session: &str,
         stop: &CancellationToken,
@@ -317,84 +372,42 @@ impl NodeClient {
 
     async fn session_step<B: Serialize + ?Sized>(
         &self,
-        node: usize,
+        node: &Node,
         method: Method,
         path: String,
         body: &B,
         stop: &CancellationToken,
     ) -> (StepAnswer, Attempts) {
-        let failed = |detail: String| StepAnswer::Failed {
-            status: None,
-            detail,
-        };
-        let entry = match self.entry(node) {
-            Ok(entry) => entry,
-            Err(detail) => return (failed(detail), Attempts::default()),
-        };
-        let url = match entry.address.base.join(&path) {
+        let url = match node.address.base.join(&path) {
             Ok(url) => url,
-            Err(e) => return (failed(e.to_string()), Attempts::default()),
-        };
-        let build = || self.http.request(method, url.clone()).json(body);
-        let sent = self.send(entry, build, stop, None).await;
-        (step_answer(sent.result, &sent.body, &url), sent.attempts)
-    }
-
-    async fn write<B: Serialize + ?Sized>(
-        &self,
-        node: usize,
-        method: Method,
-        body: &B,
-        expected: StatusCode,
-        stop: &CancellationToken,
-    ) -> (WriteAnswer, Attempts) {
-        let entry = match self.entry(node) {
-            Ok(entry) => entry,
-            Err(detail) => {
-                let answer = WriteAnswer::Unresolved {
+            Err(e) => {
+                let failed = StepAnswer::Failed {
                     status: None,
-                    detail,
+                    detail: e.to_string(),
                 };
-                return (answer, Attempts::default());
+                return (failed, Attempts::default());
             }
         };
-        let url = &entry.collection;
         let build = || self.http.request(method, url.clone()).json(body);
-        let sent = self.send(entry, build, stop, None).await;
-        (write_answer(sent.result, expected, url), sent.attempts)
+        let sent = self.send(node, build, stop, MAX_BODY_BYTES).await;
+        (
+            step_answer(sent.result, &sent.body.bytes, &url),
+            sent.attempts,
+        )
     }
 
     /// `GET /v1/group/<id>/`.
-    pub async fn read(&self, node: usize, group: &GroupId, stop: &CancellationToken) -> ReadAnswer {
-        let entry = match self.entry(node) {
-            Ok(entry) => entry,
-            Err(detail) => {
-                return ReadAnswer::Failed {
-                    status: None,
-                    detail,
-                }
-            }
-        };
-        let url = item_url(&entry.collection, group);
-        let sent = self
-            .send(entry, || self.http.get(url.clone()), stop, None)
-            .await;
-        read_answer(sent.result, &sent.body, group, &url)
+    pub async fn read(&self, node: &Node, group: &GroupId, stop: &CancellationToken) -> ReadAnswer {
+        let url = item_url(&node.collection, group);
+        let build = || self.http.get(url.clone());
+        let sent = self.send(node, build, stop, MAX_BODY_BYTES).await;
+        read_answer(sent.result, &sent.body.bytes, group, &url)
     }
 
     /// `GET /v1/groups`: every group the node holds, read up to
     /// [`LIST_MAX_BYTES`].
-    pub async fn list(&self, node: usize, stop: &CancellationToken) -> ListAnswer {
-        let entry = match self.entry(node) {
-            Ok(entry) => entry,
-            Err(detail) => {
-                return ListAnswer::Failed {
-                    status: None,
-                    detail,
-                }
-            }
-        };
-        let url = match entry.address.base.join(GROUP_LIST_PATH) {
+    pub async fn list(&self, node: &Node, stop: &CancellationToken) -> ListAnswer {
+        let url = match node.address.base.join(GROUP_LIST_PATH) {
             Ok(url) => url,
             Err(e) => {
                 return ListAnswer::Failed {
@@ -403,17 +416,44 @@ impl NodeClient {
                 }
             }
         };
-        let limit = Some(BodyLimit(LIST_MAX_BYTES));
         let build = || self.http.get(url).timeout(self.list_timeout);
-        let sent = self.send(entry, build, stop, limit).await;
+        let sent = self.send(node, build, stop, LIST_MAX_BYTES).await;
         match sent.result {
-            Ok(response) => classify_list(response.status(), sent.body, sent.truncated),
+            Ok(response) => classify_list(response.status(), sent.body.bytes, sent.body.truncated),
             Err(error) => ListAnswer::Failed {
                 status: None,
                 detail: describe_error(&error),
             },
         }
     }
+}
+
+/// One line per retry: the node, the call, the answer and the wait.
+fn log_retry(
+    node: &Node,
+    method: &Method,
+    attempts: &Attempts,
+    result: &reqwest_middleware::Result<Response>,
+    wait: Duration,
+    retry_after: Option<Duration>,
+) {
+    let (status, reason) = match result {
+        Ok(response) => (
+            Some(response.status().as_u16()),
+            response.status().to_string(),
+        ),
+        Err(error) => (None, describe_error(error)),
+    };
+    tracing::info!(target: RETRY_LOG_TARGET,
+        node = node.name(),
+        method = %method,
+        attempt = attempts.count,
+        status,
+        reason = %reason,
+        retry_after_ms = retry_after.map(|d| d.as_millis() as u64),
+        delay_ms = wait.as_millis() as u64,
+        "transient answer, retrying after backoff"
+    );
 }
 
 /// The URL of `group`'s record under a node's collection URL. Only the path

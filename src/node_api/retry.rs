@@ -1,11 +1,10 @@
-//! Retries of transient answers, honouring `Retry-After`.
-//!
-//! `reqwest-retry` supplies the two halves we want — a [`RetryableStrategy`]
-//! that classifies an attempt and an exponential backoff with full jitter —
-//! but its middleware sleeps only for the backoff and ignores a node's
-//! `Retry-After`. [`RetryAfterMiddleware`] drives the same two halves and waits
-//! for the longer of the backoff and `Retry-After` (seconds or an HTTP date),
-//! so a throttling node is never asked again before it said it is ready.
+//! When an attempt is retried, and after how long: the retry crate's
+//! classification ([`RetryableStrategy`]) and exponential backoff with full
+//! jitter ([`ExponentialBackoff`]), plus what its middleware leaves out: a
+//! node's `Retry-After` (seconds or an HTTP date), which the wait never
+//! undercuts, so a throttling node is never asked again before it said it
+//! is ready. The loop that applies this policy is [`super::NodeClient`]'s
+//! one request path.
 //!
 //! Which answers are transient is decided by [`NodeRetryStrategy`]: `408`,
 //! `429`, `500`, `502`, `503`, `504`, connect errors, timeouts and resets.
@@ -16,25 +15,17 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::{Extensions, HeaderMap, StatusCode};
-use reqwest::{Request, Response};
-use reqwest_middleware::{Middleware, Next};
+use http::{HeaderMap, StatusCode};
+use reqwest::Response;
 use reqwest_retry::policies::ExponentialBackoff;
 use reqwest_retry::{Jitter, RetryDecision, RetryPolicy, Retryable, RetryableStrategy};
-use tokio_util::sync::CancellationToken;
-
-/// The target these log lines carry, which `LOG_LEVEL` directives name
-/// (`api_consumer::retry=debug`): part of the log interface, kept whatever file
-/// the code lives in.
-const LOG_TARGET: &str = "api_consumer::retry";
 
 /// The longest `Retry-After` honoured; a larger value is clamped so that one
 /// confused node cannot park a group past every deadline (the run's own
 /// deadline still cuts any wait short).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
-/// What the attempts of one request were; inserted into the request's
-/// extensions for the caller.
+/// What the attempts of one request were.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Attempts {
     /// How many attempts were sent (or tried to connect).
@@ -46,6 +37,15 @@ pub struct Attempts {
     pub maybe_applied: bool,
 }
 
+impl Attempts {
+    /// Counts one more attempt, which got `result`.
+    pub(super) fn add(&mut self, result: &reqwest_middleware::Result<Response>) {
+        self.count += 1;
+        self.earlier_maybe_applied = self.maybe_applied;
+        self.maybe_applied |= !proves_not_applied(result);
+    }
+}
+
 /// Whether an answer proves the node did not apply the request.
 fn proves_not_applied(result: &Result<Response, reqwest_middleware::Error>) -> bool {
     match result {
@@ -54,17 +54,6 @@ fn proves_not_applied(result: &Result<Response, reqwest_middleware::Error>) -> b
         Err(reqwest_middleware::Error::Middleware(_)) => true,
     }
 }
-
-/// Request extension: how logs name the node a request is for.
-#[derive(Debug, Clone)]
-pub struct NodeName(pub std::sync::Arc<str>);
-
-/// Request extension: once this token is cancelled no further attempt
-/// starts. An attempt already on the wire is left to finish (or time out),
-/// because dropping the connection would not stop a node from applying it;
-/// its answer is what the caller gets.
-#[derive(Debug, Clone)]
-pub struct StopRetrying(pub CancellationToken);
 
 /// Parses a `Retry-After` value: delay-seconds or an HTTP date.
 pub fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
@@ -124,101 +113,45 @@ pub struct RetrySettings {
     pub max_delay: Duration,
 }
 
-/// Retries transient attempts with exponential backoff and full jitter,
-/// never sooner than the node's `Retry-After`.
-pub struct RetryAfterMiddleware<S = NodeRetryStrategy> {
+/// The retry policy of every request.
+pub(super) struct Retry {
     policy: ExponentialBackoff,
-    strategy: S,
 }
 
-impl RetryAfterMiddleware<NodeRetryStrategy> {
-    pub fn new(settings: RetrySettings) -> Self {
+impl Retry {
+    pub(super) fn new(settings: RetrySettings) -> Self {
         let policy = ExponentialBackoff::builder()
             .retry_bounds(settings.base_delay, settings.max_delay)
             .jitter(Jitter::Full)
             .build_with_max_retries(settings.max_retries);
-        Self {
-            policy,
-            strategy: NodeRetryStrategy,
-        }
+        Self { policy }
     }
-}
 
-fn describe(result: &Result<Response, reqwest_middleware::Error>) -> (Option<u16>, String) {
-    match result {
-        Ok(response) => (
-            Some(response.status().as_u16()),
-            response.status().to_string(),
-        ),
-        Err(error) => (None, super::errors::describe_error(error)),
-    }
-}
-
-#[async_trait::async_trait]
-impl<S: RetryableStrategy + Send + Sync + 'static> Middleware for RetryAfterMiddleware<S> {
-    async fn handle(
+    /// The wait before the next attempt of a request that started at
+    /// `started` and has been retried `retries` times, after `result`:
+    /// `None` when it is not retried. The wait is the longer of the backoff
+    /// and the node's `Retry-After` (returned too, for the log).
+    pub(super) fn wait(
         &self,
-        req: Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<Response> {
-        let started = SystemTime::now();
-        let stop = extensions.get::<StopRetrying>().map(|s| s.0.clone());
-        let node = extensions.get::<NodeName>().map(|n| n.0.clone());
-        let method = req.method().clone();
-        let mut past_retries = 0u32;
-        let mut earlier_maybe_applied = false;
-        loop {
-            let attempt = req.try_clone().ok_or_else(|| {
-                reqwest_middleware::Error::Middleware(anyhow::anyhow!(
-                    "request body cannot be replayed for a retry"
-                ))
-            })?;
-            let result = next.clone().run(attempt, extensions).await;
-            extensions.insert(Attempts {
-                count: past_retries + 1,
-                earlier_maybe_applied,
-                maybe_applied: earlier_maybe_applied || !proves_not_applied(&result),
-            });
-            let stopped = stop.as_ref().is_some_and(|s| s.is_cancelled());
-            if stopped || self.strategy.handle(&result) != Some(Retryable::Transient) {
-                return result;
-            }
-            let RetryDecision::Retry { execute_after } =
-                self.policy.should_retry(started, past_retries)
-            else {
-                return result;
-            };
-            let now = SystemTime::now();
-            let backoff = execute_after.duration_since(now).unwrap_or(Duration::ZERO);
-            let retry_after = result
-                .as_ref()
-                .ok()
-                .and_then(|response| parse_retry_after(response.headers(), now));
-            let delay = retry_after.map_or(backoff, |after| after.max(backoff));
-            earlier_maybe_applied |= !proves_not_applied(&result);
-            let (status, reason) = describe(&result);
-            tracing::info!(target: LOG_TARGET,
-                node = node.as_deref(),
-                method = %method,
-                attempt = past_retries + 1,
-                status,
-                reason = %reason,
-                retry_after_ms = retry_after.map(|d| d.as_millis() as u64),
-                delay_ms = delay.as_millis() as u64,
-                "transient answer, retrying after backoff"
-            );
-            match &stop {
-                Some(stop) => {
-                    tokio::select! {
-                        _ = stop.cancelled() => return result,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                }
-                None => tokio::time::sleep(delay).await,
-            }
-            past_retries += 1;
+        started: SystemTime,
+        retries: u32,
+        result: &reqwest_middleware::Result<Response>,
+    ) -> Option<(Duration, Option<Duration>)> {
+        if NodeRetryStrategy.handle(result) != Some(Retryable::Transient) {
+            return None;
         }
+        let RetryDecision::Retry { execute_after } = self.policy.should_retry(started, retries)
+        else {
+            return None;
+        };
+        let now = SystemTime::now();
+        let backoff = execute_after.duration_since(now).unwrap_or(Duration::ZERO);
+        let retry_after = result
+            .as_ref()
+            .ok()
+            .and_then(|response| parse_retry_after(response.headers(), now));
+        let wait = retry_after.map_or(backoff, |after| after.max(backoff));
+        Some((wait, retry_after))
     }
 }
 

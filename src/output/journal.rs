@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::domain::{replace_atomically, sibling, NodeState, Operation, Outcome};
+use crate::domain::{replace_atomically, sibling, Change, NodeState, Outcome};
 
 /// The target these log lines carry, which `LOG_LEVEL` directives name
 /// (`api_consumer::journal=debug`): part of the log interface, kept whatever file
@@ -75,7 +75,7 @@ pub struct IntentNode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Intent {
     pub group_id: String,
-    pub operation: Operation,
+    pub operation: Change,
     pub nodes: Vec<IntentNode>,
     /// With two-phase nodes, the session whose intentions the transaction
     /// records (docs/TWO_PHASE.md, "The journal"), so that a later run can
@@ -264,7 +264,7 @@ mod tests {
     fn intent(id: &str) -> Intent {
         Intent {
             group_id: id.to_string(),
-            operation: Operation::Delete,
+            operation: Change::Delete,
             nodes: vec![IntentNode {
                 node: "http://n1".to_string(),
                 prior: NodeState::Present,

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
 use reqwest::Url;
 
-use crate::domain::{OutcomeCounts, RunOperation, Shard};
+use crate::domain::{Operation, OutcomeCounts, Shard};
 use crate::node_api::NodeStatsSnapshot;
 
 /// The longest a push may take, connecting included.
@@ -45,7 +45,7 @@ pub struct MetricsSettings {
 /// What one push says about the run.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample<'a> {
-    pub operation: RunOperation,
+    pub operation: Operation,
     /// The groups finished so far (all of them at the end).
     pub totals: &'a OutcomeCounts,
     pub nodes: &'a [NodeStatsSnapshot],
@@ -291,7 +291,7 @@ mod tests {
             ..OutcomeCounts::default()
         };
         let sample = Sample {
-            operation: RunOperation::Create,
+            operation: Operation::Create,
             totals: &totals,
             nodes: &[],
             duration: Duration::from_millis(1500),

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::nonzero;
 use super::report::RunReport;
-use crate::domain::RunOperation;
+use crate::domain::Operation;
 
 /// Logs one `node summary` line per node (requests, retries, transport
 /// errors, answers per status, latency), then the run summary: totals per
@@ -94,7 +94,7 @@ fn log_findings(report: &RunReport) {
             "{text}"
         );
     }
-    if report.operation == RunOperation::Verify {
+    if report.operation == Operation::Verify {
         let consistent = totals.consistent_present + totals.consistent_absent;
         let text = if consistent == totals.groups {
             format!("verify: all {consistent} groups are consistent")

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use api_consumer::config::{Config, ConfigError};
-use api_consumer::domain::{ExitStatus, GroupAction, GroupId, NodeState, Outcome, RunOperation};
+use api_consumer::domain::{Change, ExitStatus, GroupId, NodeState, Operation, Outcome, Task};
 use api_consumer::node_api::LIST_MAX_BYTES;
 use api_consumer::output::report::{Listing, RunReport, Unlisted};
 use node_sim::NodeOp;
@@ -144,7 +144,7 @@ async fn verify_with_ids_names_each_group_and_the_nodes_of_a_partial_one() {
     assert_eq!(report.groups.len(), 1, "{report:#?}");
     let some = group(&report, "some");
     assert_eq!(some.outcome, Outcome::Inconsistent);
-    assert_eq!(some.operation, GroupAction::Verify);
+    assert_eq!(some.operation, Task::Verify);
     let urls = cluster.urls();
     let reason = some.reason.as_deref().unwrap_or("");
     assert!(
@@ -384,7 +384,7 @@ async fn dry_run_of_a_create_names_the_nodes_missing_each_group_and_writes_nothi
     assert_eq!(report.totals.committed, 0);
     let partial = group(&report, "partial");
     assert_eq!(partial.outcome, Outcome::WouldChange);
-    assert_eq!(partial.operation, GroupAction::Create);
+    assert_eq!(partial.operation, Task::Plan(Change::Create));
     assert_eq!(partial.would_write, names(&cluster, &[1, 2]));
     let nowhere = group(&report, "nowhere");
     assert_eq!(nowhere.would_write, names(&cluster, &[0, 1, 2]));
@@ -424,7 +424,7 @@ async fn dry_run_of_a_delete_names_the_nodes_holding_the_group() {
     assert!(report.dry_run);
     let g = group(&report, "g");
     assert_eq!(g.outcome, Outcome::WouldChange);
-    assert_eq!(g.operation, GroupAction::Delete);
+    assert_eq!(g.operation, Task::Plan(Change::Delete));
     assert_eq!(g.would_write, names(&cluster, &[0, 2]));
     assert_no_write(&cluster).await;
     assert_eq!(holders(&cluster, "g").await, [true, false, true]);
@@ -462,13 +462,13 @@ async fn dry_run_of_a_pruning_reconcile_plans_both_phases_and_writes_nothing() {
     assert_eq!(report.totals.groups, 3);
     assert_eq!(report.totals.would_change, 3);
     let a = group(&report, "a");
-    assert_eq!(a.operation, GroupAction::Create);
+    assert_eq!(a.operation, Task::Plan(Change::Create));
     assert_eq!(a.would_write, names(&cluster, &[1]));
     let x = group(&report, "x");
-    assert_eq!(x.operation, GroupAction::Delete);
+    assert_eq!(x.operation, Task::Plan(Change::Delete));
     assert_eq!(x.would_write, names(&cluster, &[0, 1, 2]));
     let y = group(&report, "y");
-    assert_eq!(y.operation, GroupAction::Delete);
+    assert_eq!(y.operation, Task::Plan(Change::Delete));
     assert_eq!(y.would_write, names(&cluster, &[2]));
     let unlisted = unlisted_of(&report);
     assert_eq!(unlisted.groups, 2);
@@ -581,7 +581,7 @@ async fn a_prune_refused_by_a_node_rolls_back_and_the_group_stays_everywhere() {
     assert_eq!(report.totals.rolled_back, 1);
     let x = group(&report, "x");
     assert_eq!(x.outcome, Outcome::RolledBack);
-    assert_eq!(x.operation, GroupAction::Delete);
+    assert_eq!(x.operation, Task::Apply(Change::Delete));
     assert!(
         x.reason
             .as_deref()
@@ -756,10 +756,10 @@ fn reconcile_needs_ids_and_verify_does_not() {
         assert_eq!(variable_of_error(&[("OPERATION", operation)]), "GROUP_IDS");
     }
     let config = parse_vars(&[("OPERATION", "verify")]).expect("verify without ids");
-    assert_eq!(config.operation, RunOperation::Verify);
+    assert_eq!(config.operation, Operation::Verify);
     assert!(config.group_ids.is_empty());
     let config = parse_vars(&[("OPERATION", "VERIFY"), ("GROUP_IDS", "a,b")]).unwrap();
-    assert_eq!(config.operation, RunOperation::Verify);
+    assert_eq!(config.operation, Operation::Verify);
     assert_eq!(config.group_ids.len(), 2);
 }
 

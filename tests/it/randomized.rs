@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use std::time::Duration;
 
+use api_consumer::domain::Change;
 use api_consumer::domain::ExitStatus;
-use api_consumer::domain::Operation;
 use api_consumer::domain::{NodeState, Outcome, StopReason};
 use api_consumer::output::report::RunReport;
 use node_sim::NodeOp;
@@ -104,7 +104,7 @@ impl Kind {
 struct Round {
     kind: Kind,
     priors: BTreeMap<String, Vec<bool>>,
-    operations: BTreeMap<String, Operation>,
+    operations: BTreeMap<String, Change>,
 }
 
 impl Round {
@@ -113,7 +113,7 @@ impl Round {
     fn listed(&self) -> Vec<&str> {
         self.operations
             .iter()
-            .filter(|(_, &op)| self.kind != Kind::Reconcile || op == Operation::Create)
+            .filter(|(_, &op)| self.kind != Kind::Reconcile || op == Change::Create)
             .map(|(id, _)| id.as_str())
             .collect()
     }
@@ -153,11 +153,11 @@ fn check_round(
         .collect();
     for (id, prior) in &plan.priors {
         let operation = plan.operations[id];
-        let goal = operation == Operation::Create;
+        let goal = operation == Change::Create;
         let actual: Vec<bool> = after.iter().map(|held| held.contains(id)).collect();
         let ctx =
             format!("round {round} group {id} {operation}: prior {prior:?} actual {actual:?}");
-        let pruned = plan.kind == Kind::Reconcile && operation == Operation::Delete;
+        let pruned = plan.kind == Kind::Reconcile && operation == Change::Delete;
         if pruned && (prune_refused || prior.iter().all(|&p| !p)) {
             // Nothing pruned (or nothing to prune): the group is as it was.
             assert_eq!(
@@ -481,11 +481,11 @@ async fn seed_round(cluster: &SimCluster, rng: &mut SmallRng, round: u64) -> Rou
             }
         }
         let operation = match kind {
-            Kind::Create => Operation::Create,
-            Kind::Delete => Operation::Delete,
+            Kind::Create => Change::Create,
+            Kind::Delete => Change::Delete,
             // The even groups are the desired set, the odd ones pruned.
-            Kind::Reconcile if g % 2 == 0 => Operation::Create,
-            Kind::Reconcile => Operation::Delete,
+            Kind::Reconcile if g % 2 == 0 => Change::Create,
+            Kind::Reconcile => Change::Delete,
         };
         operations.insert(id.clone(), operation);
         priors.insert(id, prior);

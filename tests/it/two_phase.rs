@@ -46,34 +46,50 @@ async fn the_client_steps_through_intention_and_commit() {
     let stop = CancellationToken::new();
     let group = id("team/ops 1");
 
-    let (answer, attempts) = client.session_create(0, &group, "s1", &stop).await;
+    let (answer, attempts) = client
+        .session_create(&client.nodes()[0], &group, "s1", &stop)
+        .await;
     assert_eq!(answer, StepAnswer::Accepted);
     assert_eq!(attempts.count, 1);
     assert_eq!(holders(&cluster, "team/ops 1").await, [false]);
-    let (answer, _) = client.session_create(0, &group, "s2", &stop).await;
+    let (answer, _) = client
+        .session_create(&client.nodes()[0], &group, "s2", &stop)
+        .await;
     assert!(
         matches!(&answer, StepAnswer::Conflict { detail } if detail.contains("another session")),
         "{answer:?}"
     );
     assert_eq!(
-        client.session_create(0, &group, "s1", &stop).await.0,
+        client
+            .session_create(&client.nodes()[0], &group, "s1", &stop)
+            .await
+            .0,
         StepAnswer::Accepted
     );
     assert_eq!(holders(&cluster, "team/ops 1").await, [true]);
 
     assert_eq!(
-        client.session_delete(0, &group, "s3", &stop).await.0,
+        client
+            .session_delete(&client.nodes()[0], &group, "s3", &stop)
+            .await
+            .0,
         StepAnswer::Accepted
     );
     let state = sim_state(&cluster.urls()[0]).await;
     assert_eq!(state.intentions.len(), 1);
     assert_eq!(state.intentions[0].operation, IntentionOp::Delete);
     assert_eq!(
-        client.session_delete(0, &group, "s3", &stop).await.0,
+        client
+            .session_delete(&client.nodes()[0], &group, "s3", &stop)
+            .await
+            .0,
         StepAnswer::Accepted
     );
     assert_eq!(
-        client.session_delete(0, &group, "s3", &stop).await.0,
+        client
+            .session_delete(&client.nodes()[0], &group, "s3", &stop)
+            .await
+            .0,
         StepAnswer::Absent
     );
     assert_eq!(holders(&cluster, "team/ops 1").await, [false]);
@@ -93,7 +109,7 @@ async fn an_answer_lost_after_the_node_applied_it_makes_the_resend_a_commit() {
         let cluster = seeded(1, seed, faults).await;
         let client = client(&cluster);
         let (answer, attempts) = client
-            .session_create(0, &id("g"), "s", &CancellationToken::new())
+            .session_create(&client.nodes()[0], &id("g"), "s", &CancellationToken::new())
             .await;
         let state = sim_state(&cluster.urls()[0]).await;
         if state.responses != [("200".to_owned(), 1), ("500".to_owned(), 1)].into() {
@@ -122,7 +138,9 @@ async fn refusals_and_exhausted_retries_are_told_apart() {
             ..on(&[NodeOp::Create, NodeOp::Delete])
         },
     );
-    let (answer, attempts) = client.session_create(0, &id("g"), "s", &stop).await;
+    let (answer, attempts) = client
+        .session_create(&client.nodes()[0], &id("g"), "s", &stop)
+        .await;
     assert!(
         matches!(
             answer,
@@ -191,7 +209,7 @@ async fn a_prepare_refused_on_one_node_leaves_no_group_and_no_intention_of_ours(
     let client = client(&cluster);
     let stop = CancellationToken::new();
     let foreign = client
-        .session_create(2, &id("g"), "someone-else", &stop)
+        .session_create(&client.nodes()[2], &id("g"), "someone-else", &stop)
         .await;
     assert_eq!(foreign.0, StepAnswer::Accepted);
 
@@ -225,7 +243,7 @@ async fn a_delete_that_cannot_prepare_everywhere_is_restored() {
     let client = client(&cluster);
     let stop = CancellationToken::new();
     let foreign = client
-        .session_delete(1, &id("keep"), "someone-else", &stop)
+        .session_delete(&client.nodes()[1], &id("keep"), "someone-else", &stop)
         .await;
     assert_eq!(foreign.0, StepAnswer::Accepted);
     let report = run_on(&cluster, "delete", &["keep"], &[TWO_PHASE]).await;

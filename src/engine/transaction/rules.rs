@@ -2,11 +2,13 @@
 //! node answered: how a forward write's answer settles the node (or leaves
 //! it to a read-back), which nodes a rollback undoes, and what an undo left.
 //! [`super::Transaction`] does the I/O and calls these; the table tests
-//! below cover every combination (docs/TRANSACTIONS.md, "Compensation").
+//! below cover every combination (docs/TRANSACTIONS.md, "The compensation
+//! decision table").
 
 use serde_json::Value;
 
-use crate::domain::{NodeState, Operation, Outcome};
+use super::TransactionOutcome;
+use crate::domain::{Change, NodeState};
 use crate::node_api::{Attempts, ReadAnswer, WriteAnswer};
 
 /// What the transaction knows of one node.
@@ -103,13 +105,13 @@ impl NodeWork {
 
 /// A transaction's outcome from what its nodes hold at the end: every node
 /// at its prior state, every node at the goal, or neither.
-pub(super) fn outcome_of(work: &[NodeWork], goal: NodeState) -> Outcome {
+pub(super) fn outcome_of(work: &[NodeWork], goal: NodeState) -> TransactionOutcome {
     if work.iter().all(|w| w.state == w.prior) {
-        Outcome::RolledBack
+        TransactionOutcome::RolledBack
     } else if work.iter().all(|w| w.state == goal) {
-        Outcome::Committed
+        TransactionOutcome::Committed
     } else {
-        Outcome::Inconsistent
+        TransactionOutcome::Inconsistent
     }
 }
 
@@ -160,7 +162,7 @@ pub(super) enum Settled {
 /// expected success, a refusal on every attempt, or a refusal that says the
 /// goal already held (on the only attempt) are read as they are.
 pub(super) fn settle_write(
-    operation: Operation,
+    operation: Change,
     answer: WriteAnswer,
     attempts: &Attempts,
     cancelled: bool,
@@ -212,10 +214,10 @@ pub(super) fn read_back_step(answer_detail: String, read: &ReadAnswer) -> Step {
 
 /// The answers a node gives when the write's goal already holds: `400`
 /// (or `409`) to a create, `404` (or `410`) to a delete.
-fn says_already_at_goal(operation: Operation, status: u16) -> bool {
+fn says_already_at_goal(operation: Change, status: u16) -> bool {
     match operation {
-        Operation::Create => matches!(status, 400 | 409),
-        Operation::Delete => matches!(status, 404 | 410),
+        Change::Create => matches!(status, 400 | 409),
+        Change::Delete => matches!(status, 404 | 410),
     }
 }
 
@@ -254,7 +256,7 @@ pub(super) enum Compensation {
 /// The node's state after an undo: what the read after it found, or, when
 /// that read failed, the prior state if the undo answered success.
 pub(super) fn state_after_undo(
-    operation: Operation,
+    operation: Change,
     undo: &WriteAnswer,
     read: NodeState,
 ) -> NodeState {
@@ -268,7 +270,7 @@ pub(super) fn state_after_undo(
 
 /// What an undo came to, from its answer and the read after it.
 pub(super) fn compensation(
-    operation: Operation,
+    operation: Change,
     undo: &WriteAnswer,
     read: &ReadAnswer,
 ) -> Compensation {

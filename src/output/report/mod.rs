@@ -22,7 +22,7 @@ pub use termination::{
 };
 
 use crate::domain::{
-    replace_atomically, ExitStatus, GroupId, GroupReport, OutcomeCounts, Position, RunOperation,
+    replace_atomically, ExitStatus, GroupId, GroupReport, Operation, OutcomeCounts, Position,
     StopReason,
 };
 use crate::node_api::{NodeStatsSnapshot, RequestTotals};
@@ -107,7 +107,7 @@ pub struct RunReport {
     /// Set for a dry run only: its report is the plan.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format_version: Option<u32>,
-    pub operation: RunOperation,
+    pub operation: Operation,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
     /// Set when the list is split over shards.

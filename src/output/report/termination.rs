@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::RunReport;
-use crate::domain::{truncate, GroupAction, GroupReport, Outcome};
+use crate::domain::{truncate, GroupReport, Outcome, Task};
 
 /// The target these log lines carry, which `LOG_LEVEL` directives name
 /// (`api_consumer::report=debug`): part of the log interface, kept whatever file
@@ -122,7 +122,7 @@ fn failed_entry(group: &GroupReport) -> serde_json::Value {
         "group_id": group.group_id,
         "outcome": group.outcome.as_str(),
     });
-    if group.outcome == Outcome::Inconsistent && group.operation != GroupAction::Verify {
+    if group.outcome == Outcome::Inconsistent && group.operation != Task::Verify {
         const NODES: usize = 4;
         let nodes: serde_json::Map<String, serde_json::Value> = group
             .diverged_nodes()

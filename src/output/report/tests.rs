@@ -4,14 +4,14 @@ use serde_json::Value;
 
 use super::*;
 use crate::domain::{
-    ExitStatus, GroupAction, GroupId, NodeDetail, NodeState, Outcome, OutcomeCounts, RunOperation,
+    Change, ExitStatus, GroupId, NodeDetail, NodeState, Operation, Outcome, OutcomeCounts, Task,
 };
 use crate::node_api::RequestTotals;
 
 fn group(id: &str, outcome: Outcome, nodes: usize) -> GroupReport {
     GroupReport {
         group_id: GroupId::new(id).unwrap(),
-        operation: GroupAction::Create,
+        operation: Task::Apply(Change::Create),
         outcome,
         reason: Some("why".into()),
         duration_ms: 1,
@@ -32,7 +32,7 @@ fn group(id: &str, outcome: Outcome, nodes: usize) -> GroupReport {
 fn report(groups: Vec<GroupReport>, omitted: u64) -> RunReport {
     RunReport {
         format_version: None,
-        operation: RunOperation::Create,
+        operation: Operation::Create,
         dry_run: false,
         shard: None,
         started_at: "2026-11-23T00:00:00.000Z".into(),

@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use serde_json::json;
 
 use super::*;
+use crate::domain::Change::{Create, Delete};
 use crate::domain::NodeState::{Absent, Present, Unknown};
-use crate::domain::Operation::{Create, Delete};
 
 use self::Fate::{Left, ReadFirst, Undo};
 
@@ -125,7 +125,7 @@ fn read_answer(state: NodeState) -> ReadAnswer {
 /// asks for it (`read`: `None` means the table expects no read-back).
 fn run_forward(
     name: &str,
-    op: Operation,
+    op: Change,
     prior: NodeState,
     write: Write,
     cancelled: bool,
@@ -159,7 +159,7 @@ fn run_forward(
 }
 
 /// A node whose forward write was applied: at the goal, to be undone.
-fn written_node(op: Operation) -> NodeWork {
+fn written_node(op: Change) -> NodeWork {
     run_forward(
         "applied",
         op,
@@ -201,7 +201,7 @@ const STILL_HOLDS: &str = "compensation answered success but the node still hold
 
 type ForwardRow = (
     &'static str,         // name
-    Operation,            // op
+    Change,               // op
     NodeState,            // prior (as read before any write)
     Write,                // what is sent and answered
     bool,                 // cancelled (the group is rolling back)
@@ -365,7 +365,7 @@ fn a_node_never_written_is_never_undone() {
 
 type UndoRow = (
     &'static str,         // name
-    Operation,            // op whose change is undone
+    Change,               // op whose change is undone
     Write,                // the undo's answer
     NodeState,            // the read after the undo (Unknown = the read fails)
     NodeState,            // state_after_undo

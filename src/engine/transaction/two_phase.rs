@@ -18,19 +18,20 @@
 //!    A node where it is not known whether the session's intention is held is
 //!    probed with the session's own call (docs/TWO_PHASE.md, "Undo").
 
-use futures::future::join_all;
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::rules::{outcome_of, Compensation, NodeWork};
-use super::{Transaction, CUT_OFF, LOG_TARGET};
-use crate::domain::{NodeState, Operation, Outcome};
-use crate::node_api::{Attempts, StepAnswer};
+use super::{Protocol, Transaction, TransactionOutcome, CUT_OFF, LOG_TARGET};
+use crate::domain::{Change, NodeState};
+use crate::engine::fan_out::{each_node, each_node_in_order};
+use crate::node_api::{Attempts, Node, StepAnswer};
 
 /// What one node holds of this transaction's session, as far as known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Hold {
-    /// No call of the session went to the node.
-    Untouched,
+    /// No call of the session went to the node: it was at the goal already.
+    NotCalled,
     /// The node holds the session's intention.
     Intention,
     /// The node may hold the session's intention, or its commit: a call
@@ -42,7 +43,7 @@ enum Hold {
     Foreign(String),
     /// Nothing of the session's is there: the node refused unapplied, or
     /// another session holds the group.
-    Nothing(String),
+    Refused(String),
 }
 
 impl Hold {
@@ -51,19 +52,19 @@ impl Hold {
     fn ready(&self) -> bool {
         matches!(
             self,
-            Hold::Untouched | Hold::Intention | Hold::Committed | Hold::Foreign(_)
+            Hold::NotCalled | Hold::Intention | Hold::Committed | Hold::Foreign(_)
         )
     }
 
     /// Whether the node is where a commit leaves it: at the goal.
     fn done(&self) -> bool {
-        matches!(self, Hold::Untouched | Hold::Committed | Hold::Foreign(_))
+        matches!(self, Hold::NotCalled | Hold::Committed | Hold::Foreign(_))
     }
 
     fn detail(&self) -> Option<String> {
         match self {
-            Hold::Unknown(d) | Hold::Foreign(d) | Hold::Nothing(d) => Some(d.clone()),
-            Hold::Untouched | Hold::Intention | Hold::Committed => None,
+            Hold::Unknown(d) | Hold::Foreign(d) | Hold::Refused(d) => Some(d.clone()),
+            Hold::NotCalled | Hold::Intention | Hold::Committed => None,
         }
     }
 }
@@ -82,73 +83,114 @@ pub(super) fn new_session() -> String {
     )
 }
 
-impl Transaction<'_> {
-    /// Steps 2 to 4 for `work`, whose prior states are known and some of
-    /// which differ from the goal; the intent is already in the journal.
-    pub(super) async fn apply_two_phase(
-        &self,
-        work: &mut [NodeWork],
-        session: &str,
-    ) -> (Outcome, Option<String>) {
-        let goal = self.operation.goal();
-        let abort = &self.control.abort;
-        let needs: Vec<usize> = (0..work.len())
-            .filter(|&i| work.get(i).is_some_and(|w| w.prior != goal))
-            .collect();
-        for &i in &needs {
-            if let Some(w) = work.get_mut(i) {
-                w.written = true;
-            }
+/// The two-phase protocol for one transaction: its session, and what each
+/// node holds of it.
+pub(super) struct TwoPhase {
+    session: String,
+    holds: Vec<Hold>,
+}
+
+impl TwoPhase {
+    /// A new session over `nodes` nodes.
+    pub(super) fn new(nodes: usize) -> Self {
+        Self {
+            session: new_session(),
+            holds: vec![Hold::NotCalled; nodes],
         }
-        let mut holds: Vec<Hold> = vec![Hold::Untouched; work.len()];
-        let prepared = join_all(needs.iter().map(|&i| self.prepare(i, session, abort))).await;
-        for (&i, hold) in needs.iter().zip(prepared) {
-            if let Some(slot) = holds.get_mut(i) {
+    }
+
+    /// The session a killed run recorded in the journal.
+    pub(super) fn resume(session: &str) -> Self {
+        Self {
+            session: session.to_owned(),
+            holds: Vec::new(),
+        }
+    }
+}
+
+impl Protocol for TwoPhase {
+    fn session(&self) -> Option<&str> {
+        Some(&self.session)
+    }
+
+    /// Steps 2 and 3 for `work`, whose prior states are known and some of
+    /// which differ from the goal; the intent is already in the journal.
+    async fn apply(&mut self, tx: &Transaction<'_>, work: &mut [NodeWork]) -> Option<String> {
+        let goal = tx.change.goal();
+        let (abort, kill) = (&tx.control.abort, &tx.control.kill);
+        let session = &self.session;
+        let cut_off = || Hold::Unknown(CUT_OFF.to_string());
+        let prepares = tx
+            .nodes()
+            .iter()
+            .zip(work.iter())
+            .enumerate()
+            .filter(|(_, (_, w))| w.prior != goal)
+            .map(|(i, (node, _))| (i, tx.prepare(node, session, abort)))
+            .collect();
+        for w in work.iter_mut().filter(|w| w.prior != goal) {
+            w.written = true;
+        }
+        let prepared: Vec<(usize, Hold)> = each_node(kill, prepares, cut_off).collect().await;
+        for (i, hold) in prepared {
+            if let Some(slot) = self.holds.get_mut(i) {
                 *slot = hold;
             }
         }
-        let mut failure = self.first_failure(&holds, "prepare", Hold::ready);
-        if failure.is_none() && !abort.is_cancelled() {
-            let intentions: Vec<usize> = (0..holds.len())
-                .filter(|&i| holds.get(i) == Some(&Hold::Intention))
-                .collect();
-            let committed =
-                join_all(intentions.iter().map(|&i| self.commit(i, session, abort))).await;
-            for (&i, hold) in intentions.iter().zip(committed) {
-                if let Some(slot) = holds.get_mut(i) {
-                    *slot = hold;
-                }
-            }
-            failure = self.first_failure(&holds, "commit", Hold::done);
-            if failure.is_none() {
-                for (w, hold) in work.iter_mut().zip(&holds) {
-                    settle(w, hold, goal);
-                }
-                return (Outcome::Committed, None);
+        let failure = tx.first_failure(&self.holds, "prepare", Hold::ready);
+        if failure.is_some() || abort.is_cancelled() {
+            return failure;
+        }
+        let commits = tx
+            .nodes()
+            .iter()
+            .zip(&self.holds)
+            .enumerate()
+            .filter(|(_, (_, hold))| **hold == Hold::Intention)
+            .map(|(i, (node, _))| (i, tx.commit(node, session, abort)))
+            .collect();
+        let committed: Vec<(usize, Hold)> = each_node(kill, commits, cut_off).collect().await;
+        for (i, hold) in committed {
+            if let Some(slot) = self.holds.get_mut(i) {
+                *slot = hold;
             }
         }
-        let reason = failure.unwrap_or_else(|| self.control.stop_detail());
+        let failure = tx.first_failure(&self.holds, "commit", Hold::done);
+        if failure.is_none() {
+            for (w, hold) in work.iter_mut().zip(&self.holds) {
+                settle(w, hold, goal);
+            }
+        }
+        failure
+    }
+
+    /// Step 4: every node back to its prior state, from what it holds.
+    async fn undo(
+        &mut self,
+        tx: &Transaction<'_>,
+        work: &mut [NodeWork],
+        reason: &str,
+    ) -> TransactionOutcome {
+        let goal = tx.change.goal();
         tracing::warn!(target: LOG_TARGET, reason = %reason, "two-phase: the group cannot commit everywhere; undoing this session's changes");
-        let kill = &self.control.kill;
-        let priors: Vec<NodeState> = work.iter().map(|w| w.prior).collect();
-        let undone = join_all(holds.iter().zip(priors).enumerate().map(
-            |(i, (hold, prior))| async move {
-                tokio::select! {
-                    biased;
-                    _ = kill.cancelled() => Compensation::CutOff(CUT_OFF.to_string()),
-                    done = self.undo(i, hold, prior, session) => done,
-                }
-            },
-        ))
-        .await;
-        for ((w, hold), done) in work.iter_mut().zip(&holds).zip(undone) {
+        let session = &self.session;
+        let undos = tx
+            .nodes()
+            .iter()
+            .zip(self.holds.iter().zip(work.iter()))
+            .enumerate()
+            .map(|(i, (node, (hold, w)))| (i, tx.undo_node(node, hold, w.prior, session)))
+            .collect();
+        let cut_off = || Compensation::CutOff(CUT_OFF.to_string());
+        let undone = each_node_in_order(&tx.control.kill, undos, cut_off).await;
+        for ((w, hold), done) in work.iter_mut().zip(&self.holds).zip(undone) {
             match hold {
                 // Another writer's change: the node's state is now its.
                 Hold::Foreign(_) => {
                     w.prior = goal;
                     w.written = false;
                 }
-                Hold::Nothing(_) | Hold::Untouched => w.written = false,
+                Hold::Refused(_) | Hold::NotCalled => w.written = false,
                 Hold::Intention | Hold::Unknown(_) | Hold::Committed => {}
             }
             w.compensate(done);
@@ -156,64 +198,72 @@ impl Transaction<'_> {
                 w.detail = hold.detail();
             }
         }
-        (outcome_of(work, goal), Some(reason))
+        outcome_of(work, goal)
     }
 
     /// Recovery from the journal: every node the killed run meant to change
     /// may hold the session's intention, which no read can see. Each is
     /// released, and reversed where the change is there, so that the group
-    /// ends at its prior state; the outcome says where it did.
-    pub(super) async fn release_all(&self, work: &mut [NodeWork], session: &str) -> Outcome {
-        let goal = self.operation.goal();
-        let kill = &self.control.kill;
-        let released = join_all(work.iter().enumerate().map(|(i, w)| {
-            let touched = w.prior != goal;
-            async move {
-                if !touched {
-                    return None;
-                }
-                Some(tokio::select! {
-                    biased;
-                    _ = kill.cancelled() => Compensation::CutOff(CUT_OFF.to_string()),
-                    done = self.release(i, session, kill) => done,
-                })
-            }
-        }))
-        .await;
-        for (w, done) in work.iter_mut().zip(released) {
-            if let Some(done) = done {
+    /// ends at its prior state; the outcome says where it did. (Intentions
+    /// are invisible to reads, so even a group that reads at its goal
+    /// everywhere may hold one, a half-done undo's.)
+    async fn recover(
+        &mut self,
+        tx: &Transaction<'_>,
+        work: &mut [NodeWork],
+    ) -> (TransactionOutcome, &'static str) {
+        let goal = tx.change.goal();
+        let kill = &tx.control.kill;
+        let session = &self.session;
+        let releases = tx
+            .nodes()
+            .iter()
+            .zip(work.iter())
+            .enumerate()
+            .filter(|(_, (_, w))| w.prior != goal)
+            .map(|(i, (node, _))| (i, tx.release(node, session, kill)))
+            .collect();
+        let cut_off = || Compensation::CutOff(CUT_OFF.to_string());
+        let mut released = each_node(kill, releases, cut_off);
+        while let Some((i, done)) = released.next().await {
+            if let Some(w) = work.get_mut(i) {
                 w.compensate(done);
             }
         }
-        if work.iter().all(|w| w.state == w.prior) {
-            Outcome::RolledBack
+        let outcome = if work.iter().all(|w| w.state == w.prior) {
+            TransactionOutcome::RolledBack
         } else {
-            Outcome::Inconsistent
-        }
+            TransactionOutcome::Inconsistent
+        };
+        let reason = "recovered from the journal: a killed run left the group unfinished";
+        (outcome, reason)
     }
+}
 
+impl Transaction<'_> {
     /// The first node whose hold fails `ok` at `step`, named with why.
     fn first_failure(&self, holds: &[Hold], step: &str, ok: fn(&Hold) -> bool) -> Option<String> {
         let (i, hold) = holds.iter().enumerate().find(|(_, h)| !ok(h))?;
         let why = hold.detail().unwrap_or_else(|| "not committed".into());
-        Some(format!("{}: {step}: {why}", self.client.node_name(i)))
+        let node = self.nodes().get(i).map_or("?", Node::name);
+        Some(format!("{node}: {step}: {why}"))
     }
 
-    /// The session's call for this transaction's operation.
+    /// The session's call for `change`.
     async fn session_call(
         &self,
-        node: usize,
-        operation: Operation,
+        node: &Node,
+        change: Change,
         session: &str,
         cancel: &CancellationToken,
     ) -> (StepAnswer, Attempts) {
-        match operation {
-            Operation::Create => {
+        match change {
+            Change::Create => {
                 self.client
                     .session_create(node, self.group, session, cancel)
                     .await
             }
-            Operation::Delete => {
+            Change::Delete => {
                 self.client
                     .session_delete(node, self.group, session, cancel)
                     .await
@@ -222,16 +272,14 @@ impl Transaction<'_> {
     }
 
     /// Reads the node; `None` when the read failed.
-    async fn read_state(&self, node: usize, cancel: &CancellationToken) -> Option<NodeState> {
+    async fn read_state(&self, node: &Node, cancel: &CancellationToken) -> Option<NodeState> {
         let state = self.client.read(node, self.group, cancel).await.state();
         (state != NodeState::Unknown).then_some(state)
     }
 
     /// Step 2 on one node.
-    async fn prepare(&self, node: usize, session: &str, cancel: &CancellationToken) -> Hold {
-        let (answer, attempts) = self
-            .session_call(node, self.operation, session, cancel)
-            .await;
+    async fn prepare(&self, node: &Node, session: &str, cancel: &CancellationToken) -> Hold {
+        let (answer, attempts) = self.session_call(node, self.change, session, cancel).await;
         let hold = match answer {
             StepAnswer::Accepted if !attempts.earlier_maybe_applied => Hold::Intention,
             // A resend of a recorded first call is the commit.
@@ -245,18 +293,18 @@ impl Transaction<'_> {
                     .await
             }
             StepAnswer::Failed { detail, .. } if attempts.maybe_applied => Hold::Unknown(detail),
-            StepAnswer::Failed { detail, .. } => Hold::Nothing(detail),
+            StepAnswer::Failed { detail, .. } => Hold::Refused(detail),
         };
-        tracing::debug!(target: LOG_TARGET, node = self.client.node_name(node), attempts = attempts.count, hold = ?hold, "two-phase: prepared");
+        tracing::debug!(target: LOG_TARGET, node = node.name(), attempts = attempts.count, hold = ?hold, "two-phase: prepared");
         hold
     }
 
     /// After an accepted call that may have been the first or the second of
     /// the session: the read says which (`what` names the call for a failed
     /// read).
-    async fn read_hold(&self, node: usize, what: &str, cancel: &CancellationToken) -> Hold {
+    async fn read_hold(&self, node: &Node, what: &str, cancel: &CancellationToken) -> Hold {
         match self.read_state(node, cancel).await {
-            Some(state) if state == self.operation.goal() => Hold::Committed,
+            Some(state) if state == self.change.goal() => Hold::Committed,
             Some(_) => Hold::Intention,
             None => Hold::Unknown(format!("{what}, and the read failed")),
         }
@@ -267,12 +315,12 @@ impl Transaction<'_> {
     /// another writer) or held by another session.
     async fn refused(
         &self,
-        node: usize,
+        node: &Node,
         attempts: &Attempts,
         detail: String,
         cancel: &CancellationToken,
     ) -> Hold {
-        let goal = self.operation.goal();
+        let goal = self.change.goal();
         match self.read_state(node, cancel).await {
             // After an attempt that got no answer, the session's own resend
             // carried the change out (the single-writer assumption).
@@ -281,7 +329,7 @@ impl Transaction<'_> {
                 "already {} through another writer ({detail})",
                 goal.as_str()
             )),
-            Some(_) => Hold::Nothing(format!("held by another session ({detail})")),
+            Some(_) => Hold::Refused(format!("held by another session ({detail})")),
             None => Hold::Unknown(format!("refused ({detail}), and the read failed")),
         }
     }
@@ -289,12 +337,10 @@ impl Transaction<'_> {
     /// Step 3 on one node holding the intention: the same call again, read
     /// back. A node that lost the intention (a restart) records a new one,
     /// which one more call commits.
-    async fn commit(&self, node: usize, session: &str, cancel: &CancellationToken) -> Hold {
+    async fn commit(&self, node: &Node, session: &str, cancel: &CancellationToken) -> Hold {
         let mut hold = Hold::Intention;
         for _ in 0..2 {
-            let (answer, attempts) = self
-                .session_call(node, self.operation, session, cancel)
-                .await;
+            let (answer, attempts) = self.session_call(node, self.change, session, cancel).await;
             hold = match answer {
                 StepAnswer::Accepted => self.read_hold(node, "committed", cancel).await,
                 StepAnswer::Conflict { detail } => {
@@ -309,7 +355,7 @@ impl Transaction<'_> {
                 }
                 // Not applied: the intention is still held.
                 StepAnswer::Failed { detail, .. } => {
-                    tracing::warn!(target: LOG_TARGET, node = self.client.node_name(node), reason = %detail, "two-phase: commit refused unapplied");
+                    tracing::warn!(target: LOG_TARGET, node = node.name(), reason = %detail, "two-phase: commit refused unapplied");
                     return Hold::Unknown(format!("commit failed: {detail}"));
                 }
             };
@@ -324,9 +370,9 @@ impl Transaction<'_> {
     }
 
     /// Step 4 on one node: back to its prior state, from what it holds.
-    async fn undo(
+    async fn undo_node(
         &self,
-        node: usize,
+        node: &Node,
         hold: &Hold,
         prior: NodeState,
         session: &str,
@@ -334,8 +380,8 @@ impl Transaction<'_> {
         let kill = &self.control.kill;
         match hold {
             // Nothing of this session's is there.
-            Hold::Untouched | Hold::Nothing(_) => Compensation::NotNeeded(prior),
-            Hold::Foreign(_) => Compensation::NotNeeded(self.operation.goal()),
+            Hold::NotCalled | Hold::Refused(_) => Compensation::NotNeeded(prior),
+            Hold::Foreign(_) => Compensation::NotNeeded(self.change.goal()),
             Hold::Committed => self.reverse(node, session, kill).await,
             Hold::Intention | Hold::Unknown(_) => self.release(node, session, kill).await,
         }
@@ -345,12 +391,12 @@ impl Transaction<'_> {
     /// the session's own call carries it out, and the change is reversed. A
     /// node that held nothing records an intention at that call where the
     /// group allows it; one more call commits that, and it is reversed too.
-    async fn release(&self, node: usize, session: &str, kill: &CancellationToken) -> Compensation {
-        let goal = self.operation.goal();
+    async fn release(&self, node: &Node, session: &str, kill: &CancellationToken) -> Compensation {
+        let goal = self.change.goal();
         let mut last = String::new();
         let mut state = None;
         for _ in 0..3 {
-            let (answer, _) = self.session_call(node, self.operation, session, kill).await;
+            let (answer, _) = self.session_call(node, self.change, session, kill).await;
             state = self.read_state(node, kill).await;
             match (&answer, state) {
                 (_, Some(now)) if now == goal => return self.reverse(node, session, kill).await,
@@ -361,7 +407,7 @@ impl Transaction<'_> {
                     return Compensation::Undone(now)
                 }
                 (answer, _) => {
-                    last = format!("{answer:?}");
+                    last = answer.to_string();
                     break;
                 }
             }
@@ -372,7 +418,7 @@ impl Transaction<'_> {
         let why = format!(
             "may still hold an intention of session {session} (reads {seen}; last answer {last})"
         );
-        tracing::error!(target: LOG_TARGET, node = self.client.node_name(node), reason = %why, "two-phase: cannot release the session's intention");
+        tracing::error!(target: LOG_TARGET, node = node.name(), reason = %why, "two-phase: cannot release the session's intention");
         Compensation::Failed {
             state: NodeState::Unknown,
             detail: why,
@@ -386,15 +432,15 @@ impl Transaction<'_> {
     /// opposite call then commits that undo's intention.
     async fn reverse(
         &self,
-        node: usize,
+        node: &Node,
         session: &str,
         cancel: &CancellationToken,
     ) -> Compensation {
         let undo = undo_session(session);
-        let opposite = self.operation.opposite();
-        let name = self.client.node_name(node);
+        let opposite = self.change.opposite();
+        let name = node.name();
         tracing::info!(target: LOG_TARGET, node = name, session = %undo, "two-phase: undoing this session's change");
-        let mut last = None;
+        let mut last = String::new();
         // Whether an intention of the undo session may now be held: the
         // node may have applied one of its calls.
         let mut maybe_held = false;
@@ -402,7 +448,7 @@ impl Transaction<'_> {
             let (answer, attempts) = self.session_call(node, opposite, &undo, cancel).await;
             let accepted = matches!(answer, StepAnswer::Accepted);
             maybe_held |= accepted || attempts.maybe_applied;
-            last = Some(answer);
+            last = answer.to_string();
             if !accepted {
                 break;
             }
@@ -411,7 +457,7 @@ impl Transaction<'_> {
             .read_state(node, cancel)
             .await
             .unwrap_or(NodeState::Unknown);
-        let prior = self.operation.changed_from();
+        let prior = self.change.changed_from();
         if state == prior {
             tracing::info!(target: LOG_TARGET, node = name, state = state.as_str(), "compensated");
             return Compensation::Undone(state);
@@ -420,13 +466,13 @@ impl Transaction<'_> {
         // the undo's intention, so it is not known to be at the goal either.
         let (state, detail) = if maybe_held {
             let why = format!(
-                "may still hold an intention of session {undo} (reads {}; last answer {last:?})",
+                "may still hold an intention of session {undo} (reads {}; last answer {last})",
                 state.as_str()
             );
             (NodeState::Unknown, why)
         } else {
             let why = format!(
-                "undo through session {undo} left the node {}: {last:?}",
+                "undo through session {undo} left the node {}: {last}",
                 state.as_str()
             );
             (state, why)
@@ -439,7 +485,7 @@ impl Transaction<'_> {
 /// The node's final record after a commit.
 fn settle(work: &mut NodeWork, hold: &Hold, goal: NodeState) {
     match hold {
-        Hold::Untouched => {}
+        Hold::NotCalled => {}
         Hold::Committed => work.state = goal,
         Hold::Foreign(detail) => {
             work.state = goal;
@@ -447,6 +493,6 @@ fn settle(work: &mut NodeWork, hold: &Hold, goal: NodeState) {
             work.written = false;
             work.detail = Some(detail.clone());
         }
-        Hold::Intention | Hold::Unknown(_) | Hold::Nothing(_) => {}
+        Hold::Intention | Hold::Unknown(_) | Hold::Refused(_) => {}
     }
 }
