@@ -285,16 +285,13 @@ fn check_config(config: &Config) {
         !config.prune || config.operation == Operation::Reconcile,
         "PRUNE accepted outside reconcile"
     );
-    let entries = config
-        .group_ids
-        .to_vec()
-        .expect("the checked ids read again");
+    let entries = config.group_ids.entries();
     assert_eq!(
         entries.len() as u64,
         config.group_ids.len(),
         "ids counted wrongly"
     );
-    for entry in &entries {
+    for entry in entries {
         let id = &entry.id;
         assert!(GroupId::new(id.as_str()).is_ok(), "invalid id {id:?}");
     }

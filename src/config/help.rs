@@ -33,7 +33,7 @@ pub fn help_text() -> String {
     out.push_str("\nENVIRONMENT:\n");
     for doc in VARIABLES {
         let mut heading = format!("    {}  ({}", doc.name, doc.default);
-        if let Some((min, max)) = doc.range {
+        if let Some((min, max)) = doc.range() {
             heading.push_str(&format!("; {min} to {max}"));
         }
         heading.push_str(")\n");

@@ -1,99 +1,268 @@
-//! Parsing and checking one variable's value: presence and trimming,
-//! numbers within the documented range, the node list, the operation, the
-//! id list, paths, certificates, the token and the log filter. Every error
-//! names its variable and never repeats a secret.
+//! Checking and parsing the variables' values: the checks every value of a
+//! kind gets ([`checked_against_table`]), the parsers that the fields of
+//! [`super::Config`] name, and the settings several variables make up
+//! (the shard, the ids). Every error names its variable and never repeats a
+//! secret.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+
 use super::variables::{
-    DefaultValue, VariableDoc, AUTH_TOKEN, CA_CERT_PATH, GROUP_IDS, GROUP_IDS_FILE,
+    DefaultValue, Kind, VariableDoc, AUTH_TOKEN, CA_CERT_PATH, GROUP_IDS, GROUP_IDS_FILE,
     JOB_COMPLETION_INDEX, LOG_LEVEL, MAX_NODES, METRICS_JOB, METRICS_PUSHGATEWAY_URL, NODES,
-    NODE_PROTOCOL, OPERATION, PRIOR_STATE, SHARD_COUNT, SHARD_INDEX,
+    REPORT_PATH, SHARD_COUNT, SHARD_INDEX, TERMINATION_MESSAGE_PATH, VARIABLES,
 };
 use super::ConfigError;
-use crate::domain::{quote, GroupId, NodeAddress, NodeProtocol, Operation, Secret, Shard};
+use crate::domain::{quote, GroupId, NodeAddress, Operation, Secret, Shard};
 use crate::engine::id_list::GroupIds;
-use crate::engine::prior::PriorSource;
-use crate::output::metrics::MetricsSettings;
 
-/// A set variable, trimmed; set-but-empty is an error.
-pub(super) fn present(
-    doc: &VariableDoc,
-    raw: Option<String>,
-) -> Result<Option<String>, ConfigError> {
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    let value = raw.trim();
-    if value.is_empty() {
-        let message = match doc.default {
-            DefaultValue::Required => "is set but empty; it is required".to_owned(),
-            DefaultValue::Value(default) => {
-                format!("is set but empty; unset it to use the default ({default})")
-            }
-            DefaultValue::Unset(meaning) => {
-                format!("is set but empty; unset it to use the default (unset: {meaning})")
-            }
+/// Every variable of the table as the fields' parsers get it: trimmed, the
+/// documented default in place of an unset one, set-but-empty and missing
+/// required ones refused, and the values of flags, choices and numbers
+/// checked and written as serde reads them (`true`/`false`, lower case,
+/// digits).
+pub(super) fn checked_against_table(
+    mut given: BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut checked = Vec::with_capacity(VARIABLES.len());
+    for doc in VARIABLES {
+        let value = match given.remove(doc.name) {
+            Some(value) => present(doc, &value)?,
+            None => match doc.default {
+                DefaultValue::Required => {
+                    let message = "is required but not set; see api-consumer --help";
+                    return Err(ConfigError::new(doc.name, message));
+                }
+                DefaultValue::Value(default) => default.to_owned(),
+                DefaultValue::Unset(_) => continue,
+            },
         };
-        return Err(ConfigError::new(doc.name, message));
+        checked.push((doc.name.to_owned(), of_kind(doc, value)?));
     }
-    Ok(Some(value.to_owned()))
+    Ok(checked)
 }
 
-pub(super) fn required(doc: &VariableDoc, raw: Option<String>) -> Result<String, ConfigError> {
-    present(doc, raw)?.ok_or_else(|| {
-        ConfigError::new(doc.name, "is required but not set; see api-consumer --help")
+/// A set variable, trimmed; set-but-empty is an error.
+fn present(doc: &VariableDoc, raw: &str) -> Result<String, ConfigError> {
+    let value = raw.trim();
+    if !value.is_empty() {
+        return Ok(value.to_owned());
+    }
+    let message = match doc.default {
+        DefaultValue::Required => "is set but empty; it is required".to_owned(),
+        DefaultValue::Value(default) => {
+            format!("is set but empty; unset it to use the default ({default})")
+        }
+        DefaultValue::Unset(meaning) => {
+            format!("is set but empty; unset it to use the default (unset: {meaning})")
+        }
+    };
+    Err(ConfigError::new(doc.name, message))
+}
+
+/// `text` checked against the variable's kind, as serde reads it.
+fn of_kind(doc: &VariableDoc, text: String) -> Result<String, ConfigError> {
+    let lower = text.to_ascii_lowercase();
+    match doc.kind {
+        Kind::Text => Ok(text),
+        Kind::Flag => match lower.as_str() {
+            "true" | "1" => Ok("true".to_owned()),
+            "false" | "0" => Ok("false".to_owned()),
+            _ => Err(ConfigError::new(
+                doc.name,
+                format!("must be true or false (or 1 or 0), got {}", quote(&text)),
+            )),
+        },
+        Kind::Choice(choices) if choices.contains(&lower.as_str()) => Ok(lower),
+        Kind::Choice(choices) => {
+            let (last, rest) = choices.split_last().unwrap_or((&"", &[]));
+            let words = format!("{} or {last}", rest.join(", "));
+            Err(ConfigError::new(
+                doc.name,
+                format!("must be {words}, got {}", quote(&text)),
+            ))
+        }
+        Kind::Number(range) => {
+            let (min, max) = range.unwrap_or((0, u64::MAX));
+            // `u64::from_str` would accept a leading `+`; only plain ASCII
+            // digits are a number here.
+            let number = text
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| text.parse::<u64>().ok())
+                .flatten()
+                .filter(|n| (min..=max).contains(n));
+            match number {
+                Some(number) => Ok(number.to_string()),
+                None => Err(ConfigError::new(
+                    doc.name,
+                    format!(
+                        "must be a whole number from {min} to {max}, got {}",
+                        quote(&text)
+                    ),
+                )),
+            }
+        }
+    }
+}
+
+/// The [`ConfigError`] of a failed field: the fields' parsers write theirs
+/// as its display, `VARIABLE: message`, since envy does not say which
+/// variable a value came from.
+pub(super) fn named_error(error: envy::Error) -> ConfigError {
+    let text = error.to_string();
+    let named = VARIABLES.iter().find_map(|doc| {
+        let message = text.strip_prefix(doc.name)?.strip_prefix(": ")?;
+        Some(ConfigError::new(doc.name, message))
+    });
+    named.unwrap_or_else(|| ConfigError::new("environment", text))
+}
+
+/// A field's text, parsed by `parse`.
+fn parsed<'de, D, T>(
+    deserializer: D,
+    parse: impl FnOnce(&str) -> Result<T, ConfigError>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let text = String::deserialize(deserializer)?;
+    parse(&text).map_err(D::Error::custom)
+}
+
+pub(super) fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_millis)
+}
+
+pub(super) fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_secs)
+}
+
+/// Seconds, where 0 turns the setting off.
+pub(super) fn secs_or_off<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let secs = u64::deserialize(d)?;
+    Ok((secs > 0).then(|| Duration::from_secs(secs)))
+}
+
+/// A limit where 0 means none.
+pub(super) fn zero_is_off<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<NonZeroU64>,
+{
+    let number = NonZeroU64::new(u64::deserialize(d)?);
+    Ok(number.and_then(|n| T::try_from(n).ok()))
+}
+
+pub(super) fn nodes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NodeAddress>, D::Error> {
+    parsed(d, parse_nodes)
+}
+
+pub(super) fn auth_token<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    parsed(d, parse_auth_token).map(Some)
+}
+
+pub(super) fn ca_certificates<'de, D>(d: D) -> Result<Vec<reqwest::Certificate>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    parsed(d, |path| read_ca_certificates(Path::new(path)))
+}
+
+pub(super) fn log_level<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    parsed(d, |level| {
+        validate_log_level(level).map(|()| level.to_owned())
     })
 }
 
-/// The set value, or the documented default when unset.
-pub(super) fn with_default(doc: &VariableDoc, raw: Option<String>) -> Result<String, ConfigError> {
-    match (present(doc, raw)?, doc.default) {
-        (Some(value), _) => Ok(value),
-        (None, DefaultValue::Value(default)) => Ok(default.to_owned()),
-        (None, _) => Err(ConfigError::new(doc.name, "is required but not set")),
-    }
+pub(super) fn report_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    parsed(d, |path| {
+        writable_file_path(&REPORT_PATH, PathBuf::from(path))
+    })
+    .map(Some)
 }
 
-/// A whole number in the variable's documented range, converted to `T`.
-pub(super) fn number<T: TryFrom<u64>>(
-    doc: &VariableDoc,
-    raw: Option<String>,
-) -> Result<T, ConfigError> {
-    let text = with_default(doc, raw)?;
-    let (min, max) = doc.range.unwrap_or((0, u64::MAX));
-    let invalid = || {
-        ConfigError::new(
-            doc.name,
+pub(super) fn termination_message_path<'de, D>(d: D) -> Result<PathBuf, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    parsed(d, |path| {
+        let path = PathBuf::from(path);
+        if path.is_dir() {
+            let shown = quote(&path.display().to_string());
+            let message = format!("{shown} is a directory");
+            return Err(ConfigError::new(TERMINATION_MESSAGE_PATH.name, message));
+        }
+        Ok(path)
+    })
+}
+
+pub(super) fn metrics_job<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    parsed(d, |job| {
+        let valid = job.len() <= 128
+            && job
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+        if !valid {
+            return Err(ConfigError::new(
+                METRICS_JOB.name,
+                format!(
+                    "must be 1 to 128 letters, digits, _ . : or -, got {}",
+                    quote(job)
+                ),
+            ));
+        }
+        Ok(job.to_owned())
+    })
+}
+
+/// `METRICS_PUSHGATEWAY_URL`. The URL is never repeated in an error: it may
+/// hold credentials, which are refused.
+pub(super) fn pushgateway_url<'de, D>(d: D) -> Result<Option<reqwest::Url>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    parsed(d, parse_pushgateway_url).map(Some)
+}
+
+fn parse_pushgateway_url(url: &str) -> Result<reqwest::Url, ConfigError> {
+    let name = METRICS_PUSHGATEWAY_URL.name;
+    let gateway = reqwest::Url::parse(url)
+        .map_err(|e| ConfigError::new(name, format!("is not a valid URL ({e})")))?;
+    if !gateway.username().is_empty() || gateway.password().is_some() {
+        return Err(ConfigError::new(
+            name,
+            "must not carry credentials (user:password@): they would be kept in the \
+             configuration and could reach logs",
+        ));
+    }
+    if !matches!(gateway.scheme(), "http" | "https") {
+        return Err(ConfigError::new(
+            name,
             format!(
-                "must be a whole number from {min} to {max}, got {}",
-                quote(&text)
+                "must be an http or https URL, not {}",
+                quote(gateway.scheme())
             ),
-        )
-    };
-    // `u64::from_str` would accept a leading `+`; only plain ASCII digits
-    // are a number here.
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid());
+        ));
     }
-    let value: u64 = text.parse().map_err(|_| invalid())?;
-    if !(min..=max).contains(&value) {
-        return Err(invalid());
+    if gateway.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::new(name, "has no host"));
     }
-    T::try_from(value).map_err(|_| invalid())
+    if gateway.query().is_some() || gateway.fragment().is_some() {
+        return Err(ConfigError::new(
+            name,
+            "must not have a query or fragment: the grouping key is appended as a path",
+        ));
+    }
+    Ok(gateway)
 }
 
-pub(super) fn millis(doc: &VariableDoc, raw: Option<String>) -> Result<Duration, ConfigError> {
-    number(doc, raw).map(Duration::from_millis)
-}
-
-pub(super) fn secs(doc: &VariableDoc, raw: Option<String>) -> Result<Duration, ConfigError> {
-    number(doc, raw).map(Duration::from_secs)
-}
-
-pub(super) fn parse_nodes(value: &str) -> Result<Vec<NodeAddress>, ConfigError> {
+fn parse_nodes(value: &str) -> Result<Vec<NodeAddress>, ConfigError> {
     let entries: Vec<&str> = value.split(',').collect();
     if entries.len() > MAX_NODES {
         return Err(ConfigError::new(
@@ -131,41 +300,18 @@ pub(super) fn parse_nodes(value: &str) -> Result<Vec<NodeAddress>, ConfigError> 
     Ok(nodes)
 }
 
-pub(super) fn parse_operation(value: &str) -> Result<Operation, ConfigError> {
-    const OPERATIONS: [Operation; 4] = [
-        Operation::Create,
-        Operation::Delete,
-        Operation::Verify,
-        Operation::Reconcile,
-    ];
-    OPERATIONS
-        .into_iter()
-        .find(|op| value.eq_ignore_ascii_case(op.as_str()))
-        .ok_or_else(|| {
-            ConfigError::new(
-                OPERATION.name,
-                format!(
-                    "must be create, delete, verify or reconcile, got {}",
-                    quote(value)
-                ),
-            )
-        })
-}
-
 /// `SHARD_COUNT` and the shard index: `SHARD_INDEX`, or else
 /// `JOB_COMPLETION_INDEX`. Above one shard an index is required, and an
 /// index must be below the count (an Indexed Job left at `SHARD_COUNT=1`
 /// would otherwise run the whole list in every pod).
-pub(super) fn parse_shard(
-    count: Option<String>,
-    index: Option<String>,
-    completion_index: Option<String>,
+pub(super) fn shard(
+    count: u32,
+    index: Option<u64>,
+    completion_index: Option<u64>,
 ) -> Result<Shard, ConfigError> {
-    let count: u32 = number(&SHARD_COUNT, count)?;
-    let index = match present(&SHARD_INDEX, index)? {
+    let index = match index {
         Some(index) => Some((&SHARD_INDEX, index)),
-        None => present(&JOB_COMPLETION_INDEX, completion_index)?
-            .map(|index| (&JOB_COMPLETION_INDEX, index)),
+        None => completion_index.map(|index| (&JOB_COMPLETION_INDEX, index)),
     };
     let Some((doc, index)) = index else {
         if count > 1 {
@@ -179,7 +325,6 @@ pub(super) fn parse_shard(
         }
         return Ok(Shard::WHOLE);
     };
-    let index: u64 = number(doc, Some(index))?;
     u32::try_from(index)
         .ok()
         .and_then(|index| Shard::new(index, count))
@@ -194,103 +339,11 @@ pub(super) fn parse_shard(
         })
 }
 
-/// `METRICS_PUSHGATEWAY_URL` and `METRICS_JOB`. The URL is never repeated
-/// in an error: it may hold credentials, which are refused.
-pub(super) fn parse_metrics(
-    url: Option<String>,
-    job: Option<String>,
-) -> Result<Option<MetricsSettings>, ConfigError> {
-    let job = with_default(&METRICS_JOB, job)?;
-    let job_ok = job.len() <= 128
-        && job
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
-    if !job_ok {
-        return Err(ConfigError::new(
-            METRICS_JOB.name,
-            format!(
-                "must be 1 to 128 letters, digits, _ . : or -, got {}",
-                quote(&job)
-            ),
-        ));
-    }
-    let Some(url) = present(&METRICS_PUSHGATEWAY_URL, url)? else {
-        return Ok(None);
-    };
-    let name = METRICS_PUSHGATEWAY_URL.name;
-    let gateway = reqwest::Url::parse(&url)
-        .map_err(|e| ConfigError::new(name, format!("is not a valid URL ({e})")))?;
-    if !gateway.username().is_empty() || gateway.password().is_some() {
-        return Err(ConfigError::new(
-            name,
-            "must not carry credentials (user:password@): they would be kept in the \
-             configuration and could reach logs",
-        ));
-    }
-    if !matches!(gateway.scheme(), "http" | "https") {
-        return Err(ConfigError::new(
-            name,
-            format!(
-                "must be an http or https URL, not {}",
-                quote(gateway.scheme())
-            ),
-        ));
-    }
-    if gateway.host_str().is_none_or(str::is_empty) {
-        return Err(ConfigError::new(name, "has no host"));
-    }
-    if gateway.query().is_some() || gateway.fragment().is_some() {
-        return Err(ConfigError::new(
-            name,
-            "must not have a query or fragment: the grouping key is appended as a path",
-        ));
-    }
-    Ok(Some(MetricsSettings { gateway, job }))
-}
-
-/// `NODE_PROTOCOL`: `standard` or `two-phase`, case-insensitive.
-pub(super) fn parse_node_protocol(text: &str) -> Result<NodeProtocol, ConfigError> {
-    match text.to_ascii_lowercase().as_str() {
-        "standard" => Ok(NodeProtocol::Standard),
-        "two-phase" => Ok(NodeProtocol::TwoPhase),
-        _ => Err(ConfigError::new(
-            NODE_PROTOCOL.name,
-            format!("must be standard or two-phase, got {}", quote(text)),
-        )),
-    }
-}
-
-/// `PRIOR_STATE`: `auto`, `list` or `read`, case-insensitive.
-pub(super) fn parse_prior_state(value: &str) -> Result<PriorSource, ConfigError> {
-    [PriorSource::Auto, PriorSource::List, PriorSource::Read]
-        .into_iter()
-        .find(|source| value.eq_ignore_ascii_case(source.as_str()))
-        .ok_or_else(|| {
-            ConfigError::new(
-                PRIOR_STATE.name,
-                format!("must be auto, list or read, got {}", quote(value)),
-            )
-        })
-}
-
-/// A yes/no variable: `true`/`false` or `1`/`0`, case-insensitive.
-pub(super) fn flag(doc: &VariableDoc, raw: Option<String>) -> Result<bool, ConfigError> {
-    let text = with_default(doc, raw)?;
-    match text.to_ascii_lowercase().as_str() {
-        "true" | "1" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => Err(ConfigError::new(
-            doc.name,
-            format!("must be true or false (or 1 or 0), got {}", quote(&text)),
-        )),
-    }
-}
-
-/// Checks `GROUP_IDS` and every line of `GROUP_IDS_FILE` (read here once,
-/// and streamed again during the run; see [`crate::engine::id_list`]).
-pub(super) fn collect_group_ids(
+/// `GROUP_IDS` and every line of `GROUP_IDS_FILE`, checked and held (see
+/// [`crate::engine::id_list`]).
+pub(super) fn group_ids(
     inline: Option<&str>,
-    file: Option<String>,
+    file: Option<&str>,
     operation: Operation,
     shard: Shard,
 ) -> Result<GroupIds, ConfigError> {
@@ -311,7 +364,7 @@ pub(super) fn collect_group_ids(
         }
     }
     let mut ids = GroupIds::inline(ids, shard);
-    if let Some(path) = &file {
+    if let Some(path) = file {
         ids = ids
             .with_file(Path::new(path), &quote(path))
             .map_err(|e| ConfigError::new(GROUP_IDS_FILE.name, e.0))?;
@@ -368,10 +421,7 @@ pub(super) fn writable_file_path(doc: &VariableDoc, path: PathBuf) -> Result<Pat
 
 /// Reads the file a variable names; returns its bytes and the path as error
 /// messages quote it.
-pub(super) fn read_named_file(
-    doc: &VariableDoc,
-    path: &Path,
-) -> Result<(Vec<u8>, String), ConfigError> {
+fn read_named_file(doc: &VariableDoc, path: &Path) -> Result<(Vec<u8>, String), ConfigError> {
     let shown = quote(&path.display().to_string());
     let bytes = std::fs::read(path).map_err(|e| {
         ConfigError::new(doc.name, format!("cannot read {shown}: {}: {e}", e.kind()))
@@ -380,7 +430,7 @@ pub(super) fn read_named_file(
 }
 
 /// The certificates of a PEM bundle; at least one.
-pub(super) fn read_ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+fn read_ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
     let (bytes, shown) = read_named_file(&CA_CERT_PATH, path)?;
     let certificates = reqwest::Certificate::from_pem_bundle(&bytes).map_err(|_| {
         ConfigError::new(
@@ -399,7 +449,7 @@ pub(super) fn read_ca_certificates(path: &Path) -> Result<Vec<reqwest::Certifica
 
 /// The token must fit an HTTP header value after `Bearer `: visible ASCII
 /// only. Errors say what is wrong and where, never what the token is.
-pub(super) fn parse_auth_token(token: &str) -> Result<Secret, ConfigError> {
+fn parse_auth_token(token: &str) -> Result<Secret, ConfigError> {
     let lower = token.to_ascii_lowercase();
     if lower.starts_with("bearer ") || lower.starts_with("bearer\t") {
         return Err(ConfigError::new(

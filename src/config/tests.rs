@@ -3,6 +3,7 @@ use super::variables::*;
 use super::*;
 use std::ffi::OsString;
 use std::io::Write as _;
+use std::path::Path;
 
 type Vars = Vec<(String, String)>;
 type Pairs<'a> = &'a [(&'a str, &'a str)];
@@ -895,7 +896,7 @@ fn non_utf8_values_of_our_variables_are_errors() {
 #[test]
 fn table_defaults_parse_and_match() {
     for doc in VARIABLES {
-        match (doc.default, doc.range) {
+        match (doc.default, doc.range()) {
             (DefaultValue::Value(default), Some((min, max))) => {
                 let n: u64 = default.parse().unwrap_or(u64::MAX);
                 assert!(min <= n && n <= max, "{} default {default}", doc.name);
@@ -1001,7 +1002,7 @@ fn help_lists_every_variable_with_its_default_and_exit_codes() {
             }
             DefaultValue::Unset(_) => assert!(heading.contains("default: unset"), "{heading}"),
         }
-        if let Some((min, max)) = doc.range {
+        if let Some((min, max)) = doc.range() {
             assert!(heading.contains(&format!("{min} to {max}")), "{heading}");
         }
     }

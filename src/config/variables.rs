@@ -25,21 +25,44 @@ impl fmt::Display for DefaultValue {
     }
 }
 
+/// What values a variable takes, as checked before its value is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text that the variable's own parser checks.
+    Text,
+    /// `true`/`false` or `1`/`0`, case-insensitive.
+    Flag,
+    /// One of these words, case-insensitive.
+    Choice(&'static [&'static str]),
+    /// A whole number (plain ASCII digits), within the inclusive range when
+    /// one is documented.
+    Number(Option<(u64, u64)>),
+}
+
 /// Documentation of one environment variable: the single source for
-/// `--help`, the defaults, the numeric ranges and `.env_example`.
+/// `--help`, the defaults, the checks of its value and `.env_example`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VariableDoc {
     pub name: &'static str,
     pub default: DefaultValue,
-    /// Inclusive range of a whole-number variable.
-    pub range: Option<(u64, u64)>,
+    pub kind: Kind,
     pub description: &'static str,
+}
+
+impl VariableDoc {
+    /// The inclusive range of a whole-number variable, when documented.
+    pub fn range(&self) -> Option<(u64, u64)> {
+        match self.kind {
+            Kind::Number(range) => range,
+            Kind::Text | Kind::Flag | Kind::Choice(_) => None,
+        }
+    }
 }
 
 pub(super) const NODES: VariableDoc = VariableDoc {
     name: "NODES",
     default: DefaultValue::Required,
-    range: None,
+    kind: Kind::Text,
     description: "Comma-separated node base URLs (http://host[:port][/prefix] or https://...) \
         or host[:port] entries, which mean http://host[:port]. IPv6 literals need brackets \
         ([::1]:8080). Entries are trimmed; empty entries, credentials, queries and nodes \
@@ -48,7 +71,7 @@ pub(super) const NODES: VariableDoc = VariableDoc {
 pub(super) const OPERATION: VariableDoc = VariableDoc {
     name: "OPERATION",
     default: DefaultValue::Required,
-    range: None,
+    kind: Kind::Choice(&["create", "delete", "verify", "reconcile"]),
     description: "create (make every listed group present on every node), delete (make \
         every listed group absent from every node), verify (read-only: report every group \
         that is on some nodes only; without ids, every group any node lists through GET \
@@ -59,7 +82,7 @@ pub(super) const OPERATION: VariableDoc = VariableDoc {
 pub(super) const DRY_RUN: VariableDoc = VariableDoc {
     name: "DRY_RUN",
     default: DefaultValue::Value("false"),
-    range: None,
+    kind: Kind::Flag,
     description: "true: plan only. The nodes are read (and, for reconcile, listed), no \
         write is sent; one log line per group that would change, and the run report is \
         the plan. Exit 0 when nothing would change, 4 when something would, 1 when a \
@@ -69,7 +92,7 @@ pub(super) const DRY_RUN: VariableDoc = VariableDoc {
 pub(super) const PRUNE: VariableDoc = VariableDoc {
     name: "PRUNE",
     default: DefaultValue::Value("false"),
-    range: None,
+    kind: Kind::Flag,
     description: "With OPERATION=reconcile, true also deletes every group the nodes list \
         that is not among the ids, each as its own all-or-nothing delete. Needs every \
         node to answer GET /v1/groups and at least one listed id; an error with any \
@@ -78,7 +101,7 @@ pub(super) const PRUNE: VariableDoc = VariableDoc {
 pub(super) const PRUNE_MAX: VariableDoc = VariableDoc {
     name: "PRUNE_MAX",
     default: DefaultValue::Value("100"),
-    range: Some((0, u32::MAX as u64)),
+    kind: Kind::Number(Some((0, u32::MAX as u64))),
     description: "Most groups one reconcile may prune. When more would be pruned, none \
         is: the run names how many and the first of them and exits 1, so that a wrong or \
         truncated id list cannot empty a cluster. The listed groups are still made \
@@ -87,7 +110,7 @@ pub(super) const PRUNE_MAX: VariableDoc = VariableDoc {
 pub(super) const PRIOR_STATE: VariableDoc = VariableDoc {
     name: "PRIOR_STATE",
     default: DefaultValue::Value("auto"),
-    range: None,
+    kind: Kind::Choice(&["auto", "list", "read"]),
     description: "Where a transaction learns each node's state before writing. list: one \
         GET /v1/groups per node for the whole batch, before the first group, so a group \
         costs one request per node instead of two (a node that cannot list stops the run \
@@ -99,7 +122,7 @@ pub(super) const PRIOR_STATE: VariableDoc = VariableDoc {
 pub(super) const SHARD_COUNT: VariableDoc = VariableDoc {
     name: "SHARD_COUNT",
     default: DefaultValue::Value("1"),
-    range: Some((1, 100_000)),
+    kind: Kind::Number(Some((1, 100_000))),
     description: "How many pods share the id list (an Indexed Job's completions). Every \
         pod reads the whole list and handles only the ids of its own shard: the first 8 \
         bytes of the id's SHA-256, big-endian, modulo SHARD_COUNT. An id listed twice \
@@ -109,14 +132,14 @@ pub(super) const SHARD_COUNT: VariableDoc = VariableDoc {
 pub(super) const SHARD_INDEX: VariableDoc = VariableDoc {
     name: "SHARD_INDEX",
     default: DefaultValue::Unset("JOB_COMPLETION_INDEX"),
-    range: None,
+    kind: Kind::Number(None),
     description: "This pod's shard, from 0 to SHARD_COUNT - 1. Required with SHARD_COUNT \
         above 1 unless JOB_COMPLETION_INDEX is set.",
 };
 pub(super) const JOB_COMPLETION_INDEX: VariableDoc = VariableDoc {
     name: "JOB_COMPLETION_INDEX",
     default: DefaultValue::Unset("not in an Indexed Job"),
-    range: None,
+    kind: Kind::Number(None),
     description: "Set by Kubernetes in the pods of an Indexed Job: the shard index when \
         SHARD_INDEX is unset. Must be below SHARD_COUNT, so that an Indexed Job without \
         SHARD_COUNT cannot run the whole list in every pod.",
@@ -124,7 +147,7 @@ pub(super) const JOB_COMPLETION_INDEX: VariableDoc = VariableDoc {
 pub(super) const NODE_PROTOCOL: VariableDoc = VariableDoc {
     name: "NODE_PROTOCOL",
     default: DefaultValue::Value("standard"),
-    range: None,
+    kind: Kind::Choice(&["standard", "two-phase"]),
     description: "How the nodes take creates and deletes. standard: one call each \
         (POST and DELETE /v1/group/ with {\"groupId\"}). two-phase: POST /v1/group and \
         DELETE /v1/group/<id> with a sessionId; the first call of a session records an \
@@ -136,7 +159,7 @@ pub(super) const NODE_PROTOCOL: VariableDoc = VariableDoc {
 pub(super) const GROUP_IDS: VariableDoc = VariableDoc {
     name: "GROUP_IDS",
     default: DefaultValue::Unset("ids come only from GROUP_IDS_FILE"),
-    range: None,
+    kind: Kind::Text,
     description: "Comma-separated group ids, each trimmed. A group id is 1 to 256 bytes of \
         UTF-8 without control characters, and not exactly . or .. (which no URL path can \
         address). GROUP_IDS and GROUP_IDS_FILE together must give \
@@ -147,7 +170,7 @@ pub(super) const GROUP_IDS: VariableDoc = VariableDoc {
 pub(super) const GROUP_IDS_FILE: VariableDoc = VariableDoc {
     name: "GROUP_IDS_FILE",
     default: DefaultValue::Unset("ids come only from GROUP_IDS"),
-    range: None,
+    kind: Kind::Text,
     description: "Path of a UTF-8 file with one group id per line (use it for ids that \
         contain commas). Lines are trimmed; blank lines and lines starting with # are \
         skipped. Its ids follow those of GROUP_IDS. Any size: every line is checked \
@@ -156,28 +179,28 @@ pub(super) const GROUP_IDS_FILE: VariableDoc = VariableDoc {
 pub(super) const REQUEST_TIMEOUT_MS: VariableDoc = VariableDoc {
     name: "REQUEST_TIMEOUT_MS",
     default: DefaultValue::Value("5000"),
-    range: Some((1, 600_000)),
+    kind: Kind::Number(Some((1, 600_000))),
     description: "Time limit of one HTTP attempt (connecting, sending and reading the \
         whole answer), in milliseconds.",
 };
 pub(super) const CONNECT_TIMEOUT_MS: VariableDoc = VariableDoc {
     name: "CONNECT_TIMEOUT_MS",
     default: DefaultValue::Value("2000"),
-    range: Some((1, 600_000)),
+    kind: Kind::Number(Some((1, 600_000))),
     description: "Time limit for opening a TCP (and TLS) connection to a node, in \
         milliseconds.",
 };
 pub(super) const MAX_RETRIES: VariableDoc = VariableDoc {
     name: "MAX_RETRIES",
     default: DefaultValue::Value("5"),
-    range: Some((0, 100)),
+    kind: Kind::Number(Some((0, 100))),
     description: "Retries of a request after a transient failure (connection error, \
         timeout, 408, 429, 5xx), on top of the first attempt.",
 };
 pub(super) const RETRY_BASE_DELAY_MS: VariableDoc = VariableDoc {
     name: "RETRY_BASE_DELAY_MS",
     default: DefaultValue::Value("100"),
-    range: Some((1, 600_000)),
+    kind: Kind::Number(Some((1, 600_000))),
     description: "First delay of the exponential backoff between retries, in \
         milliseconds; it doubles per retry up to RETRY_MAX_DELAY_MS, and each wait is \
         drawn at random below it (full jitter).",
@@ -185,21 +208,21 @@ pub(super) const RETRY_BASE_DELAY_MS: VariableDoc = VariableDoc {
 pub(super) const RETRY_MAX_DELAY_MS: VariableDoc = VariableDoc {
     name: "RETRY_MAX_DELAY_MS",
     default: DefaultValue::Value("10000"),
-    range: Some((1, 3_600_000)),
+    kind: Kind::Number(Some((1, 3_600_000))),
     description: "Longest backoff wait between retries, in milliseconds; at least \
         RETRY_BASE_DELAY_MS. A node's Retry-After is honoured even when longer.",
 };
 pub(super) const RUN_TIMEOUT_SECS: VariableDoc = VariableDoc {
     name: "RUN_TIMEOUT_SECS",
     default: DefaultValue::Value("3600"),
-    range: Some((1, 604_800)),
+    kind: Kind::Number(Some((1, 604_800))),
     description: "Deadline for starting work, in seconds from start-up. Groups not started \
         by then are not attempted; groups in flight get ROLLBACK_TIMEOUT_SECS more.",
 };
 pub(super) const ROLLBACK_TIMEOUT_SECS: VariableDoc = VariableDoc {
     name: "ROLLBACK_TIMEOUT_SECS",
     default: DefaultValue::Value("20"),
-    range: Some((1, 3_600)),
+    kind: Kind::Number(Some((1, 3_600))),
     description: "Budget after the run deadline or a SIGTERM/SIGINT in which groups in \
         flight finish or roll back, in seconds. Keep it below the pod's \
         terminationGracePeriodSeconds.",
@@ -207,19 +230,19 @@ pub(super) const ROLLBACK_TIMEOUT_SECS: VariableDoc = VariableDoc {
 pub(super) const CONCURRENCY: VariableDoc = VariableDoc {
     name: "CONCURRENCY",
     default: DefaultValue::Value("16"),
-    range: Some((1, 10_000)),
+    kind: Kind::Number(Some((1, 10_000))),
     description: "Groups processed at the same time.",
 };
 pub(super) const NODE_CONCURRENCY: VariableDoc = VariableDoc {
     name: "NODE_CONCURRENCY",
     default: DefaultValue::Value("8"),
-    range: Some((1, 1_000)),
+    kind: Kind::Number(Some((1, 1_000))),
     description: "Requests in flight to one node at the same time.",
 };
 pub(super) const NODE_RATE_LIMIT: VariableDoc = VariableDoc {
     name: "NODE_RATE_LIMIT",
     default: DefaultValue::Value("0"),
-    range: Some((0, 1_000_000)),
+    kind: Kind::Number(Some((0, 1_000_000))),
     description: "Requests per second sent to one node, spread evenly (no bursts); 0 \
         turns the limit off. A 429 from a node also pauses every request to it until its \
         Retry-After has passed.",
@@ -227,7 +250,7 @@ pub(super) const NODE_RATE_LIMIT: VariableDoc = VariableDoc {
 pub(super) const MAX_FAILED_GROUPS: VariableDoc = VariableDoc {
     name: "MAX_FAILED_GROUPS",
     default: DefaultValue::Value("0"),
-    range: Some((0, u32::MAX as u64)),
+    kind: Kind::Number(Some((0, u32::MAX as u64))),
     description: "Stop starting new groups once this many have failed (rolled back, \
         inconsistent, or not readable by verify or a dry run); groups in flight still finish, the report says from which entry \
         on groups were not attempted. 0 means no limit.",
@@ -235,21 +258,21 @@ pub(super) const MAX_FAILED_GROUPS: VariableDoc = VariableDoc {
 pub(super) const PROGRESS_INTERVAL_SECS: VariableDoc = VariableDoc {
     name: "PROGRESS_INTERVAL_SECS",
     default: DefaultValue::Value("10"),
-    range: Some((0, 86_400)),
+    kind: Kind::Number(Some((0, 86_400))),
     description: "Seconds between progress lines (done/total, outcomes, rate, ETA); 0 \
         turns them off. With LOG_FORMAT=pretty on a terminal, a progress bar instead.",
 };
 pub(super) const AUTH_TOKEN: VariableDoc = VariableDoc {
     name: "AUTH_TOKEN",
     default: DefaultValue::Unset("no Authorization header is sent"),
-    range: None,
+    kind: Kind::Text,
     description: "Token sent to every node as `Authorization: Bearer <token>` (the token \
         alone, visible ASCII without spaces). Never logged or shown in errors.",
 };
 pub(super) const LOG_FORMAT: VariableDoc = VariableDoc {
     name: "LOG_FORMAT",
     default: DefaultValue::Value("json"),
-    range: None,
+    kind: Kind::Choice(&["json", "pretty"]),
     description: "json: one flat JSON object per line on stdout (timestamp, level, \
         severity, message, target, fields); pretty: human-readable lines, coloured only \
         on a terminal.",
@@ -257,7 +280,7 @@ pub(super) const LOG_FORMAT: VariableDoc = VariableDoc {
 pub(super) const LOG_LEVEL: VariableDoc = VariableDoc {
     name: "LOG_LEVEL",
     default: DefaultValue::Value("info"),
-    range: None,
+    kind: Kind::Text,
     description: "Log filter: a level (error, warn, info, debug, trace) or tracing \
         EnvFilter directives such as api_consumer=debug,info. The run summary is \
         logged at every level but off.",
@@ -265,14 +288,14 @@ pub(super) const LOG_LEVEL: VariableDoc = VariableDoc {
 pub(super) const REPORT_PATH: VariableDoc = VariableDoc {
     name: "REPORT_PATH",
     default: DefaultValue::Unset("no report file; the summary is still logged"),
-    range: None,
+    kind: Kind::Text,
     description: "Path of the JSON run report written at the end of the run (its \
         directory must exist).",
 };
 pub(super) const TERMINATION_MESSAGE_PATH: VariableDoc = VariableDoc {
     name: "TERMINATION_MESSAGE_PATH",
     default: DefaultValue::Value("/dev/termination-log"),
-    range: None,
+    kind: Kind::Text,
     description: "Where a compact run summary (at most 4 KiB of JSON) is written at the \
         end, for kubectl describe pod; written only when the file already exists, as \
         Kubernetes creates it (keep it equal to the container's terminationMessagePath).",
@@ -280,7 +303,7 @@ pub(super) const TERMINATION_MESSAGE_PATH: VariableDoc = VariableDoc {
 pub(super) const CA_CERT_PATH: VariableDoc = VariableDoc {
     name: "CA_CERT_PATH",
     default: DefaultValue::Unset("the system's trust store only"),
-    range: None,
+    kind: Kind::Text,
     description: "PEM file with the certificate(s) of a private CA that signs the nodes' \
         https certificates; trusted in addition to the system's trust store. A \
         certificate error is never retried, and no new group starts after one.",
@@ -288,7 +311,7 @@ pub(super) const CA_CERT_PATH: VariableDoc = VariableDoc {
 pub(super) const JOURNAL_PATH: VariableDoc = VariableDoc {
     name: "JOURNAL_PATH",
     default: DefaultValue::Unset("no journal"),
-    range: None,
+    kind: Kind::Text,
     description: "Path of the crash journal (on a volume that outlives the pod). Before \
         changing a group the job records its intent there; a run started after a killed \
         one first returns every group the killed run left unfinished to all-or-nothing, \
@@ -300,7 +323,7 @@ pub(super) const JOURNAL_PATH: VariableDoc = VariableDoc {
 pub(super) const METRICS_PUSHGATEWAY_URL: VariableDoc = VariableDoc {
     name: "METRICS_PUSHGATEWAY_URL",
     default: DefaultValue::Unset("no metrics"),
-    range: None,
+    kind: Kind::Text,
     description: "Base URL of a Prometheus Pushgateway (http or https, a path prefix \
         allowed; no credentials, query or fragment). The run's metrics are pushed to \
         <url>/metrics/job/<METRICS_JOB>[/shard/<index>] every PROGRESS_INTERVAL_SECS and \
@@ -310,7 +333,7 @@ pub(super) const METRICS_PUSHGATEWAY_URL: VariableDoc = VariableDoc {
 pub(super) const METRICS_JOB: VariableDoc = VariableDoc {
     name: "METRICS_JOB",
     default: DefaultValue::Value("api-consumer"),
-    range: None,
+    kind: Kind::Text,
     description: "The job label of the pushed metrics' grouping key: 1 to 128 letters, \
         digits, _ . : or -. Runs with the same METRICS_JOB (and shard) replace each \
         other's metrics, except api_consumer_last_success_timestamp_seconds, which only a \

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::state::NodeState;
 
 /// What the run does (`OPERATION`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Operation {
     /// Every listed group present on every node.

@@ -7,7 +7,8 @@ use url::Url;
 use super::text::quote;
 
 /// How the nodes take creates and deletes (`NODE_PROTOCOL`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum NodeProtocol {
     /// One call each (docs/NODE_API.md).
     #[default]

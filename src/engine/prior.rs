@@ -39,7 +39,8 @@ use crate::node_api::{Node, NodeClient};
 const LOG_TARGET: &str = "api_consumer::prior";
 
 /// `PRIOR_STATE`: where a transaction's prior state comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PriorSource {
     /// Lists for a batch of at least [`AUTO_MIN_ENTRIES`] and at most
     /// [`MAX_LISTED_ENTRIES`] entries, from the nodes that list; reads
