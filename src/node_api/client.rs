@@ -21,8 +21,8 @@ use std::time::{Duration, SystemTime};
 
 use http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode};
 use node_contract::{
-    group_segment, session_item_path, GroupBody, SessionCreateBody, SessionDeleteBody,
-    GROUP_COLLECTION_PATH, GROUP_LIST_PATH, SESSION_CREATE_PATH,
+    group_segment, session_item_path, SessionCreateBody, SessionDeleteBody, GROUP_COLLECTION_PATH,
+    GROUP_LIST_PATH, SESSION_CREATE_PATH,
 };
 use reqwest::Response;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, RequestBuilder};
@@ -31,7 +31,9 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::answers::{read_answer, step_answer, write_answer, ReadAnswer, StepAnswer, WriteAnswer};
+use super::answers::{
+    plain_record, read_answer, step_answer, write_answer, ReadAnswer, StepAnswer, WriteAnswer,
+};
 use super::attempt::{AnswerBody, AttemptOf, ReadAndCount, MAX_BODY_BYTES};
 use super::errors::{
     describe_error, install_tls_provider, is_tls_error, same_origin, MAX_REDIRECTS,
@@ -40,7 +42,7 @@ use super::gate::NodeGate;
 use super::listing::{classify_list, ListAnswer, LIST_MAX_BYTES};
 use super::retry::{Attempts, Retry, RetrySettings};
 use super::stats::{NodeStats, NodeStatsSnapshot};
-use crate::domain::{GroupId, NodeAddress, Secret};
+use crate::domain::{Change, GroupId, NodeAddress, Secret};
 
 /// The target of the retry lines, which `LOG_LEVEL` directives name
 /// (`api_consumer::retry=debug`): part of the log interface.
@@ -80,6 +82,14 @@ impl Node {
     pub fn name(&self) -> &str {
         &self.address.name
     }
+}
+
+/// The body of a two-phase call.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum SessionBody {
+    Create(SessionCreateBody),
+    Delete(SessionDeleteBody),
 }
 
 /// What [`NodeClient::send`] got: the last attempt's answer, with its body
@@ -296,88 +306,59 @@ impl NodeClient {
         sent
     }
 
-    /// `POST /v1/group/` with `record` (normally `{"groupId": id}`; a delete's
-    /// rollback re-creates the exact record it read before deleting).
-    pub async fn create(
+    /// The standard protocol's write of `change`: `POST /v1/group/` with
+    /// `record` (by default `{"groupId": id}`; a delete's rollback re-creates
+    /// the exact record it read before deleting), or `DELETE /v1/group/` with
+    /// `{"groupId": id}`.
+    pub async fn write(
         &self,
         node: &Node,
-        record: &Value,
-        stop: &CancellationToken,
-    ) -> (WriteAnswer, Attempts) {
-        self.write(node, Method::POST, record, StatusCode::CREATED, stop)
-            .await
-    }
-
-    /// `DELETE /v1/group/` with `{"groupId": id}`.
-    pub async fn delete(
-        &self,
-        node: &Node,
+        change: Change,
         group: &GroupId,
+        record: Option<&Value>,
         stop: &CancellationToken,
     ) -> (WriteAnswer, Attempts) {
-        let body = GroupBody::new(group.as_str());
-        self.write(node, Method::DELETE, &body, StatusCode::OK, stop)
-            .await
-    }
-
-    async fn write<B: Serialize + ?Sized>(
-        &self,
-        node: &Node,
-        method: Method,
-        body: &B,
-        expected: StatusCode,
-        stop: &CancellationToken,
-    ) -> (WriteAnswer, Attempts) {
+        let (method, body, expected) = match change {
+            Change::Create => {
+                let record = record.cloned().unwrap_or_else(|| plain_record(group));
+                (Method::POST, record, StatusCode::CREATED)
+            }
+            Change::Delete => (Method::DELETE, plain_record(group), StatusCode::OK),
+        };
         let url = &node.collection;
-        let build = || self.http.request(method, url.clone()).json(body);
+        let build = || self.http.request(method, url.clone()).json(&body);
         let sent = self.send(node, build, stop, MAX_BODY_BYTES).await;
         (write_answer(sent.result, expected, url), sent.attempts)
     }
 
-    /// Two-phase protocol: `POST /v1/group` with `{"groupId", "sessionId"}`.
-    /// The first call of `session` for the group records an intention; the
-    /// same call again commits it (docs/TWO_PHASE.md).
-    pub async fn session_create(
+    /// The two-phase protocol's call for `change` in `session`: `POST
+    /// /v1/group` with `{"groupId", "sessionId"}`, or `DELETE /v1/group/<id>`
+    /// with `{"sessionId"}`. The first call of a session for the group
+    /// records an intention; the same call again commits it
+    /// (docs/TWO_PHASE.md).
+    pub async fn session_step(
         &self,
         node: &Node,
+        change: Change,
         group: &GroupId,
         session: &str,
         stop: &CancellationToken,
     ) -> (StepAnswer, Attempts) {
-        let body = SessionCreateBody {
-            group_id: group.as_str().to_owned(),
-            session_id: session.to_owned(),
+        let session_id = session.to_owned();
+        let (method, path, body) = match change {
+            Change::Create => {
+                let group_id = group.as_str().to_owned();
+                let body = SessionBody::Create(SessionCreateBody {
+                    group_id,
+                    session_id,
+                });
+                (Method::POST, SESSION_CREATE_PATH.to_owned(), body)
+            }
+            Change::Delete => {
+                let body = SessionBody::Delete(SessionDeleteBody { session_id });
+                (Method::DELETE, session_item_path(group.as_str()), body)
+            }
         };
-        let path = SESSION_CREATE_PATH.to_owned();
-        self.session_step(node, Method::POST, path, &body, stop)
-            .await
-    }
-
-    /// Two-phase protocol: `DELETE /v1/group/<id>` with `{"sessionId"}`, in
-    /// the same two steps as [`NodeClient::session_create`].
-    pub async fn session_delete(
-        &self,
-        node: &Node,
-        group: &GroupId,
-        session: &str,
-        stop: &CancellationToken,
-    ) -> (StepAnswer, Attempts) {
-        let body = SessionDeleteBody {
-            session_id: session.to_owned(),
-        };
-        let path = session_item_path(group.as_str());
-        self.session_step(node, Method::DELETE, path, &body, stop)
-            .await
-    }
-
-    async fn session_step<B: Serialize + ?Sized>(
-        &self,
-        node: &Node,
-        method: Method,
-        path: String,
-        body: &B,
-        stop: &CancellationToken,
-    ) -> (StepAnswer, Attempts) {
         let url = match node.address.base.join(&path) {
             Ok(url) => url,
             Err(e) => {
@@ -388,7 +369,7 @@ impl NodeClient {
                 return (failed, Attempts::default());
             }
         };
-        let build = || self.http.request(method, url.clone()).json(body);
+        let build = || self.http.request(method, url.clone()).json(&body);
         let sent = self.send(node, build, stop, MAX_BODY_BYTES).await;
         (
             step_answer(sent.result, &sent.body.bytes, &url),

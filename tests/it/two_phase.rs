@@ -1,7 +1,7 @@
 //! Nodes that speak the two-phase session protocol (docs/TWO_PHASE.md):
 //! node-sim in `--protocol two-phase` mode, over real HTTP.
 
-use api_consumer::domain::GroupId;
+use api_consumer::domain::{Change, GroupId};
 use api_consumer::node_api::{ClientSettings, NodeClient, StepAnswer};
 use node_sim::NodeOp;
 use node_sim::{Faults, FaultsPatch, IntentionOp, Protocol, SimCluster, SimOptions};
@@ -47,13 +47,13 @@ async fn the_client_steps_through_intention_and_commit() {
     let group = id("team/ops 1");
 
     let (answer, attempts) = client
-        .session_create(&client.nodes()[0], &group, "s1", &stop)
+        .session_step(&client.nodes()[0], Change::Create, &group, "s1", &stop)
         .await;
     assert_eq!(answer, StepAnswer::Accepted);
     assert_eq!(attempts.count, 1);
     assert_eq!(holders(&cluster, "team/ops 1").await, [false]);
     let (answer, _) = client
-        .session_create(&client.nodes()[0], &group, "s2", &stop)
+        .session_step(&client.nodes()[0], Change::Create, &group, "s2", &stop)
         .await;
     assert!(
         matches!(&answer, StepAnswer::Conflict { detail } if detail.contains("another session")),
@@ -61,7 +61,7 @@ async fn the_client_steps_through_intention_and_commit() {
     );
     assert_eq!(
         client
-            .session_create(&client.nodes()[0], &group, "s1", &stop)
+            .session_step(&client.nodes()[0], Change::Create, &group, "s1", &stop)
             .await
             .0,
         StepAnswer::Accepted
@@ -70,7 +70,7 @@ async fn the_client_steps_through_intention_and_commit() {
 
     assert_eq!(
         client
-            .session_delete(&client.nodes()[0], &group, "s3", &stop)
+            .session_step(&client.nodes()[0], Change::Delete, &group, "s3", &stop)
             .await
             .0,
         StepAnswer::Accepted
@@ -80,14 +80,14 @@ async fn the_client_steps_through_intention_and_commit() {
     assert_eq!(state.intentions[0].operation, IntentionOp::Delete);
     assert_eq!(
         client
-            .session_delete(&client.nodes()[0], &group, "s3", &stop)
+            .session_step(&client.nodes()[0], Change::Delete, &group, "s3", &stop)
             .await
             .0,
         StepAnswer::Accepted
     );
     assert_eq!(
         client
-            .session_delete(&client.nodes()[0], &group, "s3", &stop)
+            .session_step(&client.nodes()[0], Change::Delete, &group, "s3", &stop)
             .await
             .0,
         StepAnswer::Absent
@@ -109,7 +109,13 @@ async fn an_answer_lost_after_the_node_applied_it_makes_the_resend_a_commit() {
         let cluster = seeded(1, seed, faults).await;
         let client = client(&cluster);
         let (answer, attempts) = client
-            .session_create(&client.nodes()[0], &id("g"), "s", &CancellationToken::new())
+            .session_step(
+                &client.nodes()[0],
+                Change::Create,
+                &id("g"),
+                "s",
+                &CancellationToken::new(),
+            )
             .await;
         let state = sim_state(&cluster.urls()[0]).await;
         if state.responses != [("200".to_owned(), 1), ("500".to_owned(), 1)].into() {
@@ -139,7 +145,7 @@ async fn refusals_and_exhausted_retries_are_told_apart() {
         },
     );
     let (answer, attempts) = client
-        .session_create(&client.nodes()[0], &id("g"), "s", &stop)
+        .session_step(&client.nodes()[0], Change::Create, &id("g"), "s", &stop)
         .await;
     assert!(
         matches!(
@@ -209,7 +215,13 @@ async fn a_prepare_refused_on_one_node_leaves_no_group_and_no_intention_of_ours(
     let client = client(&cluster);
     let stop = CancellationToken::new();
     let foreign = client
-        .session_create(&client.nodes()[2], &id("g"), "someone-else", &stop)
+        .session_step(
+            &client.nodes()[2],
+            Change::Create,
+            &id("g"),
+            "someone-else",
+            &stop,
+        )
         .await;
     assert_eq!(foreign.0, StepAnswer::Accepted);
 
@@ -243,7 +255,13 @@ async fn a_delete_that_cannot_prepare_everywhere_is_restored() {
     let client = client(&cluster);
     let stop = CancellationToken::new();
     let foreign = client
-        .session_delete(&client.nodes()[1], &id("keep"), "someone-else", &stop)
+        .session_step(
+            &client.nodes()[1],
+            Change::Delete,
+            &id("keep"),
+            "someone-else",
+            &stop,
+        )
         .await;
     assert_eq!(foreign.0, StepAnswer::Accepted);
     let report = run_on(&cluster, "delete", &["keep"], &[TWO_PHASE]).await;

@@ -11,9 +11,9 @@ use super::rules::{
     Settled, Step, UndoStart, WriteEffect,
 };
 use super::{Protocol, Transaction, TransactionOutcome, CUT_OFF, LOG_TARGET};
-use crate::domain::{Change, NodeState};
+use crate::domain::NodeState;
 use crate::engine::fan_out::each_node;
-use crate::node_api::{plain_record, Node};
+use crate::node_api::Node;
 
 /// One call per node and change.
 pub(super) struct Standard;
@@ -100,13 +100,10 @@ impl Transaction<'_> {
     /// One forward write, resolved by a read-back when its answer is not the
     /// expected success.
     async fn write_and_resolve(&self, node: &Node, cancel: &CancellationToken) -> Step {
-        let (answer, attempts) = match self.change {
-            Change::Create => {
-                let record = plain_record(self.group);
-                self.client.create(node, &record, cancel).await
-            }
-            Change::Delete => self.client.delete(node, self.group, cancel).await,
-        };
+        let (answer, attempts) = self
+            .client
+            .write(node, self.change, self.group, None, cancel)
+            .await;
         let (status, detail) = match settle_write(
             self.change,
             answer,
@@ -161,13 +158,11 @@ impl Transaction<'_> {
             state = state.as_str(),
             "compensating: undoing this run's change"
         );
-        let (answer, attempts) = match self.change {
-            Change::Create => self.client.delete(node, self.group, kill).await,
-            Change::Delete => {
-                let record = record.unwrap_or_else(|| plain_record(self.group));
-                self.client.create(node, &record, kill).await
-            }
-        };
+        let undo = self.change.opposite();
+        let (answer, attempts) = self
+            .client
+            .write(node, undo, self.group, record.as_ref(), kill)
+            .await;
         let read = self.client.read(node, self.group, kill).await;
         let done = compensation(self.change, &answer, &read);
         match &done {

@@ -257,18 +257,10 @@ impl Transaction<'_> {
         session: &str,
         cancel: &CancellationToken,
     ) -> (StepAnswer, Attempts) {
-        match change {
-            Change::Create => {
-                self.client
-                    .session_create(node, self.group, session, cancel)
-                    .await
-            }
-            Change::Delete => {
-                self.client
-                    .session_delete(node, self.group, session, cancel)
-                    .await
-            }
-        }
+        let group = self.group;
+        self.client
+            .session_step(node, change, group, session, cancel)
+            .await
     }
 
     /// Reads the node; `None` when the read failed.
