@@ -1,6 +1,6 @@
 //! The job as one call: configuration in, report out, logged as it goes.
-//! The only module that reads [`Config`]: it turns it into the settings of
-//! the client and the run.
+//! Below the binary, the only reader of [`Config`]: it turns it into the
+//! settings of the client and the run, and assembles the run report.
 
 use std::io::IsTerminal as _;
 use std::path::Path;

@@ -16,15 +16,19 @@
 //!   entry may have changed the nodes since they were listed (the entry is
 //!   taken by the first transaction of the id).
 //!
+//! What is kept is, per entry of the batch, the nodes that hold its id,
+//! found through the batch's entries sorted by id (4 bytes an entry while
+//! the nodes are listed), so the lists cost far less than the ids
+//! themselves.
+//!
 //! The lists are taken once, at the start: the single-writer assumption
-//! (docs/TRANSACTIONS.md, "Outside concurrent writers") covers a group's state from then on, and a
-//! long run only widens the window in which an outside writer's change can
-//! go unseen. The crash journal records the prior state wherever it came
+//! (docs/TRANSACTIONS.md, "Outside concurrent writers") covers a group's
+//! state from then on, and a long run only widens the window in which an
+//! outside writer's change can go unseen. The crash journal records the prior state wherever it came
 //! from. A listed record is taken as the record a get would answer: a node
 //! whose list gives shorter records than its get should list ids alone (a
 //! delete then reads it), or be run with `PRIOR_STATE=read`.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde_json::Value;
@@ -106,8 +110,10 @@ type Holders = Vec<(usize, Option<Value>)>;
 #[derive(Debug)]
 pub struct ListedPriors {
     sources: Vec<NodeSource>,
-    /// Per batch id not yet taken: the listing nodes that hold it.
-    held: Mutex<HashMap<GroupId, Holders>>,
+    /// Per entry of the batch, in order: the listing nodes that hold its
+    /// id; `None` once taken, and for an id listed again (every node of
+    /// such an entry is read: its earlier entry may have changed them).
+    held: Mutex<Vec<Option<Holders>>>,
 }
 
 /// Why the lists cannot give the batch's prior states.
@@ -120,14 +126,16 @@ impl ListedPriors {
         &self.sources
     }
 
-    /// Takes `group`'s priors: the first time, what the lists say; after
-    /// that (an id listed again), `None`: every node must be read.
-    pub fn take(&self, group: &GroupId) -> Option<GroupPriors> {
+    /// Takes the priors of the batch's entry `index` (counted over the
+    /// batch's id lists in order): what the lists say, or `None` when every
+    /// node must be read.
+    pub fn take(&self, index: usize) -> Option<GroupPriors> {
         let held = self
             .held
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(group)?;
+            .get_mut(index)?
+            .take()?;
         let mut priors: GroupPriors = self
             .sources
             .iter()
@@ -150,7 +158,12 @@ pub async fn list_priors(
     source: PriorSource,
     control: &Control,
 ) -> Result<Option<ListedPriors>, ListsUnavailable> {
-    let entries: u64 = batch.iter().map(|ids| ids.len()).sum();
+    let ids: Vec<&GroupId> = batch
+        .iter()
+        .flat_map(|ids| ids.entries())
+        .map(|entry| &entry.id)
+        .collect();
+    let entries = ids.len() as u64;
     match source {
         PriorSource::Read => return Ok(None),
         PriorSource::Auto if !(AUTO_MIN_ENTRIES..=MAX_LISTED_ENTRIES).contains(&entries) => {
@@ -164,14 +177,12 @@ pub async fn list_priors(
         }
         PriorSource::Auto | PriorSource::List => {}
     }
-    let mut held: HashMap<GroupId, Holders> = HashMap::new();
-    for entry in batch.iter().flat_map(|ids| ids.entries()) {
-        held.entry(entry.id.clone()).or_default();
-    }
+    let batch = ById::new(ids);
+    let mut held = batch.first_entries();
     let mut sources = Vec::with_capacity(client.nodes().len());
     for (index, node) in client.nodes().iter().enumerate() {
         let name = node.name();
-        match keep_batch_holders(client, (index, node), &mut held, control).await {
+        match keep_batch_holders(client, (index, node), &batch, &mut held, control).await {
             Ok(listed) => {
                 tracing::info!(target: LOG_TARGET, node = name, listed, "prior state from the node's list");
                 sources.push(NodeSource::Listed);
@@ -191,29 +202,68 @@ pub async fn list_priors(
     }))
 }
 
-/// Lists one node and marks the batch ids it holds; returns how many ids it
-/// listed. On an error nothing of the node is kept.
+/// The batch's ids and their entries' indices sorted by id (then index), to
+/// find an id's first entry.
+struct ById<'a> {
+    ids: Vec<&'a GroupId>,
+    sorted: Vec<u32>,
+}
+
+impl<'a> ById<'a> {
+    fn new(ids: Vec<&'a GroupId>) -> Self {
+        // At most MAX_LISTED_ENTRIES entries, so an index fits.
+        let mut sorted: Vec<u32> = (0..ids.len() as u32).collect();
+        sorted.sort_unstable_by(|&a, &b| ids[a as usize].cmp(ids[b as usize]).then(a.cmp(&b)));
+        Self { ids, sorted }
+    }
+
+    fn id(&self, index: u32) -> &str {
+        self.ids.get(index as usize).map_or("", |id| id.as_str())
+    }
+
+    /// The first entry of `id` in the batch.
+    fn first(&self, id: &str) -> Option<usize> {
+        let at = self.sorted.partition_point(|&index| self.id(index) < id);
+        let &index = self.sorted.get(at)?;
+        (self.id(index) == id).then_some(index as usize)
+    }
+
+    /// An empty holder list for every first entry of an id, `None` for the
+    /// entries that repeat an id.
+    fn first_entries(&self) -> Vec<Option<Holders>> {
+        let mut held = vec![None; self.ids.len()];
+        for (at, &index) in self.sorted.iter().enumerate() {
+            let repeat = at > 0 && self.id(self.sorted[at - 1]) == self.id(index);
+            if let (false, Some(slot)) = (repeat, held.get_mut(index as usize)) {
+                *slot = Some(Holders::new());
+            }
+        }
+        held
+    }
+}
+
+/// Lists one node and marks the batch's entries it holds; returns how many
+/// ids it listed. On an error nothing of the node is kept.
 async fn keep_batch_holders(
     client: &NodeClient,
     (index, node): (usize, &Node),
-    held: &mut HashMap<GroupId, Holders>,
+    batch: &ById<'_>,
+    held: &mut [Option<Holders>],
     control: &Control,
 ) -> Result<usize, String> {
     let body = list_node(client, node, control).await?;
     let mut found = Vec::new();
     let mut listed = 0usize;
+    // Only the batch's ids are kept; anything else the node holds is
+    // dropped as it is read.
     body.for_each(true, |id, record| {
         listed += 1;
-        // Only the batch's ids are kept; anything else the node holds is
-        // dropped as it is read.
-        if let Ok(id) = GroupId::new(id) {
-            if held.contains_key(&id) {
-                found.push((id, record));
-            }
+        if let Some(entry) = batch.first(&id) {
+            found.push((entry, record));
         }
     })?;
-    for (id, record) in found {
-        if let Some(nodes) = held.get_mut(&id) {
+    for (entry, record) in found {
+        if let Some(Some(nodes)) = held.get_mut(entry) {
             // A node listing an id twice holds it once.
             if nodes.last().is_none_or(|(last, _)| *last != index) {
                 nodes.push((index, record));

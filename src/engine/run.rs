@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use super::control::Control;
 use super::id_list::{Entry, GroupIds};
 use super::inspect;
-use super::prior::ListedPriors;
+use super::prior::{GroupPriors, ListedPriors};
 use super::transaction::Transaction;
 use crate::domain::{
     GroupId, GroupReport, NodeProtocol, Operation, Outcome, OutcomeCounts, Shard, StopReason, Task,
@@ -154,6 +154,7 @@ pub async fn run_groups(
         progress: &progress,
     };
     let mut started_groups = 0u64;
+    let mut applied = 0usize;
     let mut failure_limit = false;
     let mut first_not_attempted: Option<&Entry> = None;
 
@@ -177,10 +178,18 @@ pub async fn run_groups(
                 }
             }
             started_groups += 1;
+            // The lists' priors are kept per entry of the phases that apply.
+            let listed = match phase.task {
+                Task::Apply(_) => {
+                    applied += 1;
+                    shared.priors.as_ref().and_then(|p| p.take(applied - 1))
+                }
+                Task::Verify | Task::Plan(_) => None,
+            };
             let spawned = run.running.spawn(one_group(
                 client.clone(),
                 entry.id.clone(),
-                phase.task,
+                (phase.task, listed),
                 control.clone(),
                 shared.clone(),
             ));
@@ -233,13 +242,12 @@ struct Shared {
 async fn one_group(
     client: Arc<NodeClient>,
     group: GroupId,
-    task: Task,
+    (task, listed): (Task, Option<GroupPriors>),
     control: Arc<Control>,
     shared: Shared,
 ) -> GroupReport {
     match task {
         Task::Apply(change) => {
-            let listed = shared.priors.as_ref().and_then(|p| p.take(&group));
             let journal = shared.journal.as_deref();
             Transaction::new(&client, &group, change, &control, journal)
                 .run(shared.protocol, listed)

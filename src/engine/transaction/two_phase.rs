@@ -131,12 +131,10 @@ impl Protocol for TwoPhase {
         for w in work.iter_mut().filter(|w| w.prior != goal) {
             w.written = true;
         }
-        let prepared: Vec<(usize, Hold)> = each_node(kill, prepares, cut_off).collect().await;
-        for (i, hold) in prepared {
-            if let Some(slot) = self.holds.get_mut(i) {
-                *slot = hold;
-            }
-        }
+        record(
+            &mut self.holds,
+            each_node(kill, prepares, cut_off).collect().await,
+        );
         let failure = tx.first_failure(&self.holds, "prepare", Hold::ready);
         if failure.is_some() || abort.is_cancelled() {
             return failure;
@@ -149,12 +147,10 @@ impl Protocol for TwoPhase {
             .filter(|(_, (_, hold))| **hold == Hold::Intention)
             .map(|(i, (node, _))| (i, tx.commit(node, session, abort)))
             .collect();
-        let committed: Vec<(usize, Hold)> = each_node(kill, commits, cut_off).collect().await;
-        for (i, hold) in committed {
-            if let Some(slot) = self.holds.get_mut(i) {
-                *slot = hold;
-            }
-        }
+        record(
+            &mut self.holds,
+            each_node(kill, commits, cut_off).collect().await,
+        );
         let failure = tx.first_failure(&self.holds, "commit", Hold::done);
         if failure.is_none() {
             for (w, hold) in work.iter_mut().zip(&self.holds) {
@@ -471,6 +467,15 @@ impl Transaction<'_> {
         };
         tracing::error!(target: LOG_TARGET, node = name, reason = %detail, "compensation failed");
         Compensation::Failed { state, detail }
+    }
+}
+
+/// Records what each node named by index now holds.
+fn record(holds: &mut [Hold], now: Vec<(usize, Hold)>) {
+    for (i, hold) in now {
+        if let Some(slot) = holds.get_mut(i) {
+            *slot = hold;
+        }
     }
 }
 
