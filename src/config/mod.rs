@@ -153,6 +153,13 @@ impl ConfigError {
     }
 }
 
+impl VariableDoc {
+    /// An error in this variable's value.
+    pub(crate) fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(self.name, message)
+    }
+}
+
 impl Config {
     /// Reads the configuration from the process environment, plus a `.env`
     /// file in the current directory when there is one (variables already

@@ -35,8 +35,7 @@ pub(super) fn checked_against_table(
             Some(value) => present(doc, &value)?,
             None => match doc.default {
                 DefaultValue::Required => {
-                    let message = "is required but not set; see api-consumer --help";
-                    return Err(ConfigError::new(doc.name, message));
+                    return Err(doc.error("is required but not set; see api-consumer --help"));
                 }
                 DefaultValue::Value(default) => default.to_owned(),
                 DefaultValue::Unset(_) => continue,
@@ -62,7 +61,7 @@ fn present(doc: &VariableDoc, raw: &str) -> Result<String, ConfigError> {
             format!("is set but empty; unset it to use the default (unset: {meaning})")
         }
     };
-    Err(ConfigError::new(doc.name, message))
+    Err(doc.error(message))
 }
 
 /// `text` checked against the variable's kind, as serde reads it.
@@ -73,19 +72,16 @@ fn of_kind(doc: &VariableDoc, text: String) -> Result<String, ConfigError> {
         Kind::Flag => match lower.as_str() {
             "true" | "1" => Ok("true".to_owned()),
             "false" | "0" => Ok("false".to_owned()),
-            _ => Err(ConfigError::new(
-                doc.name,
-                format!("must be true or false (or 1 or 0), got {}", quote(&text)),
-            )),
+            _ => Err(doc.error(format!(
+                "must be true or false (or 1 or 0), got {}",
+                quote(&text)
+            ))),
         },
         Kind::Choice(choices) if choices.contains(&lower.as_str()) => Ok(lower),
         Kind::Choice(choices) => {
             let (last, rest) = choices.split_last().unwrap_or((&"", &[]));
             let words = format!("{} or {last}", rest.join(", "));
-            Err(ConfigError::new(
-                doc.name,
-                format!("must be {words}, got {}", quote(&text)),
-            ))
+            Err(doc.error(format!("must be {words}, got {}", quote(&text))))
         }
         Kind::Number(range) => {
             let (min, max) = range.unwrap_or((0, u64::MAX));
@@ -99,13 +95,10 @@ fn of_kind(doc: &VariableDoc, text: String) -> Result<String, ConfigError> {
                 .filter(|n| (min..=max).contains(n));
             match number {
                 Some(number) => Ok(number.to_string()),
-                None => Err(ConfigError::new(
-                    doc.name,
-                    format!(
-                        "must be a whole number from {min} to {max}, got {}",
-                        quote(&text)
-                    ),
-                )),
+                None => Err(doc.error(format!(
+                    "must be a whole number from {min} to {max}, got {}",
+                    quote(&text)
+                ))),
             }
         }
     }
@@ -118,7 +111,7 @@ pub(super) fn named_error(error: envy::Error) -> ConfigError {
     let text = error.to_string();
     let named = VARIABLES.iter().find_map(|doc| {
         let message = text.strip_prefix(doc.name)?.strip_prefix(": ")?;
-        Some(ConfigError::new(doc.name, message))
+        Some(doc.error(message))
     });
     named.unwrap_or_else(|| ConfigError::new("environment", text))
 }
@@ -195,8 +188,7 @@ where
         let path = PathBuf::from(path);
         if path.is_dir() {
             let shown = quote(&path.display().to_string());
-            let message = format!("{shown} is a directory");
-            return Err(ConfigError::new(TERMINATION_MESSAGE_PATH.name, message));
+            return Err(TERMINATION_MESSAGE_PATH.error(format!("{shown} is a directory")));
         }
         Ok(path)
     })
@@ -209,13 +201,11 @@ pub(super) fn metrics_job<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
         if !valid {
-            return Err(ConfigError::new(
-                METRICS_JOB.name,
-                format!(
-                    "must be 1 to 128 letters, digits, _ . : or -, got {}",
-                    quote(job)
-                ),
-            ));
+            let message = format!(
+                "must be 1 to 128 letters, digits, _ . : or -, got {}",
+                quote(job)
+            );
+            return Err(METRICS_JOB.error(message));
         }
         Ok(job.to_owned())
     })
@@ -231,71 +221,66 @@ where
 }
 
 fn parse_pushgateway_url(url: &str) -> Result<reqwest::Url, ConfigError> {
-    let name = METRICS_PUSHGATEWAY_URL.name;
-    let gateway = reqwest::Url::parse(url)
-        .map_err(|e| ConfigError::new(name, format!("is not a valid URL ({e})")))?;
+    let error = |message: &str| METRICS_PUSHGATEWAY_URL.error(message);
+    let gateway =
+        reqwest::Url::parse(url).map_err(|e| error(&format!("is not a valid URL ({e})")))?;
     if !gateway.username().is_empty() || gateway.password().is_some() {
-        return Err(ConfigError::new(
-            name,
+        return Err(error(
             "must not carry credentials (user:password@): they would be kept in the \
              configuration and could reach logs",
         ));
     }
     if !matches!(gateway.scheme(), "http" | "https") {
-        return Err(ConfigError::new(
-            name,
-            format!(
-                "must be an http or https URL, not {}",
-                quote(gateway.scheme())
-            ),
-        ));
+        let scheme = quote(gateway.scheme());
+        return Err(error(&format!(
+            "must be an http or https URL, not {scheme}"
+        )));
     }
     if gateway.host_str().is_none_or(str::is_empty) {
-        return Err(ConfigError::new(name, "has no host"));
+        return Err(error("has no host"));
     }
     if gateway.query().is_some() || gateway.fragment().is_some() {
-        return Err(ConfigError::new(
-            name,
+        return Err(error(
             "must not have a query or fragment: the grouping key is appended as a path",
         ));
     }
     Ok(gateway)
 }
 
+/// The entries of a comma-separated list, trimmed, each parsed by `parse`;
+/// an empty entry is an error, and every error names the entry.
+fn comma_list<T>(
+    doc: &VariableDoc,
+    value: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, ConfigError> {
+    value
+        .split(',')
+        .enumerate()
+        .map(|(index, entry)| match entry.trim() {
+            "" => Err(doc.error(format!("entry {} is empty", index + 1))),
+            entry => parse(entry).map_err(|e| doc.error(format!("entry {}: {e}", index + 1))),
+        })
+        .collect()
+}
+
 fn parse_nodes(value: &str) -> Result<Vec<NodeAddress>, ConfigError> {
-    let entries: Vec<&str> = value.split(',').collect();
-    if entries.len() > MAX_NODES {
-        return Err(ConfigError::new(
-            NODES.name,
-            format!(
-                "lists {} entries; at most {MAX_NODES} nodes are supported",
-                entries.len()
-            ),
-        ));
+    let count = value.split(',').count();
+    if count > MAX_NODES {
+        let message = format!("lists {count} entries; at most {MAX_NODES} nodes are supported");
+        return Err(NODES.error(message));
     }
-    let mut nodes = Vec::with_capacity(entries.len());
-    let mut seen: HashMap<String, usize> = HashMap::with_capacity(entries.len());
-    for (index, entry) in entries.iter().enumerate() {
-        let position = index + 1;
-        let entry = entry.trim();
-        if entry.is_empty() {
-            return Err(ConfigError::new(
-                NODES.name,
-                format!("entry {position} is empty"),
-            ));
+    let nodes = comma_list(&NODES, value, NodeAddress::parse)?;
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(nodes.len());
+    for (index, node) in nodes.iter().enumerate() {
+        if let Some(first) = seen.insert(&node.name, index + 1) {
+            let name = quote(&node.name);
+            let message = format!(
+                "entries {first} and {} are the same node ({name})",
+                index + 1
+            );
+            return Err(NODES.error(message));
         }
-        let node = NodeAddress::parse(entry)
-            .map_err(|e| ConfigError::new(NODES.name, format!("entry {position}: {e}")))?;
-        if let Some(first) = seen.insert(node.name.clone(), position) {
-            return Err(ConfigError::new(
-                NODES.name,
-                format!(
-                    "entries {first} and {position} are the same node ({})",
-                    quote(&node.name)
-                ),
-            ));
-        }
-        nodes.push(node);
     }
     Ok(nodes)
 }
@@ -315,28 +300,20 @@ pub(super) fn shard(
     };
     let Some((doc, index)) = index else {
         if count > 1 {
-            return Err(ConfigError::new(
-                SHARD_COUNT.name,
-                format!(
-                    "is {count}, but neither SHARD_INDEX nor JOB_COMPLETION_INDEX is set, \
-                     so this pod's shard is not known"
-                ),
-            ));
+            return Err(SHARD_COUNT.error(format!(
+                "is {count}, but neither SHARD_INDEX nor JOB_COMPLETION_INDEX is set, \
+                 so this pod's shard is not known"
+            )));
         }
         return Ok(Shard::WHOLE);
     };
-    u32::try_from(index)
-        .ok()
-        .and_then(|index| Shard::new(index, count))
-        .ok_or_else(|| {
-            ConfigError::new(
-                doc.name,
-                format!(
-                    "is {index}, but must be below SHARD_COUNT ({count}); in an Indexed Job, \
-                 set SHARD_COUNT to the Job's completions"
-                ),
-            )
-        })
+    let shard = u32::try_from(index).ok().and_then(|i| Shard::new(i, count));
+    shard.ok_or_else(|| {
+        doc.error(format!(
+            "is {index}, but must be below SHARD_COUNT ({count}); in an Indexed Job, \
+             set SHARD_COUNT to the Job's completions"
+        ))
+    })
 }
 
 /// `GROUP_IDS` and every line of `GROUP_IDS_FILE`, checked and held (see
@@ -347,53 +324,41 @@ pub(super) fn group_ids(
     operation: Operation,
     shard: Shard,
 ) -> Result<GroupIds, ConfigError> {
-    let mut ids = Vec::new();
-    if let Some(inline) = inline {
-        for (index, entry) in inline.split(',').enumerate() {
-            let position = index + 1;
-            let entry = entry.trim();
-            if entry.is_empty() {
-                return Err(ConfigError::new(
-                    GROUP_IDS.name,
-                    format!("entry {position} is empty"),
-                ));
-            }
-            let id = GroupId::new(entry)
-                .map_err(|e| ConfigError::new(GROUP_IDS.name, format!("entry {position}: {e}")))?;
-            ids.push(id);
-        }
-    }
-    let mut ids = GroupIds::inline(ids, shard);
+    let inline_ids = match inline {
+        Some(inline) => comma_list(&GROUP_IDS, inline, |id| GroupId::new(id))?,
+        None => Vec::new(),
+    };
+    let mut ids = GroupIds::inline(inline_ids, shard);
     if let Some(path) = file {
         ids = ids
             .with_file(Path::new(path), &quote(path))
-            .map_err(|e| ConfigError::new(GROUP_IDS_FILE.name, e.0))?;
+            .map_err(|e| GROUP_IDS_FILE.error(e.0))?;
     }
     // Verify without ids checks every group the nodes list; a file given
-    // but empty is a mistake, not a request for that.
+    // but empty is a mistake, not a request for that. The whole list
+    // counts, every shard's: a shard's share may well be empty.
     let everything = operation == Operation::Verify && inline.is_none() && file.is_none();
-    // The whole list, every shard's: a shard's share may well be empty.
-    if ids.listed() == 0 && !everything {
-        let detail = match &file {
-            Some(path) => format!(
-                "no group ids given: GROUP_IDS is unset and GROUP_IDS_FILE {} holds no ids",
-                quote(path)
-            ),
-            None => "no group ids given: set GROUP_IDS (comma-separated) and/or \
-                     GROUP_IDS_FILE (one id per line)"
-                .to_owned(),
-        };
-        let why = match operation {
-            // An empty desired set would prune every group.
-            Operation::Reconcile => {
-                "; reconcile needs the desired set, and with PRUNE=true \
-                                        an empty one would delete every group"
-            }
-            _ => "",
-        };
-        return Err(ConfigError::new(GROUP_IDS.name, format!("{detail}{why}")));
+    if ids.listed() > 0 || everything {
+        return Ok(ids);
     }
-    Ok(ids)
+    let detail = match file {
+        Some(path) => format!(
+            "no group ids given: GROUP_IDS is unset and GROUP_IDS_FILE {} holds no ids",
+            quote(path)
+        ),
+        None => "no group ids given: set GROUP_IDS (comma-separated) and/or \
+                 GROUP_IDS_FILE (one id per line)"
+            .to_owned(),
+    };
+    // An empty desired set would prune every group.
+    let why = match operation {
+        Operation::Reconcile => {
+            "; reconcile needs the desired set, and with PRUNE=true an empty one would \
+             delete every group"
+        }
+        _ => "",
+    };
+    Err(GROUP_IDS.error(format!("{detail}{why}")))
 }
 
 /// A path the job will write a file at: not a directory, in a directory that
@@ -401,48 +366,28 @@ pub(super) fn group_ids(
 pub(super) fn writable_file_path(doc: &VariableDoc, path: PathBuf) -> Result<PathBuf, ConfigError> {
     let shown = quote(&path.display().to_string());
     if path.is_dir() {
-        return Err(ConfigError::new(
-            doc.name,
-            format!("{shown} is a directory"),
-        ));
+        return Err(doc.error(format!("{shown} is a directory")));
     }
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
     if !parent.is_dir() {
-        return Err(ConfigError::new(
-            doc.name,
-            format!("the directory of {shown} does not exist"),
-        ));
+        return Err(doc.error(format!("the directory of {shown} does not exist")));
     }
     Ok(path)
 }
 
-/// Reads the file a variable names; returns its bytes and the path as error
-/// messages quote it.
-fn read_named_file(doc: &VariableDoc, path: &Path) -> Result<(Vec<u8>, String), ConfigError> {
-    let shown = quote(&path.display().to_string());
-    let bytes = std::fs::read(path).map_err(|e| {
-        ConfigError::new(doc.name, format!("cannot read {shown}: {}: {e}", e.kind()))
-    })?;
-    Ok((bytes, shown))
-}
-
 /// The certificates of a PEM bundle; at least one.
 fn read_ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
-    let (bytes, shown) = read_named_file(&CA_CERT_PATH, path)?;
-    let certificates = reqwest::Certificate::from_pem_bundle(&bytes).map_err(|_| {
-        ConfigError::new(
-            CA_CERT_PATH.name,
-            format!("{shown} is not a PEM certificate bundle"),
-        )
-    })?;
+    let shown = quote(&path.display().to_string());
+    let error = |message: String| CA_CERT_PATH.error(message);
+    let bytes = std::fs::read(path)
+        .map_err(|e| error(format!("cannot read {shown}: {}: {e}", e.kind())))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&bytes)
+        .map_err(|_| error(format!("{shown} is not a PEM certificate bundle")))?;
     if certificates.is_empty() {
-        return Err(ConfigError::new(
-            CA_CERT_PATH.name,
-            format!("{shown} holds no PEM certificate"),
-        ));
+        return Err(error(format!("{shown} holds no PEM certificate")));
     }
     Ok(certificates)
 }
@@ -452,19 +397,15 @@ fn read_ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, Config
 fn parse_auth_token(token: &str) -> Result<Secret, ConfigError> {
     let lower = token.to_ascii_lowercase();
     if lower.starts_with("bearer ") || lower.starts_with("bearer\t") {
-        return Err(ConfigError::new(
-            AUTH_TOKEN.name,
+        return Err(AUTH_TOKEN.error(
             "must be the token alone, without the \"Bearer \" prefix (the value is not shown)",
         ));
     }
     if let Some(at) = token.bytes().position(|b| !(0x21..=0x7e).contains(&b)) {
-        return Err(ConfigError::new(
-            AUTH_TOKEN.name,
-            format!(
-                "must be visible ASCII without spaces; byte {} is not (the value is not shown)",
-                at + 1
-            ),
-        ));
+        return Err(AUTH_TOKEN.error(format!(
+            "must be visible ASCII without spaces; byte {} is not (the value is not shown)",
+            at + 1
+        )));
     }
     Ok(Secret::new(token))
 }
@@ -476,26 +417,20 @@ pub(super) fn validate_log_level(value: &str) -> Result<(), ConfigError> {
     const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
     for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         if !directive.contains('=') && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
-            return Err(ConfigError::new(
-                LOG_LEVEL.name,
-                format!(
-                    "{} is not a level; use off, error, warn, info, debug or trace, or \
-                     target=level directives such as api_consumer=debug,info",
-                    quote(directive)
-                ),
-            ));
+            return Err(LOG_LEVEL.error(format!(
+                "{} is not a level; use off, error, warn, info, debug or trace, or \
+                 target=level directives such as api_consumer=debug,info",
+                quote(directive)
+            )));
         }
     }
     tracing_subscriber::EnvFilter::try_new(value)
         .map(|_| ())
         .map_err(|e| {
-            ConfigError::new(
-                LOG_LEVEL.name,
-                format!(
-                    "must be a level (error, warn, info, debug, trace) or filter directives \
-                     such as api_consumer=debug,info, got {}: {e}",
-                    quote(value)
-                ),
-            )
+            LOG_LEVEL.error(format!(
+                "must be a level (error, warn, info, debug, trace) or filter directives \
+             such as api_consumer=debug,info, got {}: {e}",
+                quote(value)
+            ))
         })
 }
