@@ -120,14 +120,9 @@ pub async fn verify(client: &NodeClient, group: &GroupId, control: &Control) -> 
     } else {
         let present_on = found.nodes_in(NodeState::Present);
         let absent_on = found.nodes_in(NodeState::Absent);
-        tracing::error!(
-            target: LOG_TARGET,
-            group_id,
-            outcome = "inconsistent",
-            present_on = present_on.as_str(),
-            absent_on = absent_on.as_str(),
-            "group inconsistent: on some nodes only"
-        );
+        tracing::error!(target: LOG_TARGET, group_id, outcome = "inconsistent",
+            present_on = present_on.as_str(), absent_on = absent_on.as_str(),
+            "group inconsistent: on some nodes only");
         let reason = format!(
             "on {present} of {} nodes: present on {present_on}; absent on {absent_on}",
             found.nodes.len()
@@ -178,16 +173,9 @@ pub async fn plan(
         (Outcome::Unchanged, None, Vec::new())
     } else {
         let nodes = would_write.join(" ");
-        tracing::info!(
-            target: LOG_TARGET,
-            group_id,
-            action,
-            nodes = nodes.as_str(),
-            count = would_write.len(),
-            "would {action} on {} of {} nodes",
-            would_write.len(),
-            found.nodes.len()
-        );
+        let (count, of) = (would_write.len(), found.nodes.len());
+        tracing::info!(target: LOG_TARGET, group_id, action, nodes = nodes.as_str(), count,
+            "would {action} on {count} of {of} nodes");
         let reason = format!("would {action} on {nodes}");
         (Outcome::WouldChange, Some(reason), would_write)
     };

@@ -319,10 +319,7 @@ impl Dispatch<'_> {
             return Admission::RunStopped;
         }
         if let Some(failure) = client.tls_failure() {
-            tracing::error!(target: LOG_TARGET,
-                reason = failure,
-                "a node's TLS certificate was rejected; no new group starts"
-            );
+            tracing::error!(target: LOG_TARGET, reason = failure, "a node's TLS certificate was rejected; no new group starts");
             control.stop(StopReason::Certificate);
             return Admission::RunStopped;
         }
@@ -333,11 +330,8 @@ impl Dispatch<'_> {
         if failed < max.get() {
             return Admission::Open;
         }
-        tracing::warn!(target: LOG_TARGET,
-            failed_groups = failed,
-            max_failed_groups = max.get(),
-            "MAX_FAILED_GROUPS reached; no new group starts, groups in flight finish"
-        );
+        tracing::warn!(target: LOG_TARGET, failed_groups = failed, max_failed_groups = max.get(),
+            "MAX_FAILED_GROUPS reached; no new group starts, groups in flight finish");
         Admission::FailureLimit
     }
 
@@ -390,10 +384,8 @@ async fn escalate(control: Arc<Control>, settings: RunSettings) {
         _ = control.abort.cancelled() => {}
     }
     tokio::time::sleep_until(stopped + settings.rollback_timeout).await;
-    tracing::error!(target: LOG_TARGET,
-        rollback_timeout_secs = settings.rollback_timeout.as_secs(),
-        "shutdown budget spent; cutting off what is still running"
-    );
+    let rollback_timeout_secs = settings.rollback_timeout.as_secs();
+    tracing::error!(target: LOG_TARGET, rollback_timeout_secs, "shutdown budget spent; cutting off what is still running");
     control.kill.cancel();
 }
 

@@ -425,16 +425,10 @@ fn log_retry(
         ),
         Err(error) => (None, describe_error(error)),
     };
-    tracing::info!(target: RETRY_LOG_TARGET,
-        node = node.name(),
-        method = %method,
-        attempt = attempts.count,
-        status,
-        reason = %reason,
-        retry_after_ms = retry_after.map(|d| d.as_millis() as u64),
-        delay_ms = wait.as_millis() as u64,
-        "transient answer, retrying after backoff"
-    );
+    let retry_after_ms = retry_after.map(|d| d.as_millis() as u64);
+    tracing::info!(target: RETRY_LOG_TARGET, node = node.name(), method = %method,
+        attempt = attempts.count, status, reason = %reason, retry_after_ms,
+        delay_ms = wait.as_millis() as u64, "transient answer, retrying after backoff");
 }
 
 /// The URL of `group`'s record under a node's collection URL. Only the path

@@ -259,11 +259,8 @@ impl<'a> Transaction<'a> {
             .filter(|w| w.prior == NodeState::Present)
             .count();
         if present != 0 && present != work.len() {
-            tracing::warn!(target: LOG_TARGET,
-                present,
-                absent = work.len() - present,
-                "pre-existing inconsistency: the group is on some nodes only; converging to the goal"
-            );
+            let absent = work.len() - present;
+            tracing::warn!(target: LOG_TARGET, present, absent, "pre-existing inconsistency: the group is on some nodes only; converging to the goal");
         }
         if work.iter().all(|w| w.prior == goal) {
             return (TransactionOutcome::Committed, None, work);
@@ -369,51 +366,25 @@ impl<'a> Transaction<'a> {
 }
 
 fn log_outcome(report: &GroupReport, outcome: TransactionOutcome) {
+    let (group_id, operation) = (report.group_id.as_str(), report.operation.as_str());
+    let (outcome_name, duration_ms) = (report.outcome.as_str(), report.duration_ms);
     let reason = report.reason.as_deref().unwrap_or("");
-    let written = report.nodes.iter().filter(|n| n.written).count();
-    let group_id = report.group_id.as_str();
-    let operation = report.operation.as_str();
-    let outcome_name = report.outcome.as_str();
+    let nodes_written = report.nodes.iter().filter(|n| n.written).count();
     match outcome {
-        TransactionOutcome::Committed => tracing::info!(target: LOG_TARGET,
-            group_id,
-            operation,
-            outcome = outcome_name,
-            nodes_written = written,
-            duration_ms = report.duration_ms,
-            "group committed"
-        ),
-        TransactionOutcome::RolledBack | TransactionOutcome::NotStarted => {
-            tracing::warn!(target: LOG_TARGET,
-                group_id,
-                operation,
-                outcome = outcome_name,
-                reason,
-                nodes_written = written,
-                duration_ms = report.duration_ms,
-                "group not applied; every node is at its prior state"
-            )
-        }
+        TransactionOutcome::Committed => tracing::info!(target: LOG_TARGET, group_id, operation,
+            outcome = outcome_name, nodes_written, duration_ms, "group committed"),
+        TransactionOutcome::RolledBack | TransactionOutcome::NotStarted => tracing::warn!(
+            target: LOG_TARGET, group_id, operation, outcome = outcome_name, reason, nodes_written,
+            duration_ms, "group not applied; every node is at its prior state"),
         TransactionOutcome::Inconsistent => {
             for node in report.diverged_nodes() {
-                tracing::error!(target: LOG_TARGET,
-                    group_id,
-                    operation,
-                    node = node.node.as_str(),
-                    prior = node.prior.as_str(),
-                    state = node.final_state.as_str(),
-                    detail = node.detail.as_deref().unwrap_or(""),
-                    "node left inconsistent"
-                );
+                tracing::error!(target: LOG_TARGET, group_id, operation, node = node.node.as_str(),
+                    prior = node.prior.as_str(), state = node.final_state.as_str(),
+                    detail = node.detail.as_deref().unwrap_or(""), "node left inconsistent");
             }
-            tracing::error!(target: LOG_TARGET,
-                group_id,
-                operation,
-                outcome = outcome_name,
-                reason,
-                duration_ms = report.duration_ms,
-                "group inconsistent: some nodes are at neither the goal nor their prior state"
-            );
+            tracing::error!(target: LOG_TARGET, group_id, operation, outcome = outcome_name,
+                reason, duration_ms,
+                "group inconsistent: some nodes are at neither the goal nor their prior state");
         }
     }
 }

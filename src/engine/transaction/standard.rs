@@ -112,25 +112,16 @@ impl Transaction<'_> {
         ) {
             Settled::Step(step) => {
                 if let WriteEffect::Foreign { status } = step.effect {
-                    tracing::warn!(target: LOG_TARGET,
-                        node = node.name(),
-                        status,
-                        "node was already at the goal when our write arrived; another writer changed it since it was read, and a rollback will leave it as it is"
-                    );
+                    tracing::warn!(target: LOG_TARGET, node = node.name(), status, "node was already at the goal when our write arrived; another writer changed it since it was read, and a rollback will leave it as it is");
                 }
                 return step;
             }
             Settled::ReadBack { status, detail } => (status, detail),
         };
         let read = self.client.read(node, self.group, cancel).await;
-        tracing::debug!(target: LOG_TARGET,
-            node = node.name(),
-            status,
-            attempts = attempts.count,
-            answer = %detail,
-            state = read.state().as_str(),
-            "write answer resolved by reading the node back"
-        );
+        tracing::debug!(target: LOG_TARGET, node = node.name(), status, attempts = attempts.count,
+            answer = %detail, state = read.state().as_str(),
+            "write answer resolved by reading the node back");
         read_back_step(detail, &read)
     }
 
@@ -153,11 +144,7 @@ impl Transaction<'_> {
                 state
             }
         };
-        tracing::info!(target: LOG_TARGET,
-            node = node.name(),
-            state = state.as_str(),
-            "compensating: undoing this run's change"
-        );
+        tracing::info!(target: LOG_TARGET, node = node.name(), state = state.as_str(), "compensating: undoing this run's change");
         let undo = self.change.opposite();
         let (answer, attempts) = self
             .client
@@ -170,12 +157,7 @@ impl Transaction<'_> {
                 tracing::error!(target: LOG_TARGET, node = node.name(), attempts = attempts.count, state = state.as_str(), reason = %detail, "compensation failed");
             }
             Compensation::Undone(state) => {
-                tracing::info!(target: LOG_TARGET,
-                    node = node.name(),
-                    attempts = attempts.count,
-                    state = state.as_str(),
-                    "compensated"
-                );
+                tracing::info!(target: LOG_TARGET, node = node.name(), attempts = attempts.count, state = state.as_str(), "compensated");
             }
             Compensation::NotNeeded(_) | Compensation::CutOff(_) => {}
         }
