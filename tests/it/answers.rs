@@ -1,5 +1,6 @@
 //! One test per answer class a node can give, each checked by reading every
-//! node back through `/_sim/state`.
+//! node back through `/_sim/state` (or, for a node that redirects, a raw
+//! node's own records).
 
 use std::time::{Duration, Instant};
 
@@ -10,20 +11,7 @@ use node_sim::NodeOp;
 use node_sim::{SimCluster, SimOptions};
 
 use crate::common::*;
-
-fn fail_creates() -> FaultsPatch {
-    FaultsPatch {
-        fail_rate: Some(1.0),
-        ..on(&[NodeOp::Create])
-    }
-}
-
-fn fail_deletes() -> FaultsPatch {
-    FaultsPatch {
-        fail_rate: Some(1.0),
-        ..on(&[NodeOp::Delete])
-    }
-}
+use crate::raw_node::{answer, contract, Call, RawNode};
 
 /// Starts fresh clusters with seeds 0, 1, ... until `shape` holds for node
 /// `node` after running `scenario` (the fault draws are random per seed), and
@@ -77,7 +65,7 @@ async fn created_everywhere_with_201() {
 async fn pre_existing_group_is_not_written_and_survives_a_rollback() {
     let cluster = cluster(3).await;
     cluster.nodes()[0].insert_group("g").await.unwrap();
-    fault(&cluster, 2, fail_creates());
+    fault(&cluster, 2, failing(&[NodeOp::Create]));
     let report = run_on(&cluster, "create", &["g"], &[]).await;
     assert_eq!(report.exit_code, ExitStatus::RolledBack);
     assert_eq!(group(&report, "g").outcome, Outcome::RolledBack);
@@ -119,7 +107,7 @@ async fn create_answered_400_for_a_group_created_meanwhile_is_left_alone() {
             ..FaultsPatch::default()
         },
     );
-    fault(&cluster, 2, fail_creates());
+    fault(&cluster, 2, failing(&[NodeOp::Create]));
     let config = config(&cluster.urls(), "create", &["g"], &[]);
     let job = tokio::spawn(async move { run(&config).await });
     let node2 = &cluster.nodes()[1];
@@ -173,7 +161,7 @@ async fn create_answered_400_after_our_own_attempt_landed_is_ours() {
         1,
         patch,
         |cluster| async move {
-            fault(&cluster, 2, fail_creates());
+            fault(&cluster, 2, failing(&[NodeOp::Create]));
             let report = run_on(&cluster, "create", &["g"], &[]).await;
             assert_eq!(report.exit_code, ExitStatus::RolledBack, "{report:#?}");
             assert_eq!(holders(&cluster, "g").await, [false, false, false]);
@@ -216,7 +204,7 @@ async fn delete_of_a_group_absent_from_a_node_never_creates_it() {
     let cluster = cluster(3).await;
     cluster.nodes()[0].insert_group("g").await.unwrap();
     cluster.nodes()[2].insert_group("g").await.unwrap();
-    fault(&cluster, 2, fail_deletes());
+    fault(&cluster, 2, failing(&[NodeOp::Delete]));
     let report = run_on(&cluster, "delete", &["g"], &[]).await;
     assert_eq!(report.exit_code, ExitStatus::RolledBack);
     assert_eq!(holders(&cluster, "g").await, [true, false, true]);
@@ -233,7 +221,7 @@ async fn delete_of_a_group_absent_from_a_node_never_creates_it() {
 #[tokio::test]
 async fn create_answered_500_not_applied_is_retried_then_rolled_back() {
     let cluster = cluster(3).await;
-    fault(&cluster, 2, fail_creates());
+    fault(&cluster, 2, failing(&[NodeOp::Create]));
     let report = run_on(&cluster, "create", &["g"], &[("MAX_RETRIES", "2")]).await;
     assert_eq!(report.exit_code, ExitStatus::RolledBack);
     let g = group(&report, "g");
@@ -408,8 +396,8 @@ async fn node_down_stops_the_group_before_any_write() {
 #[tokio::test]
 async fn node_failing_deletes_during_rollback_is_inconsistent_and_named() {
     let cluster = cluster(3).await;
-    fault(&cluster, 1, fail_deletes());
-    fault(&cluster, 2, fail_creates());
+    fault(&cluster, 1, failing(&[NodeOp::Delete]));
+    fault(&cluster, 2, failing(&[NodeOp::Create]));
     let report = run_on(&cluster, "create", &["g"], &[]).await;
     assert_eq!(report.exit_code, ExitStatus::Inconsistent);
     assert_eq!(report.totals.inconsistent, 1);
@@ -439,82 +427,39 @@ async fn ids_with_reserved_characters_are_read_back_exactly() {
     }
 }
 
-/// A node that redirects creates: to another host (never followed), or to
-/// another path of its own (followed).
-mod redirects {
-    use std::sync::{Arc, Mutex};
+/// A node that answers `POST /v1/group/` with a 307 to `location`, and the
+/// rest (creates under `/moved/` included) as the contract says: a redirect
+/// of a create to another host (never followed), or to another path of its
+/// own (followed).
+async fn redirecting_node(location: String) -> RawNode {
+    RawNode::start(move |request, held| match request.call {
+        Call::Create(_) if !request.path.starts_with("/moved/") => {
+            answer("307 Temporary Redirect", &[("Location", &location)], "")
+        }
+        _ => contract(request, held),
+    })
+    .await
+}
 
-    use axum::extract::{Path, State};
-    use axum::http::{header::LOCATION, StatusCode};
-    use axum::routing::{get, post};
-    use axum::Router;
+#[tokio::test]
+async fn redirect_to_another_host_is_never_followed() {
+    let cluster = cluster(2).await;
+    let elsewhere = format!("{}/v1/group/", cluster.urls()[1]);
+    let redirecting = redirecting_node(elsewhere).await;
+    let nodes = [cluster.urls()[0].clone(), redirecting.url.clone()];
+    let report = run(&config(&nodes, "create", &["g"], &[])).await;
+    assert_eq!(report.exit_code, ExitStatus::RolledBack);
+    let other = sim_state(&cluster.urls()[1]).await;
+    assert!(other.requests.values().all(|&n| n == 0), "{other:?}");
+    assert_eq!(holders(&cluster, "g").await, [false, false]);
+}
 
-    use super::*;
-
-    #[derive(Clone, Default)]
-    struct Held(Arc<Mutex<Vec<String>>>);
-
-    /// Serves `GET /v1/group/{id}/` from `held`, answers `POST /v1/group/`
-    /// with a 307 to `location`, and creates on `POST /moved/v1/group/`.
-    async fn redirecting_node(location: String, held: Held) -> String {
-        let app = Router::new()
-            .route(
-                "/v1/group/",
-                post(
-                    move || async move { (StatusCode::TEMPORARY_REDIRECT, [(LOCATION, location)]) },
-                ),
-            )
-            .route(
-                "/moved/v1/group/",
-                post(|State(held): State<Held>, body: String| async move {
-                    let record: serde_json::Value = serde_json::from_str(&body).unwrap();
-                    held.0
-                        .lock()
-                        .unwrap()
-                        .push(record["groupId"].as_str().unwrap().to_string());
-                    StatusCode::CREATED
-                }),
-            )
-            .route(
-                "/v1/group/{id}/",
-                get(
-                    |State(held): State<Held>, Path(id): Path<String>| async move {
-                        if held.0.lock().unwrap().contains(&id) {
-                            (StatusCode::OK, format!("{{\"groupId\":\"{id}\"}}"))
-                        } else {
-                            (StatusCode::NOT_FOUND, String::new())
-                        }
-                    },
-                ),
-            )
-            .with_state(held);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        url
-    }
-
-    #[tokio::test]
-    async fn redirect_to_another_host_is_never_followed() {
-        let cluster = cluster(2).await;
-        let elsewhere = format!("{}/v1/group/", cluster.urls()[1]);
-        let redirecting = redirecting_node(elsewhere, Held::default()).await;
-        let nodes = [cluster.urls()[0].clone(), redirecting];
-        let report = run(&config(&nodes, "create", &["g"], &[])).await;
-        assert_eq!(report.exit_code, ExitStatus::RolledBack);
-        let other = sim_state(&cluster.urls()[1]).await;
-        assert!(other.requests.values().all(|&n| n == 0), "{other:?}");
-        assert_eq!(holders(&cluster, "g").await, [false, false]);
-    }
-
-    #[tokio::test]
-    async fn redirect_within_the_same_node_is_followed() {
-        let cluster = cluster(1).await;
-        let held = Held::default();
-        let redirecting = redirecting_node("/moved/v1/group/".to_string(), held.clone()).await;
-        let nodes = [cluster.urls()[0].clone(), redirecting];
-        let report = run(&config(&nodes, "create", &["g"], &[])).await;
-        assert_eq!(report.exit_code, ExitStatus::AllAtGoal, "{report:#?}");
-        assert_eq!(*held.0.lock().unwrap(), ["g"]);
-    }
+#[tokio::test]
+async fn redirect_within_the_same_node_is_followed() {
+    let cluster = cluster(1).await;
+    let redirecting = redirecting_node("/moved/v1/group/".to_string()).await;
+    let nodes = [cluster.urls()[0].clone(), redirecting.url.clone()];
+    let report = run(&config(&nodes, "create", &["g"], &[])).await;
+    assert_eq!(report.exit_code, ExitStatus::AllAtGoal, "{report:#?}");
+    assert_eq!(redirecting.ids(), ["g"]);
 }

@@ -1,16 +1,17 @@
 //! Shared helpers: clusters on random ports, node state read over HTTP,
-//! configurations with fast retries.
+//! configurations with fast retries, runs bounded in time, and the report's
+//! sections.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_consumer::config::Config;
-use api_consumer::domain::GroupReport;
+use api_consumer::config::{Config, ConfigError};
+use api_consumer::domain::{GroupId, GroupReport};
 use api_consumer::engine::Control;
 use api_consumer::job::run_job;
-use api_consumer::output::report::RunReport;
+use api_consumer::output::report::{Listing, RunReport, Unlisted};
 use node_sim::NodeOp;
 use node_sim::{FaultsPatch, SimState};
 use node_sim::{SimCluster, SimOptions};
@@ -54,6 +55,34 @@ pub async fn holders(cluster: &SimCluster, group: &str) -> Vec<bool> {
         .collect()
 }
 
+/// Every node's groups, in node order.
+pub async fn groups_by_node(cluster: &SimCluster) -> Vec<Vec<String>> {
+    states(cluster)
+        .await
+        .into_iter()
+        .map(|s| s.groups)
+        .collect()
+}
+
+/// Puts `id` on the nodes of `cluster` at `indices`, as if it had been there
+/// before the test (bypassing the request counters).
+pub async fn seed(cluster: &SimCluster, id: &str, indices: &[usize]) {
+    for &i in indices {
+        assert!(
+            cluster.nodes()[i].insert_group(id).await.unwrap(),
+            "{id} already on node {i}"
+        );
+    }
+}
+
+/// No node received a create or a delete.
+pub async fn assert_no_write(cluster: &SimCluster) {
+    for (i, state) in states(cluster).await.iter().enumerate() {
+        assert_eq!(count(&state.requests, "create"), 0, "node {i}: {state:?}");
+        assert_eq!(count(&state.requests, "delete"), 0, "node {i}: {state:?}");
+    }
+}
+
 pub fn count(map: &std::collections::BTreeMap<String, u64>, key: &str) -> u64 {
     map.get(key).copied().unwrap_or(0)
 }
@@ -67,28 +96,60 @@ pub fn on(ops: &[NodeOp]) -> FaultsPatch {
     }
 }
 
-/// A configuration with fast retries; `extra` overrides or adds variables.
+/// A faults patch that answers every call of `ops` with a `500`.
+pub fn failing(ops: &[NodeOp]) -> FaultsPatch {
+    FaultsPatch {
+        fail_rate: Some(1.0),
+        ..on(ops)
+    }
+}
+
+/// Fast retries, so that a failing node costs milliseconds, and a request
+/// timeout long enough that a `node-sim` slowed by a loaded machine does not
+/// decide a case. What [`config`] sets unless told otherwise.
+pub const FAST: &[(&str, &str)] = &[
+    ("MAX_RETRIES", "3"),
+    ("RETRY_BASE_DELAY_MS", "5"),
+    ("RETRY_MAX_DELAY_MS", "50"),
+    ("REQUEST_TIMEOUT_MS", "2000"),
+    ("ROLLBACK_TIMEOUT_SECS", "30"),
+];
+
+/// Far beyond what any run of the tests needs: reaching it means the job
+/// hung.
+pub const HANG_BOUND: Duration = Duration::from_secs(60);
+
+/// A configuration with [`FAST`] settings; `extra` overrides or adds
+/// variables. Without `ids` it has no `GROUP_IDS` (a verify by discovery).
 pub fn config(nodes: &[String], operation: &str, ids: &[&str], extra: &[(&str, &str)]) -> Config {
-    let joined_nodes = nodes.join(",");
-    let joined_ids = ids.join(",");
-    let mut vars: Vec<(String, String)> = [
-        ("NODES", joined_nodes.as_str()),
-        ("OPERATION", operation),
-        ("GROUP_IDS", joined_ids.as_str()),
-        ("MAX_RETRIES", "3"),
-        ("RETRY_BASE_DELAY_MS", "5"),
-        ("RETRY_MAX_DELAY_MS", "50"),
-        ("REQUEST_TIMEOUT_MS", "2000"),
-        ("ROLLBACK_TIMEOUT_SECS", "30"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    for (key, value) in extra {
+    let mut vars = vec![
+        ("NODES".to_string(), nodes.join(",")),
+        ("OPERATION".to_string(), operation.to_string()),
+    ];
+    if !ids.is_empty() {
+        vars.push(("GROUP_IDS".to_string(), ids.join(",")));
+    }
+    for (key, value) in FAST.iter().chain(extra) {
         vars.retain(|(k, _)| k != key);
         vars.push((key.to_string(), value.to_string()));
     }
     Config::from_vars(vars).expect("valid test configuration")
+}
+
+/// `pairs` on top of a node list, as the job parses them.
+pub fn parse_vars(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let mut vars = vec![("NODES".to_string(), "127.0.0.1:1".to_string())];
+    vars.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Config::from_vars(vars)
+}
+
+/// The variable the configuration error of `pairs` names; fails if `pairs`
+/// are accepted.
+pub fn variable_of_error(pairs: &[(&str, &str)]) -> &'static str {
+    parse_vars(pairs)
+        .map(|_| ())
+        .expect_err(&format!("{pairs:?} was accepted"))
+        .variable
 }
 
 /// Runs the job over every node of `cluster` (see [`config`]).
@@ -114,6 +175,16 @@ pub async fn run(config: &Config) -> RunReport {
         .expect("client builds")
 }
 
+/// [`run`], failing past [`HANG_BOUND`].
+pub async fn run_bounded(config: &Config) -> RunReport {
+    tokio::time::timeout(HANG_BOUND, run(config))
+        .await
+        .unwrap_or_else(|_| {
+            let nodes: Vec<String> = config.nodes.iter().map(|n| n.to_string()).collect();
+            panic!("the job ran past {HANG_BOUND:?} against {nodes:?}")
+        })
+}
+
 /// The report of one group that did not commit.
 pub fn group<'a>(report: &'a RunReport, id: &str) -> &'a GroupReport {
     report
@@ -121,6 +192,26 @@ pub fn group<'a>(report: &'a RunReport, id: &str) -> &'a GroupReport {
         .iter()
         .find(|g| g.group_id.as_str() == id)
         .unwrap_or_else(|| panic!("group {id} not in the report: {report:#?}"))
+}
+
+/// The report's listing (`GET /v1/groups` on every node).
+pub fn listing_of(report: &RunReport) -> &Listing {
+    report
+        .listing
+        .as_ref()
+        .unwrap_or_else(|| panic!("no listing in the report: {report:#?}"))
+}
+
+/// The report's account of the groups outside a reconcile's list.
+pub fn unlisted_of(report: &RunReport) -> &Unlisted {
+    report
+        .unlisted
+        .as_ref()
+        .unwrap_or_else(|| panic!("no unlisted section in the report: {report:#?}"))
+}
+
+pub fn ids_of(list: &[GroupId]) -> Vec<&str> {
+    list.iter().map(GroupId::as_str).collect()
 }
 
 /// Polls `probe` every 2 ms until it holds (at most `limit`).
@@ -141,6 +232,14 @@ pub fn dead_node() -> String {
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
     format!("http://127.0.0.1:{port}")
+}
+
+/// A loopback port whose connections the kernel completes (its backlog) but
+/// no one ever accepts, with its URL; it lasts as long as the listener.
+pub fn never_accepting() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    (listener, url)
 }
 
 /// The `api-consumer` binary with only `vars` in its environment, run in

@@ -6,327 +6,50 @@
 //! node holds what that outcome says (I1/I2), and that the report's reason
 //! names the node and what went wrong.
 //!
-//! The hostile node is a raw `TcpListener` speaking just enough HTTP/1.1 to
-//! read one request per connection; its answers are bytes chosen by the test,
-//! so nothing a well-behaved server library would refuse to send is out of
-//! reach. Behind its script it keeps a set of groups, so "the node applied
-//! the write, then misbehaved" is a real state the job must read back.
+//! The hostile node is a raw node (raw_node.rs) with a script: its answers
+//! are bytes chosen by the test, and behind them it keeps its groups, so
+//! "the node applied the write, then misbehaved" is a real state the job
+//! must read back.
 
-use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api_consumer::domain::ExitStatus;
 use api_consumer::domain::Outcome;
 use api_consumer::output::report::RunReport;
-use node_sim::FaultsPatch;
 use node_sim::NodeOp;
 use node_sim::SimCluster;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 use crate::common::*;
-use crate::raw_node::{self, Received};
+use crate::raw_node::{
+    answer, apply, contract, endless_chunked, head_200, raw, record, Call, RawNode, Reply,
+};
 
 const ID: &str = "g";
-
-/// Far beyond what any case needs: reaching it means the job hung.
-const HANG_BOUND: Duration = Duration::from_secs(30);
 
 /// What a reason must say about a redirect the job refused to follow, so
 /// that an operator does not take the node's `3xx` for the whole story.
 const REDIRECT_NOT_FOLLOWED: &str = "not followed";
 
-/// Short timeouts, so that misbehaviour paid for in timeouts stays cheap;
-/// the retries keep a `node-sim` slowed by a loaded machine from deciding
-/// a case.
-const FAST: &[(&str, &str)] = &[
+/// Short timeouts on top of [`FAST`], so that misbehaviour paid for in
+/// timeouts stays cheap: the bounds on how long a case takes, and the drips
+/// slower than the timeout, count on these values. The retries keep a
+/// `node-sim` slowed by a loaded machine from deciding a case.
+const SHORT_TIMEOUTS: &[(&str, &str)] = &[
     ("REQUEST_TIMEOUT_MS", "500"),
     ("CONNECT_TIMEOUT_MS", "500"),
     ("MAX_RETRIES", "2"),
-    ("RETRY_BASE_DELAY_MS", "5"),
-    ("RETRY_MAX_DELAY_MS", "20"),
 ];
 
-/// A request as the hostile node understood it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Call {
-    /// `GET …/v1/group/<id>/`, the id percent-decoded.
-    Read(String),
-    /// `POST …/v1/group/` and the body's `groupId`.
-    Create(String),
-    /// `DELETE …/v1/group/` and the body's `groupId`.
-    Delete(String),
-    /// Anything else, as method and path.
-    Other(String, String),
-}
-
-impl Call {
-    fn parse(method: &str, path: &str, body: &[u8]) -> Call {
-        let body_id = || {
-            serde_json::from_slice::<serde_json::Value>(body)
-                .ok()
-                .and_then(|v| v.get("groupId")?.as_str().map(str::to_string))
-        };
-        let item = path
-            .rsplit_once("/v1/group/")
-            .and_then(|(_, rest)| rest.strip_suffix('/'))
-            .filter(|segment| !segment.is_empty());
-        match (method, item, path.ends_with("/v1/group/"), body_id()) {
-            ("GET", Some(segment), _, _) => Call::Read(
-                percent_encoding::percent_decode_str(segment)
-                    .decode_utf8_lossy()
-                    .into_owned(),
-            ),
-            ("POST", _, true, Some(id)) => Call::Create(id),
-            ("DELETE", _, true, Some(id)) => Call::Delete(id),
-            _ => Call::Other(method.to_string(), path.to_string()),
-        }
-    }
-}
-
-/// One request: what it asks for, and the path it was sent to.
-#[derive(Debug, Clone)]
-struct Request {
-    call: Call,
-    path: String,
-}
-
-impl Request {
-    fn is_write(&self) -> bool {
-        matches!(self.call, Call::Create(_) | Call::Delete(_))
-    }
-
-    fn is_read(&self) -> bool {
-        matches!(self.call, Call::Read(_))
-    }
-}
-
-/// What the hostile node does with one connection once it has read the
-/// request.
-#[derive(Debug, Clone)]
-enum Reply {
-    /// Writes these bytes, then closes the connection.
-    Bytes(Vec<u8>),
-    /// Writes these bytes, pauses, then resets the connection (RST).
-    Reset(Vec<u8>),
-    /// Writes `head`, then `body` one byte every `every`.
-    Drip {
-        head: Vec<u8>,
-        body: Vec<u8>,
-        every: Duration,
-    },
-    /// Writes `head`, then `chunk` over and over, `total` bytes at most,
-    /// until the client hangs up.
-    Flood {
-        head: Vec<u8>,
-        chunk: Vec<u8>,
-        total: u64,
-    },
-    /// Never answers; keeps the connection until the client gives up.
-    Silent,
-}
-
-/// A complete answer: status line, `headers`, `Content-Length`,
-/// `Connection: close`, then the body.
-fn answer(status: &str, headers: &[(&str, &str)], body: impl AsRef<[u8]>) -> Reply {
-    let body = body.as_ref();
-    let mut bytes = format!("HTTP/1.1 {status}\r\n");
-    for (name, value) in headers {
-        bytes.push_str(&format!("{name}: {value}\r\n"));
-    }
-    bytes.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    ));
-    Reply::Bytes([bytes.as_bytes(), body].concat())
-}
-
-fn raw(bytes: impl AsRef<[u8]>) -> Reply {
-    Reply::Bytes(bytes.as_ref().to_vec())
-}
-
-/// The head of a `200` whose body is announced as `length` bytes.
-fn head_200(length: u64) -> Vec<u8> {
-    format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n").into_bytes()
-}
-
-/// A chunked body of `x` that never ends, after `status`.
-fn endless_chunked(status: &str) -> Reply {
-    Reply::Flood {
-        head: format!("HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n\r\n").into_bytes(),
-        chunk: [b"400\r\n".as_slice(), &[b'x'; 0x400], b"\r\n"].concat(),
-        total: u64::MAX,
-    }
-}
-
-fn record(id: &str) -> String {
-    serde_json::json!({ "groupId": id }).to_string()
-}
-
-/// The node API as the contract says, over `held`.
-fn sane(request: &Request, held: &mut BTreeSet<String>) -> Reply {
-    let json = [("Content-Type", "application/json")];
-    match &request.call {
-        Call::Read(id) if held.contains(id) => answer("200 OK", &json, record(id)),
-        Call::Read(_) => answer("404 Not Found", &[], ""),
-        Call::Create(id) if held.insert(id.clone()) => answer("201 Created", &json, record(id)),
-        Call::Create(_) => answer("400 Bad Request", &[], "exists"),
-        Call::Delete(id) if held.remove(id) => answer("200 OK", &json, record(id)),
-        Call::Delete(_) | Call::Other(..) => answer("404 Not Found", &[], ""),
-    }
-}
-
-/// Applies a write to `held` without answering it.
-fn apply(request: &Request, held: &mut BTreeSet<String>) {
-    match &request.call {
-        Call::Create(id) => {
-            held.insert(id.clone());
-        }
-        Call::Delete(id) => {
-            held.remove(id);
-        }
-        Call::Read(_) | Call::Other(..) => {}
-    }
-}
-
-type Script = dyn Fn(&Request, &mut BTreeSet<String>) -> Reply + Send + Sync;
-
-struct Shared {
-    script: Box<Script>,
-    held: Mutex<BTreeSet<String>>,
-    calls: Mutex<Vec<Request>>,
-    connections: AtomicUsize,
-    flood_bytes_sent: AtomicU64,
-}
-
-/// A hostile node on a loopback port; it lives as long as the test's runtime.
-struct HostileNode {
-    url: String,
-    shared: Arc<Shared>,
-}
-
-impl HostileNode {
-    async fn start(
-        script: impl Fn(&Request, &mut BTreeSet<String>) -> Reply + Send + Sync + 'static,
-    ) -> HostileNode {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let shared = Arc::new(Shared {
-            script: Box::new(script),
-            held: Mutex::default(),
-            calls: Mutex::default(),
-            connections: AtomicUsize::new(0),
-            flood_bytes_sent: AtomicU64::new(0),
-        });
-        let serving = shared.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                serving.connections.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(stream, serving.clone()));
-            }
-        });
-        HostileNode { url, shared }
-    }
-
-    /// A node that answers reads with `reply` and the rest as the contract says.
-    async fn answering_reads(reply: Reply) -> HostileNode {
-        HostileNode::start(move |request, held| match request.call {
-            Call::Read(_) => reply.clone(),
-            _ => sane(request, held),
-        })
-        .await
-    }
-
-    fn hold(&self, id: &str) {
-        self.shared.held.lock().unwrap().insert(id.to_string());
-    }
-
-    fn holds(&self, id: &str) -> bool {
-        self.shared.held.lock().unwrap().contains(id)
-    }
-
-    fn calls(&self) -> Vec<Request> {
-        self.shared.calls.lock().unwrap().clone()
-    }
-
-    fn writes(&self) -> usize {
-        self.calls().iter().filter(|c| c.is_write()).count()
-    }
-
-    fn connections(&self) -> usize {
-        self.shared.connections.load(Ordering::SeqCst)
-    }
-
-    fn flood_bytes_sent(&self) -> u64 {
-        self.shared.flood_bytes_sent.load(Ordering::SeqCst)
-    }
-}
-
-/// Reads one request (see [`raw_node::read_request`]). `None` when the
-/// client hung up first or sent something else.
-async fn read_request(stream: &mut TcpStream) -> Option<Request> {
-    let Received { method, path, body } = raw_node::read_request(stream).await?;
-    Some(Request {
-        call: Call::parse(&method, &path, &body),
-        path,
+/// A node that answers reads with `reply` and the rest as the contract says.
+async fn answering_reads(reply: Reply) -> RawNode {
+    RawNode::start(move |request, held| match request.call {
+        Call::Read(_) => reply.clone(),
+        _ => contract(request, held),
     })
-}
-
-async fn serve(mut stream: TcpStream, node: Arc<Shared>) {
-    let Some(request) = read_request(&mut stream).await else {
-        return;
-    };
-    let reply = {
-        node.calls.lock().unwrap().push(request.clone());
-        let mut held = node.held.lock().unwrap();
-        (node.script)(&request, &mut held)
-    };
-    match reply {
-        Reply::Bytes(bytes) => {
-            let _ = stream.write_all(&bytes).await;
-            let _ = stream.shutdown().await;
-        }
-        Reply::Reset(bytes) => {
-            let _ = stream.write_all(&bytes).await;
-            // A reset discards what the kernel has not delivered yet: the
-            // pause is part of the behaviour ("part of a body, then a
-            // reset"), so that the client sees the reset mid-body.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let _ = stream.set_zero_linger();
-        }
-        Reply::Drip { head, body, every } => {
-            if stream.write_all(&head).await.is_err() {
-                return;
-            }
-            for byte in body {
-                tokio::time::sleep(every).await;
-                if stream.write_all(&[byte]).await.is_err() {
-                    return;
-                }
-            }
-        }
-        Reply::Flood { head, chunk, total } => {
-            if stream.write_all(&head).await.is_err() {
-                return;
-            }
-            let mut sent = 0u64;
-            while sent < total {
-                let n = chunk.len().min((total - sent) as usize);
-                if stream.write_all(&chunk[..n]).await.is_err() {
-                    return;
-                }
-                sent += n as u64;
-                node.flood_bytes_sent.fetch_add(n as u64, Ordering::SeqCst);
-            }
-        }
-        Reply::Silent => {
-            let mut sink = [0u8; 1024];
-            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
-        }
-    }
+    .await
 }
 
 /// Runs `check` on every case at once, each in its own task so that a
@@ -351,7 +74,7 @@ where
 }
 
 /// Runs `operation` on [`ID`] over the simulated nodes then `hostile`, with
-/// [`FAST`] settings overridden by `extra`; fails past [`HANG_BOUND`].
+/// [`SHORT_TIMEOUTS`] overridden by `extra`; fails past [`HANG_BOUND`].
 async fn run_with(
     cluster: &SimCluster,
     hostile: &str,
@@ -360,13 +83,11 @@ async fn run_with(
 ) -> (RunReport, Duration) {
     let mut nodes = cluster.urls();
     nodes.push(hostile.to_string());
-    let mut vars = FAST.to_vec();
+    let mut vars = SHORT_TIMEOUTS.to_vec();
     vars.extend_from_slice(extra);
     let config = config(&nodes, operation, &[ID], &vars);
     let started = Instant::now();
-    let report = tokio::time::timeout(HANG_BOUND, run(&config))
-        .await
-        .unwrap_or_else(|_| panic!("the job ran past {HANG_BOUND:?} against {hostile}"));
+    let report = run_bounded(&config).await;
     (report, started.elapsed())
 }
 
@@ -446,7 +167,7 @@ async fn a_node_that_cannot_be_read_stops_the_group_before_any_write() {
     let cases: Vec<(&str, Reply, &str)> = vec![
         (
             "a record with another groupId",
-            answer("200 OK", &[], record("someone-else")),
+            answer("200 OK", &[], record("someone-else").to_string()),
             "different group id",
         ),
         (
@@ -501,7 +222,11 @@ async fn a_node_that_cannot_be_read_stops_the_group_before_any_write() {
         ),
         (
             "a header of 1 MiB",
-            answer("200 OK", &[("X-Huge", &huge_header)], record(ID)),
+            answer(
+                "200 OK",
+                &[("X-Huge", &huge_header)],
+                record(ID).to_string(),
+            ),
             "too large",
         ),
         (
@@ -552,10 +277,10 @@ async fn a_node_that_cannot_be_read_stops_the_group_before_any_write() {
         .collect();
     each_case(cases, |case, (reply, says)| async move {
         let cluster = cluster(2).await;
-        let hostile = HostileNode::answering_reads(reply).await;
+        let hostile = answering_reads(reply).await;
         let (report, _) = run_with(&cluster, &hostile.url, "create", &[]).await;
         assert_nothing_written(&case, &report, &cluster, &hostile.url, says).await;
-        assert_eq!(hostile.writes(), 0, "{case}: {:?}", hostile.calls());
+        assert_eq!(hostile.writes(), 0, "{case}: {:?}", hostile.requests());
     })
     .await;
 }
@@ -564,8 +289,7 @@ async fn a_node_that_cannot_be_read_stops_the_group_before_any_write() {
 #[tokio::test]
 async fn a_node_that_never_accepts_is_cut_off_by_the_timeout() {
     let cluster = cluster(2).await;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let node = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, node) = never_accepting();
     let (report, elapsed) = run_with(&cluster, &node, "create", &[]).await;
     assert_nothing_written("never accepting", &report, &cluster, &node, "timeout").await;
     // Three attempts of 500 ms each, plus a little.
@@ -622,13 +346,32 @@ async fn odd_write_answers_are_resolved_by_reading_the_node_back() {
     ]
     .concat();
     let html = "<!DOCTYPE html><html><body>Bad gateway</body></html>";
-    let cases =
-        vec![
-        create("200 instead of 201", FoundByReadBack, answer("200 OK", &[], record(ID))),
-        create("200 without creating", RolledBack("200 OK"), answer("200 OK", &[], "")),
-        create("204 No Content", FoundByReadBack, answer("204 No Content", &[], "")),
-        create("202 Accepted", FoundByReadBack, answer("202 Accepted", &[], "")),
-        create("201, non-JSON body", Settled, answer("201 Created", &[], "created!")),
+    let cases = vec![
+        create(
+            "200 instead of 201",
+            FoundByReadBack,
+            answer("200 OK", &[], record(ID).to_string()),
+        ),
+        create(
+            "200 without creating",
+            RolledBack("200 OK"),
+            answer("200 OK", &[], ""),
+        ),
+        create(
+            "204 No Content",
+            FoundByReadBack,
+            answer("204 No Content", &[], ""),
+        ),
+        create(
+            "202 Accepted",
+            FoundByReadBack,
+            answer("202 Accepted", &[], ""),
+        ),
+        create(
+            "201, non-JSON body",
+            Settled,
+            answer("201 Created", &[], "created!"),
+        ),
         create(
             "201, body up to the close",
             Settled,
@@ -640,10 +383,26 @@ async fn odd_write_answers_are_resolved_by_reading_the_node_back() {
             Settled,
             raw("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
         ),
-        create("201 with an endless body", Settled, endless_chunked("201 Created")),
-        create("an unknown 5xx", FoundByReadBack, answer("599 Network Timeout", &[], "")),
-        create("a 303 without Location", FoundByReadBack, answer("303 See Other", &[], "")),
-        create("418 I'm a teapot", RolledBack("418"), answer("418 I'm a teapot", &[], "")),
+        create(
+            "201 with an endless body",
+            Settled,
+            endless_chunked("201 Created"),
+        ),
+        create(
+            "an unknown 5xx",
+            FoundByReadBack,
+            answer("599 Network Timeout", &[], ""),
+        ),
+        create(
+            "a 303 without Location",
+            FoundByReadBack,
+            answer("303 See Other", &[], ""),
+        ),
+        create(
+            "418 I'm a teapot",
+            RolledBack("418"),
+            answer("418 I'm a teapot", &[], ""),
+        ),
         // The client follows a 301 to a POST with a GET (as browsers do),
         // which the node answers 404: the read-back still decides.
         create(
@@ -682,15 +441,31 @@ async fn odd_write_answers_are_resolved_by_reading_the_node_back() {
         ),
         create("a close after applying", FoundByReadBack, raw("")),
         create("silence after applying", FoundByReadBack, Reply::Silent),
-        create("silence without applying", RolledBack("timeout"), Reply::Silent),
-        create("a garbage status line", FoundByReadBack, raw("HTTP/1.1 20X Created\r\n\r\n")),
-        delete("201 on delete", FoundByReadBack, answer("201 Created", &[], "")),
+        create(
+            "silence without applying",
+            RolledBack("timeout"),
+            Reply::Silent,
+        ),
+        create(
+            "a garbage status line",
+            FoundByReadBack,
+            raw("HTTP/1.1 20X Created\r\n\r\n"),
+        ),
+        delete(
+            "201 on delete",
+            FoundByReadBack,
+            answer("201 Created", &[], ""),
+        ),
         delete(
             "201 on delete without deleting",
             RolledBack("201 Created"),
             answer("201 Created", &[], ""),
         ),
-        delete("204 on delete", FoundByReadBack, answer("204 No Content", &[], "")),
+        delete(
+            "204 on delete",
+            FoundByReadBack,
+            answer("204 No Content", &[], ""),
+        ),
         delete(
             "a reset in the middle of a delete's answer",
             FoundByReadBack,
@@ -707,9 +482,9 @@ async fn odd_write_answers_are_resolved_by_reading_the_node_back() {
         } = case;
         let cluster = cluster(2).await;
         let applies = !matches!(expect, RolledBack(_));
-        let hostile = HostileNode::start(move |request, held| {
+        let hostile = RawNode::start(move |request, held| {
             if !request.is_write() {
-                return sane(request, held);
+                return contract(request, held);
             }
             if applies {
                 apply(request, held);
@@ -737,12 +512,12 @@ async fn odd_write_answers_are_resolved_by_reading_the_node_back() {
             hostile.holds(ID),
             holds_goal,
             "{name}: {:?}",
-            hostile.calls()
+            hostile.requests()
         );
         // The prior read, then one read-back unless the answer settled it.
-        let reads = hostile.calls().iter().filter(|r| r.is_read()).count();
+        let reads = hostile.requests().iter().filter(|r| r.is_read()).count();
         let expected_reads = if matches!(expect, Settled) { 1 } else { 2 };
-        assert_eq!(reads, expected_reads, "{name}: {:?}", hostile.calls());
+        assert_eq!(reads, expected_reads, "{name}: {:?}", hostile.requests());
     })
     .await;
 }
@@ -787,19 +562,19 @@ async fn odd_bodies_of_a_present_group_read_as_present() {
         .collect();
     each_case(cases, |case, reply| async move {
         let cluster = cluster(2).await;
-        let hostile = HostileNode::start(move |request, held| match &request.call {
-            Call::Read(id) if held.contains(id) => reply.clone(),
-            _ => sane(request, held),
+        let hostile = RawNode::start(move |request, held| match &request.call {
+            Call::Read(id) if held.contains_key(id) => reply.clone(),
+            _ => contract(request, held),
         })
         .await;
         hostile.hold(ID);
         let (report, elapsed) = run_with(&cluster, &hostile.url, "create", &[]).await;
         assert_committed(&case, &report, &cluster, "create").await;
-        assert_eq!(hostile.writes(), 0, "{case}: {:?}", hostile.calls());
+        assert_eq!(hostile.writes(), 0, "{case}: {:?}", hostile.requests());
         assert!(hostile.holds(ID));
         // The client stops reading at its 64 KiB cap: only what the socket
         // buffers hold on top of it left the server, not the whole body.
-        let sent = hostile.flood_bytes_sent();
+        let sent = hostile.flooded();
         assert!(
             sent < 24 * 1024 * 1024,
             "{case}: the client read {sent} bytes"
@@ -820,16 +595,16 @@ async fn odd_bodies_of_a_present_group_read_as_present() {
 async fn a_read_that_says_404_right_after_a_201_does_not_undo_the_create() {
     let lagging = || {
         let stale = Arc::new(AtomicBool::new(false));
-        HostileNode::start(move |request, held| match request.call {
+        RawNode::start(move |request, held| match request.call {
             Call::Read(_) if stale.swap(false, Ordering::SeqCst) => {
                 answer("404 Not Found", &[], "")
             }
             Call::Create(_) => {
-                let reply = sane(request, held);
+                let reply = contract(request, held);
                 stale.store(true, Ordering::SeqCst);
                 reply
             }
-            _ => sane(request, held),
+            _ => contract(request, held),
         })
     };
     let committing = cluster(2).await;
@@ -840,27 +615,20 @@ async fn a_read_that_says_404_right_after_a_201_does_not_undo_the_create() {
         assert!(hostile.holds(ID), "{run}");
     }
     let deletes = hostile
-        .calls()
+        .requests()
         .into_iter()
         .filter(|r| matches!(r.call, Call::Delete(_)))
         .count();
-    assert_eq!(deletes, 0, "{:?}", hostile.calls());
+    assert_eq!(deletes, 0, "{:?}", hostile.requests());
 
     // When another node refuses, the lagging node's create is still undone.
     let refusing = cluster(2).await;
-    fault(
-        &refusing,
-        1,
-        FaultsPatch {
-            fail_rate: Some(1.0),
-            ..on(&[NodeOp::Create])
-        },
-    );
+    fault(&refusing, 1, failing(&[NodeOp::Create]));
     let hostile = lagging().await;
     let (report, _) = run_with(&refusing, &hostile.url, "create", &[]).await;
     let refuser = &refusing.urls()[1];
     assert_rolled_back("rollback", &report, &refusing, "create", refuser, "500").await;
-    assert!(!hostile.holds(ID), "{:?}", hostile.calls());
+    assert!(!hostile.holds(ID), "{:?}", hostile.requests());
 }
 
 /// Cases named by their `Retry-After` value.
@@ -873,7 +641,7 @@ fn named_by_value(values: &[&[u8]]) -> Vec<(String, Vec<u8>)> {
 
 /// A node that throttles its first create with `Retry-After: value`, then
 /// behaves.
-async fn throttling_once(value: &[u8]) -> HostileNode {
+async fn throttling_once(value: &[u8]) -> RawNode {
     let throttle = [
         b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: ".as_slice(),
         value,
@@ -881,9 +649,9 @@ async fn throttling_once(value: &[u8]) -> HostileNode {
     ]
     .concat();
     let creates = AtomicUsize::new(0);
-    HostileNode::start(move |request, held| match request.call {
+    RawNode::start(move |request, held| match request.call {
         Call::Create(_) if creates.fetch_add(1, Ordering::SeqCst) == 0 => raw(&throttle),
-        _ => sane(request, held),
+        _ => contract(request, held),
     })
     .await
 }
@@ -943,7 +711,7 @@ async fn retry_after_beyond_the_deadline_is_cut_short_by_it() {
 /// not followed: the other end receives nothing, and the reason says so.
 #[tokio::test]
 async fn a_redirect_to_another_host_is_never_followed() {
-    let elsewhere = Arc::new(HostileNode::start(sane).await);
+    let elsewhere = Arc::new(RawNode::start(contract).await);
     let port = elsewhere.url.rsplit(':').next().unwrap().to_string();
     let locations = [
         format!("http://127.0.0.1:{port}/v1/group/"),
@@ -968,10 +736,10 @@ async fn a_redirect_to_another_host_is_never_followed() {
         async move {
             let cluster = cluster(2).await;
             let reply = answer("307 Temporary Redirect", &[("Location", &location)], "");
-            let hostile = HostileNode::start(move |request, held| match request.call {
+            let hostile = RawNode::start(move |request, held| match request.call {
                 Call::Read(_) if of_read => reply.clone(),
                 Call::Create(_) if !of_read => reply.clone(),
-                _ => sane(request, held),
+                _ => contract(request, held),
             })
             .await;
             let (report, _) = run_with(&cluster, &hostile.url, "create", &[]).await;
@@ -1001,9 +769,9 @@ async fn a_redirect_to_another_host_is_never_followed() {
 #[tokio::test]
 async fn redirects_within_the_node_are_followed() {
     let cluster = cluster(2).await;
-    let hostile = HostileNode::start(|request, held| {
+    let hostile = RawNode::start(|request, held| {
         if request.path.starts_with("/api/") {
-            return sane(request, held);
+            return contract(request, held);
         }
         let location = format!("/api{}", request.path);
         answer("308 Permanent Redirect", &[("Location", &location)], "")
@@ -1011,12 +779,12 @@ async fn redirects_within_the_node_are_followed() {
     .await;
     let (report, _) = run_with(&cluster, &hostile.url, "create", &[]).await;
     assert_committed("create", &report, &cluster, "create").await;
-    assert!(hostile.holds(ID), "{:?}", hostile.calls());
+    assert!(hostile.holds(ID), "{:?}", hostile.requests());
     let (report, _) = run_with(&cluster, &hostile.url, "delete", &[]).await;
     assert_committed("delete", &report, &cluster, "delete").await;
-    assert!(!hostile.holds(ID), "{:?}", hostile.calls());
+    assert!(!hostile.holds(ID), "{:?}", hostile.requests());
     let served: Vec<Call> = hostile
-        .calls()
+        .requests()
         .into_iter()
         .filter(|r| r.path.starts_with("/api/"))
         .map(|r| r.call)

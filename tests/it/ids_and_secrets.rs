@@ -9,21 +9,13 @@
 //!   and appears in no log line and no report, at `trace` level, on every
 //!   path a run can take, even when a node echoes it back.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-
 use api_consumer::domain::ExitStatus;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Router;
 use node_sim::FaultsPatch;
 use node_sim::NodeOp;
 use node_sim::SimCluster;
 
 use crate::common::*;
+use crate::raw_node::{answer, Call, RawNode};
 
 /// Ids whose path segment needs encoding, that URL parsers treat specially,
 /// or that differ only in ways an over-eager normaliser would erase.
@@ -159,88 +151,48 @@ async fn dot_and_dot_dot_are_refused_before_any_request() {
 
 const TOKEN: &str = "tok-ids-and-s3cr3ts-7f2a";
 
-/// A node that records the `Authorization` header of every request and
-/// echoes it back in headers and bodies (as debugging proxies and careless
-/// servers do), so that the job gets every chance to log it.
-#[derive(Clone, Default)]
-struct EchoNode {
-    held: Arc<Mutex<BTreeSet<String>>>,
-    authorizations: Arc<Mutex<Vec<Option<String>>>>,
-    /// Answer everything `401`, quoting the token.
-    rejects: Arc<AtomicBool>,
-}
-
-impl EchoNode {
-    async fn start(self) -> String {
-        let app = Router::new().fallback(echo).with_state(self);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        url
-    }
-
-    fn authorizations(&self) -> Vec<Option<String>> {
-        self.authorizations.lock().unwrap().clone()
-    }
-}
-
-async fn echo(
-    State(node): State<EchoNode>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    node.authorizations.lock().unwrap().push(auth.clone());
-    let auth = auth.unwrap_or_default();
-    let echoed = [("x-echo-authorization", auth.clone())];
-    if node.rejects.load(Ordering::SeqCst) {
-        let challenge = format!("Bearer error=\"invalid_token\", token=\"{auth}\"");
-        let headers = [(header::WWW_AUTHENTICATE, challenge)];
-        return (
-            StatusCode::UNAUTHORIZED,
-            headers,
-            format!("rejected {auth}"),
-        )
-            .into_response();
-    }
-    let record = |id: &str| serde_json::json!({ "groupId": id, "seenWith": auth }).to_string();
-    let body_id = || {
-        serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("groupId")?.as_str().map(str::to_string))
-            .unwrap_or_default()
-    };
-    let mut held = node.held.lock().unwrap();
-    let (status, body) = match method {
-        Method::GET => {
-            let segment = uri
-                .path()
-                .trim_start_matches("/v1/group/")
-                .trim_end_matches('/');
-            let id = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
-            if held.contains(id.as_ref()) {
-                (StatusCode::OK, record(&id))
-            } else {
-                (StatusCode::NOT_FOUND, format!("no {id} for {auth}"))
-            }
+/// A node that echoes the `Authorization` header of every request back in
+/// headers and bodies (as debugging proxies and careless servers do), so
+/// that the job gets every chance to log it; when it `rejects`, it answers
+/// everything `401`, quoting the token.
+async fn echo_node(rejects: bool) -> RawNode {
+    RawNode::start(move |request, held| {
+        let auth = request.header("authorization").unwrap_or_default();
+        if rejects {
+            let challenge = format!("Bearer error=\"invalid_token\", token=\"{auth}\"");
+            return answer(
+                "401 Unauthorized",
+                &[("WWW-Authenticate", &challenge)],
+                format!("rejected {auth}"),
+            );
         }
-        Method::POST if held.insert(body_id()) => (StatusCode::CREATED, record(&body_id())),
-        Method::DELETE if held.remove(&body_id()) => (StatusCode::OK, record(&body_id())),
-        _ => (StatusCode::BAD_REQUEST, format!("refused for {auth}")),
-    };
-    (status, echoed, body).into_response()
+        let echoed = [("X-Echo-Authorization", auth)];
+        let record = |id: &str| serde_json::json!({ "groupId": id, "seenWith": auth }).to_string();
+        match &request.call {
+            Call::Read(id) if held.contains_key(id) => answer("200 OK", &echoed, record(id)),
+            Call::Read(id) => answer("404 Not Found", &echoed, format!("no {id} for {auth}")),
+            Call::Create(id) if !held.contains_key(id) => {
+                held.insert(id.clone(), request.json());
+                answer("201 Created", &echoed, record(id))
+            }
+            Call::Delete(id) if held.remove(id).is_some() => answer("200 OK", &echoed, record(id)),
+            _ if request.method == "GET" => answer(
+                "404 Not Found",
+                &echoed,
+                format!("no such group for {auth}"),
+            ),
+            _ => answer("400 Bad Request", &echoed, format!("refused for {auth}")),
+        }
+    })
+    .await
 }
 
-fn refuse(op: NodeOp) -> FaultsPatch {
-    FaultsPatch {
-        fail_rate: Some(1.0),
-        ..on(&[op])
-    }
+/// The `Authorization` header of every request `node` received.
+fn authorizations(node: &RawNode) -> Vec<Option<String>> {
+    node.requests()
+        .iter()
+        .map(|r| r.header("authorization").map(str::to_string))
+        .collect()
 }
 
 /// One path a run can take: how the two simulated nodes (after the echo
@@ -278,13 +230,16 @@ fn paths() -> Vec<Scenario> {
         },
         Scenario {
             name: "rollback",
-            faults: [None, Some(refuse(NodeOp::Create))],
+            faults: [None, Some(failing(&[NodeOp::Create]))],
             exit: 1,
             ..BASE
         },
         Scenario {
             name: "inconsistent",
-            faults: [Some(refuse(NodeOp::Delete)), Some(refuse(NodeOp::Create))],
+            faults: [
+                Some(failing(&[NodeOp::Delete])),
+                Some(failing(&[NodeOp::Create])),
+            ],
             exit: 3,
             ..BASE
         },
@@ -292,7 +247,7 @@ fn paths() -> Vec<Scenario> {
             name: "delete rolled back, echoed record restored",
             operation: "delete",
             prior_everywhere: true,
-            faults: [None, Some(refuse(NodeOp::Delete))],
+            faults: [None, Some(failing(&[NodeOp::Delete]))],
             exit: 1,
             ..BASE
         },
@@ -310,7 +265,7 @@ fn paths() -> Vec<Scenario> {
         },
         Scenario {
             name: "rollback, pretty logs",
-            faults: [None, Some(refuse(NodeOp::Create))],
+            faults: [None, Some(failing(&[NodeOp::Create]))],
             extra: &[("LOG_FORMAT", "pretty")],
             exit: 1,
             ..BASE
@@ -332,7 +287,7 @@ fn paths() -> Vec<Scenario> {
 
 /// Runs `path` through the binary at `trace` with a report file; returns
 /// its stdout, stderr and report (empty when none was written).
-async fn run_path(path: &Scenario, cluster: &SimCluster, echo: &EchoNode) -> [String; 3] {
+async fn run_path(path: &Scenario, cluster: &SimCluster, echo: &RawNode) -> [String; 3] {
     for (node, faults) in cluster.nodes().iter().zip(&path.faults) {
         if let Some(faults) = faults {
             node.set_faults(faults.clone()).unwrap();
@@ -342,10 +297,9 @@ async fn run_path(path: &Scenario, cluster: &SimCluster, echo: &EchoNode) -> [St
         for node in cluster.nodes() {
             node.insert_group("g").await.unwrap();
         }
-        echo.held.lock().unwrap().insert("g".to_string());
+        echo.hold("g");
     }
-    echo.rejects.store(path.echo_rejects, Ordering::SeqCst);
-    let mut nodes = vec![echo.clone().start().await];
+    let mut nodes = vec![echo.url.clone()];
     nodes.extend(cluster.urls());
     if path.unreachable_node {
         nodes.push(dead_node());
@@ -384,7 +338,7 @@ async fn the_token_is_sent_to_every_node_and_shown_nowhere() {
     let bearer = format!("Bearer {TOKEN}");
     for path in paths() {
         let cluster = cluster(2).await;
-        let echo = EchoNode::default();
+        let echo = echo_node(path.echo_rejects).await;
         let outputs = run_path(&path, &cluster, &echo).await;
         for (what, text) in ["stdout", "stderr", "report"].iter().zip(&outputs) {
             assert!(
@@ -397,7 +351,7 @@ async fn the_token_is_sent_to_every_node_and_shown_nowhere() {
         if path.exit != 2 {
             assert!(outputs[0].lines().count() > 10, "{}", path.name);
         }
-        let seen = echo.authorizations();
+        let seen = authorizations(&echo);
         if path.exit == 2 {
             assert!(seen.is_empty(), "{}: requests sent: {seen:?}", path.name);
             continue;

@@ -1,21 +1,24 @@
 //! Integration tests, compiled into one binary: every test talks real HTTP to
-//! `node-sim` nodes on loopback, and the process tests run the real binary.
+//! `node-sim` nodes or to raw nodes (raw_node.rs) on loopback, and the
+//! process tests run the real binary.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod answers;
 mod common;
 mod crash;
+mod dry_run;
 mod hostile_config;
 mod hostile_nodes;
 mod ids_and_secrets;
 mod metrics;
-mod operations;
 mod prior_state;
 mod process;
 mod randomized;
 mod raw_node;
+mod reconcile;
 mod scale;
 mod shards;
 mod tls;
 mod two_phase;
+mod verify;

@@ -166,14 +166,7 @@ async fn a_failed_run_keeps_the_last_success_of_the_run_before() {
 
     // The next run fails on one node and rolls back: it replaces the run's
     // metrics but not the last success.
-    fault(
-        &cluster,
-        1,
-        FaultsPatch {
-            fail_rate: Some(1.0),
-            ..on(&[node_sim::NodeOp::Create])
-        },
-    );
+    fault(&cluster, 1, failing(&[node_sim::NodeOp::Create]));
     let report = run_on(&cluster, "create", &["m3"], &metrics).await;
     assert_eq!(u8::from(report.exit_code), 1);
     let second = scrape(&gateway, &job).await;
@@ -275,8 +268,7 @@ async fn a_gateway_that_is_down_or_refuses_changes_nothing() {
     let refusing = cluster.urls()[0].clone();
     // Accepts connections (the kernel's backlog) and never answers: the push
     // gives up after its 5 s.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    let (_silent, silent_url) = never_accepting();
     for gateway in [dead_node(), refusing, silent_url] {
         let dir = tempfile::tempdir().unwrap();
         let vars = [

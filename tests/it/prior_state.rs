@@ -22,9 +22,6 @@ use serde_json::{json, Value};
 use crate::common::*;
 use crate::raw_node::{ListReply, RawNode};
 
-/// Far beyond what any run here needs: reaching it means the job hung.
-const HANG_BOUND: Duration = Duration::from_secs(60);
-
 /// The values of `PRIOR_STATE`.
 const LIST: &str = "list";
 const READ: &str = "read";
@@ -54,10 +51,7 @@ async fn batch_with(
 ) -> RunReport {
     let mut vars = vec![("PRIOR_STATE", prior_state)];
     vars.extend_from_slice(extra);
-    let config = config(nodes, operation, ids, &vars);
-    tokio::time::timeout(HANG_BOUND, run(&config))
-        .await
-        .unwrap_or_else(|_| panic!("the job ran past {HANG_BOUND:?}"))
+    run_bounded(&config(nodes, operation, ids, &vars)).await
 }
 
 /// [`batch_with`] and no other setting.
@@ -92,19 +86,9 @@ fn with_raw(cluster: &SimCluster, raw: &RawNode, at: usize) -> Vec<String> {
 /// and holds nothing; the nodes of the run, in order.
 async fn raw_between_two(list: ListReply) -> (SimCluster, RawNode, Vec<String>) {
     let cluster = cluster(2).await;
-    let raw = RawNode::start(list, &[]).await;
+    let raw = RawNode::listing(list, &[]).await;
     let nodes = with_raw(&cluster, &raw, 1);
     (cluster, raw, nodes)
-}
-
-/// Puts `id` on the nodes of `cluster` at `indices`, bypassing counters.
-async fn seed(cluster: &SimCluster, id: &str, indices: &[usize]) {
-    for &i in indices {
-        assert!(
-            cluster.nodes()[i].insert_group(id).await.unwrap(),
-            "{id} already on node {i}"
-        );
-    }
 }
 
 /// The node-API calls one `node-sim` node received:
@@ -143,13 +127,6 @@ fn prior_states(report: &RunReport) -> Vec<Option<&str>> {
         .iter()
         .map(|n| n.prior_state.as_deref())
         .collect()
-}
-
-fn failing(op: NodeOp) -> FaultsPatch {
-    FaultsPatch {
-        fail_rate: Some(1.0),
-        ..on(&[op])
-    }
 }
 
 /// Every node of `cluster` holds exactly `ids`.
@@ -355,7 +332,7 @@ async fn shape_node(shape: &str) -> RawNode {
         json!({"groupId": "a", "owner": "x"}),
         json!({"groupId": "other"}),
     ];
-    RawNode::start(ListReply::Body(shape.to_string()), &records).await
+    RawNode::listing(ListReply::Body(shape.to_string()), &records).await
 }
 
 #[tokio::test]
@@ -454,10 +431,10 @@ async fn a_rolled_back_delete_restores_the_exact_record_from_a_read_or_a_listed_
             1,
             FaultsPatch {
                 latency_ms: Some(200),
-                ..failing(NodeOp::Delete)
+                ..failing(&[NodeOp::Delete])
             },
         );
-        let raw = RawNode::start(
+        let raw = RawNode::listing(
             ListReply::Body(list.to_string()),
             std::slice::from_ref(&record),
         )
@@ -547,7 +524,7 @@ async fn a_repeated_id_reads_every_node_for_its_later_entry() {
 #[tokio::test]
 async fn auto_reads_a_node_whose_list_fails() {
     let cluster = cluster(3).await;
-    fault(&cluster, 1, failing(NodeOp::List));
+    fault(&cluster, 1, failing(&[NodeOp::List]));
     let ids = ids(AUTO_MIN_ENTRIES);
 
     let report = committed_batch(&cluster.urls(), "create", &refs(&ids), AUTO).await;
@@ -575,7 +552,7 @@ async fn auto_reads_a_node_whose_list_fails() {
 #[tokio::test]
 async fn list_mode_starts_no_group_when_a_list_fails() {
     let cluster = cluster(3).await;
-    fault(&cluster, 1, failing(NodeOp::List));
+    fault(&cluster, 1, failing(&[NodeOp::List]));
 
     let report = batch(&cluster.urls(), "create", &["a", "b", "c"], LIST).await;
 
@@ -594,9 +571,9 @@ async fn auto_reads_a_node_whose_list_is_larger_than_the_limit() {
 
     // The list was really read up to the limit before it was given up.
     assert!(
-        raw.sent() >= LIST_MAX_BYTES as u64 / 2,
+        raw.flooded() >= LIST_MAX_BYTES as u64 / 2,
         "the server sent only {} bytes",
-        raw.sent()
+        raw.flooded()
     );
     assert_raw_read_and_the_others_listed(&report, &cluster, &raw).await;
     assert!(elapsed < Duration::from_secs(45), "took {elapsed:?}");
@@ -637,7 +614,7 @@ async fn a_create_from_lists_that_rolls_back_leaves_a_finished_journal() {
     let journal = dir.path().join("journal");
     let cluster = cluster(3).await;
     seed(&cluster, "g", &[0]).await;
-    fault(&cluster, 2, failing(NodeOp::Create));
+    fault(&cluster, 2, failing(&[NodeOp::Create]));
 
     let extra = [("JOURNAL_PATH", journal.to_str().unwrap())];
     let report = batch_with(&cluster.urls(), "create", &["g"], LIST, &extra).await;
@@ -676,7 +653,7 @@ async fn a_delete_from_lists_journals_the_listed_records_and_restores_them() {
         2,
         FaultsPatch {
             latency_ms: Some(200),
-            ..failing(NodeOp::Delete)
+            ..failing(&[NodeOp::Delete])
         },
     );
 

@@ -42,6 +42,94 @@ fn help_lists_every_variable_and_version_prints_it() {
     assert_eq!(unknown.status.code(), Some(2));
 }
 
+/// Each text with its whitespace runs made one space.
+fn normalised(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The EXIT CODES section of `--help`: each code and its text, in order. An
+/// entry is a line starting with the code and two spaces; the lines after it
+/// until the next entry, a blank line or the end continue its text.
+fn help_exit_codes(help: &str) -> Vec<(String, String)> {
+    let mut lines = help.lines().skip_while(|line| line.trim() != "EXIT CODES:");
+    assert!(
+        lines.next().is_some(),
+        "--help has no EXIT CODES section:\n{help}"
+    );
+    let mut codes: Vec<(String, String)> = Vec::new();
+    for line in lines.take_while(|line| !line.trim().is_empty()) {
+        let trimmed = line.trim_start();
+        let token = trimmed.split(' ').next().unwrap_or_default();
+        let rest = &trimmed[token.len()..];
+        if !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit()) && rest.starts_with("  ")
+        {
+            codes.push((token.to_string(), normalised(rest)));
+        } else {
+            let (_, text) = codes
+                .last_mut()
+                .unwrap_or_else(|| panic!("EXIT CODES text before any code: {line:?}"));
+            text.push(' ');
+            text.push_str(&normalised(trimmed));
+        }
+    }
+    codes
+}
+
+/// The `| code | meaning |` table under the `## Exit codes` heading of a
+/// Markdown document: each code and its meaning, in order.
+fn documented_exit_codes(markdown: &str) -> Vec<(String, String)> {
+    let mut lines = markdown
+        .lines()
+        .skip_while(|line| line.trim() != "## Exit codes")
+        .skip(1)
+        .take_while(|line| !line.starts_with("## "))
+        .skip_while(|line| !line.trim_start().starts_with('|'));
+    let cells = |line: &str| -> Vec<String> {
+        let inner = line.trim().trim_start_matches('|').trim_end_matches('|');
+        inner.split('|').map(normalised).collect()
+    };
+    let header = lines.next().expect("a table under \"## Exit codes\"");
+    assert_eq!(cells(header), ["code", "meaning"], "{header}");
+    let separator = lines.next().expect("the table's separator row");
+    assert!(
+        cells(separator)
+            .iter()
+            .all(|c| c.chars().all(|ch| ch == '-' || ch == ':')),
+        "{separator}"
+    );
+    lines
+        .take_while(|line| line.trim_start().starts_with('|'))
+        .map(|line| {
+            let row = cells(line);
+            assert_eq!(row.len(), 2, "a row of two cells: {line}");
+            (row[0].clone(), row[1].clone())
+        })
+        .collect()
+}
+
+/// The exit codes `--help` lists are the ones docs/TRANSACTIONS.md tables,
+/// each with the same meaning, so that an operator reading either reads the
+/// same contract.
+#[test]
+fn help_and_the_transactions_doc_list_the_same_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = command(&dir, &[]).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let help = help_exit_codes(&String::from_utf8_lossy(&help.stdout));
+    let doc_path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/TRANSACTIONS.md");
+    let doc = std::fs::read_to_string(doc_path).unwrap_or_else(|e| panic!("{doc_path}: {e}"));
+    let table = documented_exit_codes(&doc);
+    assert!(!help.is_empty() && !table.is_empty(), "{help:?} {table:?}");
+    let codes = |list: &[(String, String)]| list.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>();
+    assert_eq!(codes(&help), codes(&table), "--help, then {doc_path}");
+    for ((code, said), (_, documented)) in help.iter().zip(&table) {
+        assert_eq!(
+            said, documented,
+            "exit code {code}: --help, then {doc_path}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_logs_json_lines_ending_with_the_summary() {
     let cluster = cluster(3).await;
@@ -124,13 +212,8 @@ async fn a_quieter_log_level_keeps_the_summary_and_off_keeps_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inconsistent_group_exits_3_and_names_the_node() {
     let cluster = cluster(3).await;
-    let fail = |op| FaultsPatch {
-        fail_rate: Some(1.0),
-        fail_ops: Some(vec![op]),
-        ..FaultsPatch::default()
-    };
-    cluster.nodes()[1].set_faults(fail(NodeOp::Delete)).unwrap();
-    cluster.nodes()[2].set_faults(fail(NodeOp::Create)).unwrap();
+    fault(&cluster, 1, failing(&[NodeOp::Delete]));
+    fault(&cluster, 2, failing(&[NodeOp::Create]));
     let nodes = cluster.urls().join(",");
     let output = run_binary(&[
         ("NODES", nodes.as_str()),

@@ -345,7 +345,7 @@ impl Chaos {
                 // A reconcile's node goes down after the lists (a few ms on
                 // loopback), so that its prune is exercised under the
                 // restarts; a prune refused for a missing list has tests of
-                // its own (operations.rs).
+                // its own (reconcile.rs).
                 let after = if plan.kind == Kind::Reconcile {
                     Duration::from_millis(rng.random_range(30..70))
                 } else {

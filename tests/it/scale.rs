@@ -152,14 +152,7 @@ async fn a_repeated_id_runs_again_only_after_its_earlier_entry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_failed_groups_stops_new_groups_and_says_where() {
     let cluster = cluster(2).await;
-    fault(
-        &cluster,
-        1,
-        FaultsPatch {
-            fail_rate: Some(1.0),
-            ..on(&[NodeOp::Create])
-        },
-    );
+    fault(&cluster, 1, failing(&[NodeOp::Create]));
     let ids: Vec<String> = (1..=10).map(|i| format!("g{i}")).collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     let report = run_on(
@@ -228,14 +221,7 @@ async fn an_id_file_edited_during_the_run_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_and_statuses_are_counted_per_node() {
     let cluster = cluster(2).await;
-    fault(
-        &cluster,
-        0,
-        FaultsPatch {
-            fail_rate: Some(1.0),
-            ..on(&[NodeOp::Create])
-        },
-    );
+    fault(&cluster, 0, failing(&[NodeOp::Create]));
     let report = run_on(&cluster, "create", &["r1"], &[("MAX_RETRIES", "2")]).await;
     assert_eq!(report.exit_code, ExitStatus::RolledBack);
     let failing = &report.nodes[0];
@@ -423,14 +409,7 @@ fn run_with_termination_file(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_termination_message_fits_4_kib_and_names_failures_first() {
     let cluster = cluster(2).await;
-    fault(
-        &cluster,
-        1,
-        FaultsPatch {
-            fail_rate: Some(1.0),
-            ..on(&[NodeOp::Create])
-        },
-    );
+    fault(&cluster, 1, failing(&[NodeOp::Create]));
     let nodes = cluster.urls().join(",");
     let ids: Vec<String> = (0..200)
         .map(|i| format!("{i:03}-{}", "x".repeat(60)))

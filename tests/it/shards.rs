@@ -148,20 +148,14 @@ async fn bad_shard_settings_exit_2_before_any_request() {
     }
 }
 
-/// Groups on every node, none of them listed: what a prune finds.
-async fn seed(cluster: &node_sim::SimCluster, ids: &[String]) {
-    for node in cluster.nodes() {
-        for id in ids {
-            node.insert_group(id).await.unwrap();
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_shard_prunes_only_its_own_groups_and_counts_them_for_prune_max() {
     let cluster = cluster(3).await;
+    // Groups on every node, none of them listed: what a prune finds.
     let extra: Vec<String> = (0..40).map(|i| format!("old-{i}")).collect();
-    seed(&cluster, &extra).await;
+    for id in &extra {
+        seed(&cluster, id, &[0, 1, 2]).await;
+    }
     let own: Vec<&String> = extra.iter().filter(|id| Shard::of(id, 2) == 0).collect();
     let others = extra.len() - own.len();
     assert!(!own.is_empty() && others > 0);
@@ -229,7 +223,9 @@ async fn a_shard_prunes_only_its_own_groups_and_counts_them_for_prune_max() {
 async fn verify_without_ids_checks_the_shards_own_groups() {
     let cluster = cluster(2).await;
     let held: Vec<String> = (0..30).map(|i| format!("v-{i}")).collect();
-    seed(&cluster, &held).await;
+    for id in &held {
+        seed(&cluster, id, &[0, 1]).await;
+    }
     let mut checked = 0;
     for index in ["0", "1", "2"] {
         let vars = [

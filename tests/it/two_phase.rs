@@ -136,14 +136,7 @@ async fn refusals_and_exhausted_retries_are_told_apart() {
     let cluster = two_phase_cluster(1).await;
     let client = client(&cluster);
     let stop = CancellationToken::new();
-    fault(
-        &cluster,
-        0,
-        FaultsPatch {
-            fail_rate: Some(1.0),
-            ..on(&[NodeOp::Create, NodeOp::Delete])
-        },
-    );
+    fault(&cluster, 0, failing(&[NodeOp::Create, NodeOp::Delete]));
     let (answer, attempts) = client
         .session_step(&client.nodes()[0], Change::Create, &id("g"), "s", &stop)
         .await;
@@ -324,14 +317,7 @@ async fn a_node_that_fails_every_call_is_reported_with_the_session_it_may_hold()
     // Node 2 answers 500 to every create, applied or not, as far as the job
     // can tell: it may hold the run's intention, and no call can release it.
     let cluster = two_phase_cluster(3).await;
-    fault(
-        &cluster,
-        1,
-        FaultsPatch {
-            fail_rate: Some(1.0),
-            ..on(&[NodeOp::Create])
-        },
-    );
+    fault(&cluster, 1, failing(&[NodeOp::Create]));
     let report = run_on(&cluster, "create", &["x"], &[TWO_PHASE]).await;
     assert_eq!(report.totals.inconsistent, 1, "{report:#?}");
     let nodes = &group(&report, "x").nodes;
