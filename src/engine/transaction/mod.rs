@@ -163,6 +163,19 @@ impl<'a> Transaction<'a> {
         self.client.nodes()
     }
 
+    /// The step of every node whose work `pick` selects, with the node's
+    /// index, for [`crate::engine::fan_out::each_node`].
+    fn steps<'w, F>(
+        &self,
+        work: &'w [NodeWork],
+        pick: impl Fn(usize, &NodeWork) -> bool,
+        step: impl Fn(usize, &'a Node, &'w NodeWork) -> F,
+    ) -> Vec<(usize, F)> {
+        let nodes = self.nodes().iter().zip(work).enumerate();
+        let picked = nodes.filter(|(i, (_, w))| pick(*i, w));
+        picked.map(|(i, (node, w))| (i, step(i, node, w))).collect()
+    }
+
     /// Runs the transaction to one of its outcomes and logs it: `priors`
     /// are the group's prior states from the node lists, where they tell
     /// it; the other nodes are read.

@@ -26,14 +26,11 @@ impl Protocol for Standard {
     async fn apply(&mut self, tx: &Transaction<'_>, work: &mut [NodeWork]) -> Option<String> {
         let goal = tx.change.goal();
         let cancel = tx.control.abort.child_token();
-        let writes = tx
-            .nodes()
-            .iter()
-            .zip(work.iter())
-            .enumerate()
-            .filter(|(_, (_, w))| w.prior != goal)
-            .map(|(i, (node, _))| (i, tx.write_and_resolve(node, &cancel)))
-            .collect();
+        let writes = tx.steps(
+            work,
+            |_, w| w.prior != goal,
+            |_, node, _| tx.write_and_resolve(node, &cancel),
+        );
         let cut_off = || Step::maybe_changed(NodeState::Unknown, Some(CUT_OFF.to_string()));
         let mut done = each_node(&tx.control.kill, writes, cut_off);
         for w in work.iter_mut().filter(|w| w.prior != goal) {
@@ -64,14 +61,11 @@ impl Protocol for Standard {
         work: &mut [NodeWork],
         _reason: &str,
     ) -> TransactionOutcome {
-        let undos = tx
-            .nodes()
-            .iter()
-            .zip(work.iter())
-            .enumerate()
-            .filter(|(_, (_, w))| w.needs_undo())
-            .map(|(i, (node, w))| (i, tx.compensate(node, w.state, w.record.clone())))
-            .collect();
+        let undos = tx.steps(
+            work,
+            |_, w| w.needs_undo(),
+            |_, node, w| tx.compensate(node, w.state, w.record.clone()),
+        );
         let cut_off = || Compensation::CutOff(CUT_OFF.to_string());
         let mut done = each_node(&tx.control.kill, undos, cut_off);
         while let Some((i, compensation)) = done.next().await {

@@ -120,14 +120,11 @@ impl Protocol for TwoPhase {
         let (abort, kill) = (&tx.control.abort, &tx.control.kill);
         let session = &self.session;
         let cut_off = || Hold::Unknown(CUT_OFF.to_string());
-        let prepares = tx
-            .nodes()
-            .iter()
-            .zip(work.iter())
-            .enumerate()
-            .filter(|(_, (_, w))| w.prior != goal)
-            .map(|(i, (node, _))| (i, tx.prepare(node, session, abort)))
-            .collect();
+        let prepares = tx.steps(
+            work,
+            |_, w| w.prior != goal,
+            |_, node, _| tx.prepare(node, session, abort),
+        );
         for w in work.iter_mut().filter(|w| w.prior != goal) {
             w.written = true;
         }
@@ -139,14 +136,11 @@ impl Protocol for TwoPhase {
         if failure.is_some() || abort.is_cancelled() {
             return failure;
         }
-        let commits = tx
-            .nodes()
-            .iter()
-            .zip(&self.holds)
-            .enumerate()
-            .filter(|(_, (_, hold))| **hold == Hold::Intention)
-            .map(|(i, (node, _))| (i, tx.commit(node, session, abort)))
-            .collect();
+        let holds = &self.holds;
+        let intention = |i: usize, _: &NodeWork| holds.get(i) == Some(&Hold::Intention);
+        let commits = tx.steps(work, intention, |_, node, _| {
+            tx.commit(node, session, abort)
+        });
         record(
             &mut self.holds,
             each_node(kill, commits, cut_off).collect().await,
@@ -170,13 +164,19 @@ impl Protocol for TwoPhase {
         let goal = tx.change.goal();
         tracing::warn!(target: LOG_TARGET, reason = %reason, "two-phase: the group cannot commit everywhere; undoing this session's changes");
         let session = &self.session;
-        let undos = tx
-            .nodes()
-            .iter()
-            .zip(self.holds.iter().zip(work.iter()))
-            .enumerate()
-            .map(|(i, (node, (hold, w)))| (i, tx.undo_node(node, hold, w.prior, session)))
-            .collect();
+        let holds = &self.holds;
+        let undos = tx.steps(
+            work,
+            |_, _| true,
+            |i, node, w| {
+                tx.undo_node(
+                    node,
+                    holds.get(i).unwrap_or(&Hold::NotCalled),
+                    w.prior,
+                    session,
+                )
+            },
+        );
         let cut_off = || Compensation::CutOff(CUT_OFF.to_string());
         let undone = each_node_in_order(&tx.control.kill, undos, cut_off).await;
         for ((w, hold), done) in work.iter_mut().zip(&self.holds).zip(undone) {
@@ -211,14 +211,11 @@ impl Protocol for TwoPhase {
         let goal = tx.change.goal();
         let kill = &tx.control.kill;
         let session = &self.session;
-        let releases = tx
-            .nodes()
-            .iter()
-            .zip(work.iter())
-            .enumerate()
-            .filter(|(_, (_, w))| w.prior != goal)
-            .map(|(i, (node, _))| (i, tx.release(node, session, kill)))
-            .collect();
+        let releases = tx.steps(
+            work,
+            |_, w| w.prior != goal,
+            |_, node, _| tx.release(node, session, kill),
+        );
         let cut_off = || Compensation::CutOff(CUT_OFF.to_string());
         let mut released = each_node(kill, releases, cut_off);
         while let Some((i, done)) = released.next().await {
