@@ -209,6 +209,21 @@ impl OutcomeCounts {
         }
     }
 
+    /// Every outcome with its count, in the order of [`Outcome`]'s variants.
+    pub fn by_outcome(&self) -> [(Outcome, u64); 9] {
+        [
+            (Outcome::Committed, self.committed),
+            (Outcome::RolledBack, self.rolled_back),
+            (Outcome::Inconsistent, self.inconsistent),
+            (Outcome::NotStarted, self.not_started),
+            (Outcome::ConsistentPresent, self.consistent_present),
+            (Outcome::ConsistentAbsent, self.consistent_absent),
+            (Outcome::Unknown, self.unknown),
+            (Outcome::Unchanged, self.unchanged),
+            (Outcome::WouldChange, self.would_change),
+        ]
+    }
+
     /// Groups that failed: rolled back, inconsistent, or not known.
     pub fn failed(&self) -> u64 {
         self.rolled_back + self.inconsistent + self.unknown

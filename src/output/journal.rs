@@ -92,6 +92,7 @@ enum Entry {
 }
 
 /// An open journal: appends are serialised and synced one at a time.
+#[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
     file: Arc<Mutex<File>>,
@@ -99,12 +100,6 @@ pub struct Journal {
     /// two runs sharing a journal (an upgrade starting a new Job while the
     /// old pod still rolls back) take turns instead of interleaving.
     _lock: File,
-}
-
-impl std::fmt::Debug for Journal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Journal").field("path", &self.path).finish()
-    }
 }
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
@@ -118,17 +113,14 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
 fn encode(entry: &Entry) -> Vec<u8> {
     // Serialising these plain types cannot fail; an empty object would be
     // skipped at read time rather than misread.
-    let json = serde_json::to_vec(entry).unwrap_or_else(|_| b"{}".to_vec());
-    let mut line = format!("{:08x} ", crc32fast::hash(&json)).into_bytes();
-    line.extend_from_slice(&json);
-    line.push(b'\n');
-    line
+    let json = serde_json::to_string(entry).unwrap_or_else(|_| "{}".to_owned());
+    format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes())).into_bytes()
 }
 
 /// Decodes one journal line; `None` for a torn or corrupt line.
 fn decode(line: &[u8]) -> Option<Entry> {
-    let (crc, json) = line.split_at_checked(9)?;
-    let crc = std::str::from_utf8(crc.get(..8)?).ok()?;
+    let crc = std::str::from_utf8(line.get(..8)?).ok()?;
+    let json = line.get(9..)?;
     if crc32fast::hash(json) != u32::from_str_radix(crc, 16).ok()? {
         return None;
     }
@@ -143,29 +135,15 @@ fn unfinished(path: &Path) -> Result<Vec<Intent>, JournalError> {
         Err(e) => return Err(io_error(path)(e)),
     };
     let mut open: BTreeMap<String, (usize, Intent)> = BTreeMap::new();
-    let mut reader = BufReader::new(file);
-    let mut line = Vec::new();
-    let mut number = 0usize;
-    loop {
-        line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(io_error(path))?;
-        if read == 0 {
-            break;
-        }
-        number += 1;
-        let bytes = line.strip_suffix(b"\n").unwrap_or(&line);
-        match decode(bytes) {
+    for (number, line) in (1..).zip(BufReader::new(file).split(b'\n')) {
+        match decode(&line.map_err(io_error(path))?) {
             Some(Entry::Intent(intent)) => {
                 open.insert(intent.group_id.clone(), (number, intent));
             }
             Some(Entry::Outcome { group_id, .. }) => {
                 open.remove(&group_id);
             }
-            None => tracing::warn!(target: LOG_TARGET,
-                path = %path.display(),
-                line = number,
+            None => tracing::warn!(target: LOG_TARGET, path = %path.display(), line = number,
                 "journal line is torn or corrupt; skipped (it was never acknowledged)"
             ),
         }
@@ -228,11 +206,8 @@ impl Journal {
 
     /// Records how a group ended; its intent no longer needs recovery.
     pub async fn outcome(&self, group_id: &str, outcome: Outcome) -> Result<(), JournalError> {
-        let entry = Entry::Outcome {
-            group_id: group_id.to_string(),
-            outcome,
-        };
-        self.append(entry).await
+        let group_id = group_id.to_string();
+        self.append(Entry::Outcome { group_id, outcome }).await
     }
 
     async fn append(&self, entry: Entry) -> Result<(), JournalError> {

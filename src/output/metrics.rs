@@ -87,7 +87,7 @@ impl Pusher {
     /// Pushes `sample`; the last success time goes with it when the run
     /// ended with exit code 0. A failure is logged, never returned: the
     /// run's outcome does not depend on its metrics.
-    pub async fn push(&self, sample: &Sample<'_>) -> bool {
+    pub async fn push(&self, sample: &Sample<'_>) {
         let last_success = (sample.exit_code == Some(0)).then(|| {
             SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -98,19 +98,9 @@ impl Pusher {
             Err(error) => Err(format!("cannot encode the metrics: {error}")),
         };
         match result {
-            Ok(()) => {
-                tracing::debug!(target: LOG_TARGET, gateway = %self.url, "metrics pushed");
-                true
-            }
-            Err(reason) => {
-                tracing::warn!(
-                    target: LOG_TARGET,
-                    gateway = %self.url,
-                    reason = %reason,
-                    "metrics push failed; the run goes on"
-                );
-                false
-            }
+            Ok(()) => tracing::debug!(target: LOG_TARGET, gateway = %self.url, "metrics pushed"),
+            Err(reason) => tracing::warn!(target: LOG_TARGET, gateway = %self.url,
+                reason = %reason, "metrics push failed; the run goes on"),
         }
     }
 
@@ -164,96 +154,61 @@ fn grouping_url(settings: &MetricsSettings, shard: Shard) -> Result<Url, String>
 /// The Pushgateway's text exposition (format 0.0.4) of `sample`.
 pub fn encode(sample: &Sample<'_>, last_success: Option<f64>) -> prometheus::Result<String> {
     let registry = Registry::new();
+    let gauges = |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<GaugeVec> {
+        let vec = GaugeVec::new(Opts::new(name, help), labels)?;
+        registry.register(Box::new(vec.clone()))?;
+        Ok(vec)
+    };
     let groups = gauges(
-        &registry,
         "api_consumer_groups",
         "Groups of this run by outcome (so far, while it runs).",
         &["operation", "outcome"],
     )?;
-    let totals = sample.totals;
-    let operation = sample.operation.as_str();
-    for (outcome, count) in [
-        ("committed", totals.committed),
-        ("rolled_back", totals.rolled_back),
-        ("inconsistent", totals.inconsistent),
-        ("not_started", totals.not_started),
-        ("consistent_present", totals.consistent_present),
-        ("consistent_absent", totals.consistent_absent),
-        ("unknown", totals.unknown),
-        ("unchanged", totals.unchanged),
-        ("would_change", totals.would_change),
-    ] {
-        groups
-            .with_label_values(&[operation, outcome])
-            .set(count as f64);
+    for (outcome, count) in sample.totals.by_outcome() {
+        let labels = [sample.operation.as_str(), outcome.as_str()];
+        groups.with_label_values(&labels).set(count as f64);
     }
     let requests = gauges(
-        &registry,
         "api_consumer_requests",
         "Requests of this run by node and answer (an HTTP status, or transport_error).",
         &["node", "status"],
     )?;
     let retries = gauges(
-        &registry,
         "api_consumer_retries",
         "Attempts of this run after the first of a request, by node.",
         &["node"],
     )?;
     for node in sample.nodes {
+        let name = node.node.as_str();
         for (status, count) in &node.statuses {
             requests
-                .with_label_values(&[node.node.as_str(), status.as_str()])
+                .with_label_values(&[name, status.as_str()])
                 .set(*count as f64);
         }
         requests
-            .with_label_values(&[node.node.as_str(), "transport_error"])
+            .with_label_values(&[name, "transport_error"])
             .set(node.transport_errors as f64);
-        retries
-            .with_label_values(&[node.node.as_str()])
-            .set(node.retries as f64);
+        retries.with_label_values(&[name]).set(node.retries as f64);
     }
-    gauge(
-        &registry,
-        "api_consumer_duration_seconds",
-        "Time since this run started (its whole duration once it ended).",
-        sample.duration.as_secs_f64(),
-    )?;
+    let gauge = |name: &str, help: &str, value: f64| -> prometheus::Result<()> {
+        let gauge = Gauge::with_opts(Opts::new(name, help))?;
+        gauge.set(value);
+        registry.register(Box::new(gauge))
+    };
+    let help = "Time since this run started (its whole duration once it ended).";
+    let duration = sample.duration.as_secs_f64();
+    gauge("api_consumer_duration_seconds", help, duration)?;
     if let Some(code) = sample.exit_code {
-        gauge(
-            &registry,
-            "api_consumer_exit_code",
-            "Exit code of the last run that ended.",
-            f64::from(code),
-        )?;
+        let help = "Exit code of the last run that ended.";
+        gauge("api_consumer_exit_code", help, code.into())?;
     }
     if let Some(at) = last_success {
-        gauge(
-            &registry,
-            "api_consumer_last_success_timestamp_seconds",
-            "When a run last ended with exit code 0 (Unix time).",
-            at,
-        )?;
+        let help = "When a run last ended with exit code 0 (Unix time).";
+        gauge("api_consumer_last_success_timestamp_seconds", help, at)?;
     }
     let mut text = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut text)?;
     String::from_utf8(text).map_err(|e| prometheus::Error::Msg(e.to_string()))
-}
-
-fn gauges(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<GaugeVec> {
-    let vec = GaugeVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(vec.clone()))?;
-    Ok(vec)
-}
-
-fn gauge(registry: &Registry, name: &str, help: &str, value: f64) -> prometheus::Result<()> {
-    let gauge = Gauge::with_opts(Opts::new(name, help))?;
-    gauge.set(value);
-    registry.register(Box::new(gauge))
 }
 
 #[cfg(test)]

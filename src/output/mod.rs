@@ -10,6 +10,8 @@
 //! Outputs use the domain types and the node API's statistics; they never
 //! call into the engine.
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 pub mod journal;
 pub mod metrics;
 pub mod progress;
@@ -21,4 +23,10 @@ pub mod telemetry;
 /// zero.
 fn nonzero(count: u64) -> Option<u64> {
     (count > 0).then_some(count)
+}
+
+/// The guard of `mutex`, also once a thread panicked holding it: what these
+/// locks guard (counts, the seal, the bar) is whole between statements.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

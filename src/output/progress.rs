@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::nonzero;
 use super::telemetry::print_above;
+use super::{lock, nonzero};
 use crate::domain::{Outcome, OutcomeCounts, Shard};
 
 /// How a run shows its progress.
@@ -24,9 +24,14 @@ pub enum ProgressDisplay {
     Bar,
 }
 
-/// Counts of finished groups, shared with the reporting task.
+/// The counts of finished groups, shared by the run, the reporting task and
+/// the metrics pushes.
+pub type Tally = Arc<Counts>;
+
+/// The counts behind a [`Tally`], with what a progress line shows beside
+/// them.
 #[derive(Debug)]
-struct Counts {
+pub struct Counts {
     total: u64,
     /// Named in every line when the list is split over shards.
     shard: Option<Shard>,
@@ -35,81 +40,25 @@ struct Counts {
     finished: Mutex<OutcomeCounts>,
 }
 
-/// A snapshot of the counts and what follows from them.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Snapshot {
-    pub done: u64,
-    pub total: u64,
-    pub committed: u64,
-    pub rolled_back: u64,
-    pub inconsistent: u64,
-    pub not_started: u64,
-    /// Every count, those of verify and dry runs included.
-    pub counts: OutcomeCounts,
-    /// Groups finished per second since the run started.
-    pub rate: f64,
-    /// Seconds until every group is done at that rate; `None` before the
-    /// first group is done.
-    pub eta_secs: Option<u64>,
-}
-
 impl Counts {
-    fn record(&self, outcome: Outcome) -> OutcomeCounts {
-        let mut finished = self.finished.lock().unwrap_or_else(|e| e.into_inner());
-        finished.add(outcome);
-        *finished
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        snapshot(self.finished(), self.total, self.started.elapsed())
-    }
-
-    fn finished(&self) -> OutcomeCounts {
-        *self.finished.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// The counts of finished groups, for a reader outside the run (the
-/// metrics pushes).
-#[derive(Debug, Clone)]
-pub struct Tally(Arc<Counts>);
-
-impl Tally {
     /// The groups finished so far, by outcome.
     pub fn finished(&self) -> OutcomeCounts {
-        self.0.finished()
+        *lock(&self.finished)
     }
 }
 
-/// The snapshot for `finished` groups of `total` after `elapsed`.
-pub fn snapshot(finished: OutcomeCounts, total: u64, elapsed: Duration) -> Snapshot {
-    let OutcomeCounts {
-        groups: done,
-        committed,
-        rolled_back,
-        inconsistent,
-        not_started,
-        ..
-    } = finished;
+/// Groups finished per second after `elapsed`, and the seconds until all
+/// `total` are done at that rate (`None` before the first is done).
+fn pace(done: u64, total: u64, elapsed: Duration) -> (f64, Option<u64>) {
     let secs = elapsed.as_secs_f64();
     let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
     let eta_secs = (rate > 0.0).then(|| (total.saturating_sub(done) as f64 / rate).ceil() as u64);
-    Snapshot {
-        done,
-        total,
-        committed,
-        rolled_back,
-        inconsistent,
-        not_started,
-        counts: finished,
-        rate,
-        eta_secs,
-    }
+    (rate, eta_secs)
 }
 
 /// The progress of one run. Dropping it stops the reporting.
 pub struct Progress {
-    counts: Arc<Counts>,
+    counts: Tally,
     bar: Option<ProgressBar>,
     reporter: Option<tokio::task::JoinHandle<()>>,
 }
@@ -121,9 +70,9 @@ impl Progress {
             total,
             shard: shard.is_split().then_some(shard),
             started: Instant::now(),
-            finished: Mutex::new(OutcomeCounts::default()),
+            finished: Mutex::default(),
         });
-        if display == ProgressDisplay::Bar {
+        let bar = (display == ProgressDisplay::Bar).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             if let Ok(style) = ProgressStyle::with_template(
                 "{elapsed_precise} [{wide_bar}] {pos}/{len} groups, ETA {eta} {msg}",
@@ -132,33 +81,33 @@ impl Progress {
             }
             bar.enable_steady_tick(Duration::from_millis(200));
             print_above(Some(bar.clone()));
-            return Progress {
-                counts,
-                bar: Some(bar),
-                reporter: None,
-            };
-        }
+            bar
+        });
         let reporter = match display {
-            ProgressDisplay::Lines(interval) => {
-                Some(tokio::spawn(report_every(counts.clone(), interval)))
+            ProgressDisplay::Lines(every) => {
+                Some(tokio::spawn(report_every(counts.clone(), every)))
             }
             ProgressDisplay::Off | ProgressDisplay::Bar => None,
         };
         Progress {
             counts,
-            bar: None,
+            bar,
             reporter,
         }
     }
 
-    /// Counts one finished group.
     /// A handle on the counts of finished groups.
     pub fn tally(&self) -> Tally {
-        Tally(self.counts.clone())
+        self.counts.clone()
     }
 
+    /// Counts one finished group.
     pub fn record(&self, outcome: Outcome) {
-        let now = self.counts.record(outcome);
+        let now = {
+            let mut finished = lock(&self.counts.finished);
+            finished.add(outcome);
+            *finished
+        };
         if let Some(bar) = &self.bar {
             bar.inc(1);
             if outcome != Outcome::Committed {
@@ -188,27 +137,24 @@ impl Drop for Progress {
     }
 }
 
-async fn report_every(counts: Arc<Counts>, interval: Duration) {
+async fn report_every(counts: Tally, interval: Duration) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let now = counts.snapshot();
+        let now = counts.finished();
+        let (rate, eta_secs) = pace(now.groups, counts.total, counts.started.elapsed());
         tracing::info!(
             target: "api_consumer::progress",
             shard = counts.shard.map(|s| s.index()),
-            done = now.done,
-            total = now.total,
-            committed = now.committed,
-            rolled_back = now.rolled_back,
-            inconsistent = now.inconsistent,
-            not_started = now.not_started,
-            consistent = nonzero(now.counts.consistent_present + now.counts.consistent_absent),
-            unknown = nonzero(now.counts.unknown),
-            unchanged = nonzero(now.counts.unchanged),
-            would_change = nonzero(now.counts.would_change),
-            groups_per_sec = (now.rate * 10.0).round() / 10.0,
-            eta_secs = now.eta_secs,
+            done = now.groups, total = counts.total,
+            committed = now.committed, rolled_back = now.rolled_back,
+            inconsistent = now.inconsistent, not_started = now.not_started,
+            consistent = nonzero(now.consistent_present + now.consistent_absent),
+            unknown = nonzero(now.unknown), unchanged = nonzero(now.unchanged),
+            would_change = nonzero(now.would_change),
+            groups_per_sec = (rate * 10.0).round() / 10.0,
+            eta_secs,
             "progress"
         );
     }
@@ -228,13 +174,14 @@ mod tests {
             not_started,
             ..OutcomeCounts::default()
         };
-        let now = snapshot(counts(30, 8, 1, 1), 200, Duration::from_secs(4));
-        assert_eq!(now.done, 40);
-        assert_eq!(now.rate, 10.0);
-        assert_eq!(now.eta_secs, Some(16));
-        let start = snapshot(counts(0, 0, 0, 0), 200, Duration::ZERO);
-        assert_eq!((start.rate, start.eta_secs), (0.0, None));
-        let over = snapshot(counts(5, 0, 0, 0), 5, Duration::from_millis(500));
-        assert_eq!(over.eta_secs, Some(0));
+        let now = counts(30, 8, 1, 1);
+        assert_eq!(now.groups, 40);
+        let (rate, eta_secs) = pace(now.groups, 200, Duration::from_secs(4));
+        assert_eq!(rate, 10.0);
+        assert_eq!(eta_secs, Some(16));
+        let start = counts(0, 0, 0, 0);
+        assert_eq!(pace(start.groups, 200, Duration::ZERO), (0.0, None));
+        let over = counts(5, 0, 0, 0);
+        assert_eq!(pace(over.groups, 5, Duration::from_millis(500)).1, Some(0));
     }
 }

@@ -4,60 +4,49 @@ use std::collections::BTreeMap;
 
 use super::nonzero;
 use super::report::RunReport;
+use super::telemetry::SUMMARY_TARGET;
 use crate::domain::Operation;
 
 /// Logs one `node summary` line per node (requests, retries, transport
 /// errors, answers per status, latency), then the run summary: totals per
 /// outcome, requests, retries, latency, answers per status, exit code,
 /// duration. The run summary is the last line: nothing is logged after it
-/// (see [`super::telemetry::SUMMARY_TARGET`]).
+/// (see [`SUMMARY_TARGET`]).
 pub fn log_summary(report: &RunReport) {
     log_findings(report);
     for node in &report.nodes {
         tracing::info!(
             target: "api_consumer::nodes",
             node = node.node.as_str(),
-            requests = node.requests,
-            retries = node.retries,
+            requests = node.requests, retries = node.retries,
             transport_errors = node.transport_errors,
             statuses = statuses_text(&node.statuses),
-            latency_p50_ms = node.latency.p50_ms,
-            latency_p99_ms = node.latency.p99_ms,
+            latency_p50_ms = node.latency.p50_ms, latency_p99_ms = node.latency.p99_ms,
             latency_max_ms = node.latency.max_ms,
             prior_state = node.prior_state.as_deref(),
             "node summary"
         );
     }
-    let totals = &report.totals;
-    let requests = &report.requests;
+    let (totals, requests, shard) = (&report.totals, &report.requests, report.shard);
+    let not_attempted_from = report.not_attempted.as_ref().and_then(|n| n.from);
     tracing::info!(
-        target: "api_consumer::summary",
+        target: SUMMARY_TARGET,
         operation = report.operation.as_str(),
-        shard = report.shard.map(|s| s.index),
-        shard_count = report.shard.map(|s| s.count),
-        list_entries = report.shard.map(|s| s.list_entries),
-        groups = totals.groups,
-        committed = totals.committed,
-        rolled_back = totals.rolled_back,
-        inconsistent = totals.inconsistent,
+        shard = shard.map(|s| s.index), shard_count = shard.map(|s| s.count),
+        list_entries = shard.map(|s| s.list_entries),
+        groups = totals.groups, committed = totals.committed,
+        rolled_back = totals.rolled_back, inconsistent = totals.inconsistent,
         not_started = totals.not_started,
         consistent_present = nonzero(totals.consistent_present),
         consistent_absent = nonzero(totals.consistent_absent),
-        unknown = nonzero(totals.unknown),
-        unchanged = nonzero(totals.unchanged),
+        unknown = nonzero(totals.unknown), unchanged = nonzero(totals.unchanged),
         would_change = nonzero(totals.would_change),
         dry_run = report.dry_run.then_some(true),
-        not_attempted_from = report
-            .not_attempted
-            .as_ref()
-            .and_then(|n| n.from)
-            .map(|from| from.to_string()),
-        requests = requests.requests,
-        retries = requests.retries,
+        not_attempted_from = not_attempted_from.map(|from| from.to_string()),
+        requests = requests.requests, retries = requests.retries,
         transport_errors = requests.transport_errors,
         statuses = statuses_text(&requests.statuses),
-        latency_p50_ms = requests.latency.p50_ms,
-        latency_p99_ms = requests.latency.p99_ms,
+        latency_p50_ms = requests.latency.p50_ms, latency_p99_ms = requests.latency.p99_ms,
         stop_reason = report.stop_reason.map(|r| r.as_str()),
         exit_code = u8::from(report.exit_code),
         duration_ms = report.duration_ms,
@@ -67,7 +56,7 @@ pub fn log_summary(report: &RunReport) {
 
 /// The target of the lines before the node summaries that say what a
 /// verify, a dry run or a reconcile found (the summary's own target ends the
-/// log, see [`super::telemetry::SUMMARY_TARGET`]).
+/// log, see [`SUMMARY_TARGET`]).
 const FINDINGS_TARGET: &str = "api_consumer::findings";
 
 /// What a verify, a dry run or a reconcile found, in one line that says so
@@ -86,13 +75,8 @@ fn log_findings(report: &RunReport) {
                 totals.would_change, totals.unchanged, totals.unknown
             )
         };
-        tracing::info!(
-            target: FINDINGS_TARGET,
-            would_change = totals.would_change,
-            unchanged = totals.unchanged,
-            unknown = totals.unknown,
-            "{text}"
-        );
+        tracing::info!(target: FINDINGS_TARGET, would_change = totals.would_change,
+            unchanged = totals.unchanged, unknown = totals.unknown, "{text}");
     }
     if report.operation == Operation::Verify {
         let consistent = totals.consistent_present + totals.consistent_absent;
@@ -104,33 +88,22 @@ fn log_findings(report: &RunReport) {
                 totals.inconsistent, totals.unknown, consistent
             )
         };
-        tracing::info!(
-            target: FINDINGS_TARGET,
+        tracing::info!(target: FINDINGS_TARGET,
             consistent_present = totals.consistent_present,
             consistent_absent = totals.consistent_absent,
-            inconsistent = totals.inconsistent,
-            unknown = totals.unknown,
+            inconsistent = totals.inconsistent, unknown = totals.unknown,
             "{text}"
         );
     }
-    if let Some(listing) = &report.listing {
-        for failure in &listing.failures {
-            tracing::error!(
-                target: FINDINGS_TARGET,
-                node = failure.node.as_str(),
-                reason = failure.reason.as_str(),
-                "a node's list could not be had"
-            );
-        }
+    for failure in report.listing.iter().flat_map(|listing| &listing.failures) {
+        tracing::error!(target: FINDINGS_TARGET, node = failure.node.as_str(),
+            reason = failure.reason.as_str(), "a node's list could not be had");
     }
     if let Some(unlisted) = &report.unlisted {
-        tracing::info!(
-            target: FINDINGS_TARGET,
-            unlisted = unlisted.groups,
-            unlisted_inconsistent = unlisted.inconsistent,
+        tracing::info!(target: FINDINGS_TARGET,
+            unlisted = unlisted.groups, unlisted_inconsistent = unlisted.inconsistent,
             prune_refused = unlisted.prune_refused.as_deref(),
-            "reconcile: {} groups found on the nodes are not listed",
-            unlisted.groups
+            "reconcile: {} groups found on the nodes are not listed", unlisted.groups
         );
     }
 }

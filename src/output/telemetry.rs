@@ -29,6 +29,8 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::EnvFilter;
 
+use super::lock;
+
 /// How log lines are written (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -90,6 +92,16 @@ pub const SUMMARY_TARGET: &str = "api_consumer::summary";
 /// no line can slip in after the summary.
 static SEALED: Mutex<bool> = Mutex::new(false);
 
+/// A progress bar that log lines are printed above (pretty format at a
+/// terminal only); `None` when there is none.
+static PROGRESS_BAR: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+
+/// Makes log lines clear `bar` before they are written and redraw it after,
+/// so that the two never garble each other; `None` ends that.
+pub fn print_above(bar: Option<indicatif::ProgressBar>) {
+    *lock(&PROGRESS_BAR) = bar;
+}
+
 /// stdout, until the summary has been written.
 struct SealableStdout;
 
@@ -99,25 +111,22 @@ struct LineWriter {
     seals: bool,
 }
 
-impl LineWriter {
-    fn new(seals: bool) -> Self {
-        let sealed = SEALED
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Self { sealed, seals }
+impl<'a> MakeWriter<'a> for SealableStdout {
+    type Writer = LineWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LineWriter {
+            sealed: lock(&SEALED),
+            seals: false,
+        }
     }
-}
 
-/// A progress bar that log lines are printed above (pretty format at a
-/// terminal only); `None` when there is none.
-static PROGRESS_BAR: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
-
-/// Makes log lines clear `bar` before they are written and redraw it after,
-/// so that the two never garble each other; `None` ends that.
-pub fn print_above(bar: Option<indicatif::ProgressBar>) {
-    *PROGRESS_BAR
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner()) = bar;
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        LineWriter {
+            sealed: lock(&SEALED),
+            seals: meta.target() == SUMMARY_TARGET,
+        }
+    }
 }
 
 impl std::io::Write for LineWriter {
@@ -125,11 +134,7 @@ impl std::io::Write for LineWriter {
         if *self.sealed {
             return Ok(buf.len());
         }
-        let bar = PROGRESS_BAR
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        match bar {
+        match lock(&PROGRESS_BAR).clone() {
             Some(bar) => bar.suspend(|| std::io::stdout().write(buf)),
             None => std::io::stdout().write(buf),
         }
@@ -146,18 +151,6 @@ impl Drop for LineWriter {
             let _ = std::io::Write::flush(&mut std::io::stdout());
             *self.sealed = true;
         }
-    }
-}
-
-impl<'a> MakeWriter<'a> for SealableStdout {
-    type Writer = LineWriter;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        LineWriter::new(false)
-    }
-
-    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
-        LineWriter::new(meta.target() == SUMMARY_TARGET)
     }
 }
 
@@ -194,7 +187,10 @@ where
         .finish()
 }
 
-/// Formats an event as one flat JSON object followed by a newline.
+/// Formats an event as one flat JSON object followed by a newline; not
+/// tracing-subscriber's JSON format, which nests the fields of spans under
+/// `span` and `spans` (only the event's own can be flattened) and has no
+/// `severity`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonLine;
 
@@ -212,72 +208,45 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let metadata = event.metadata();
         let mut fields = EventFields::default();
         event.record(&mut fields);
-
-        let level = metadata.level().as_str();
-        let target = fields.log_target.as_deref().unwrap_or(metadata.target());
-        let message = fields.message.as_deref().unwrap_or("");
-
-        let mut line = String::with_capacity(256);
-        line.push('{');
-        push_entry(
-            &mut line,
-            "timestamp",
-            &Value::from(rfc3339(SystemTime::now())),
-        );
-        push_entry(&mut line, "level", &Value::from(level));
-        push_entry(&mut line, "severity", &Value::from(level));
-        push_entry(&mut line, "message", &Value::from(message));
-        push_entry(&mut line, "target", &Value::from(target));
-
-        let mut seen: HashSet<String> = HashSet::new();
-        for (name, value) in &fields.values {
-            if seen.insert((*name).to_owned()) {
-                push_field(&mut line, name, value);
+        let meta = event.metadata();
+        let level = meta.level().as_str();
+        let target = fields.log_target.unwrap_or_else(|| meta.target().into());
+        let fixed: [Value; 5] = [
+            rfc3339(SystemTime::now()).into(),
+            level.into(),
+            level.into(),
+            fields.message.unwrap_or_default().into(),
+            target.into(),
+        ];
+        // The event's own fields, then each span's from the innermost out;
+        // the first of a name wins.
+        let mut values = fields.values;
+        for span in ctx.event_scope().into_iter().flatten() {
+            let extensions = span.extensions();
+            let Some(formatted) = extensions.get::<FormattedFields<N>>() else {
+                continue;
+            };
+            // JsonFields stores an object; anything else (another field
+            // formatter) is skipped rather than written half-parsed.
+            if let Ok(Value::Object(map)) = serde_json::from_str(&formatted.fields) {
+                values.extend(map);
             }
         }
-        if let Some(scope) = ctx.event_scope() {
-            // Leaf first: an inner span's field shadows an outer one's.
-            for span in scope {
-                let extensions = span.extensions();
-                let Some(formatted) = extensions.get::<FormattedFields<N>>() else {
-                    continue;
-                };
-                // JsonFields stores an object; anything else (another field
-                // formatter) is skipped rather than written half-parsed.
-                let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&formatted.fields)
-                else {
-                    continue;
-                };
-                for (name, value) in map {
-                    if seen.insert(name.clone()) {
-                        push_field(&mut line, &name, &value);
-                    }
-                }
+        let mut seen = HashSet::new();
+        values.retain(|(name, _)| seen.insert(name.clone()));
+        for (name, _) in &mut values {
+            if FIXED_KEYS.contains(&name.as_str()) {
+                *name = format!("fields.{name}");
             }
         }
-        line.push_str("}\n");
-        writer.write_str(&line)
-    }
-}
-
-fn push_entry(line: &mut String, key: &str, value: &Value) {
-    if !line.ends_with('{') {
-        line.push(',');
-    }
-    // Serialising a `str` or a `Value` into a String cannot fail.
-    line.push_str(&serde_json::to_string(key).unwrap_or_default());
-    line.push(':');
-    line.push_str(&serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned()));
-}
-
-fn push_field(line: &mut String, name: &str, value: &Value) {
-    if FIXED_KEYS.contains(&name) {
-        push_entry(line, &format!("fields.{name}"), value);
-    } else {
-        push_entry(line, name, value);
+        let fixed = FIXED_KEYS.map(String::from).into_iter().zip(fixed);
+        for (i, (key, value)) in fixed.chain(values).enumerate() {
+            let separator = if i == 0 { '{' } else { ',' };
+            write!(writer, "{separator}{}:{value}", Value::from(key))?;
+        }
+        writer.write_str("}\n")
     }
 }
 
@@ -287,7 +256,7 @@ struct EventFields {
     message: Option<String>,
     /// The real target of a record forwarded from the `log` crate.
     log_target: Option<String>,
-    values: Vec<(&'static str, Value)>,
+    values: Vec<(String, Value)>,
 }
 
 impl EventFields {
@@ -306,7 +275,7 @@ impl EventFields {
             }
             // Source locations of forwarded `log` records: noise in a line.
             "log.module_path" | "log.file" | "log.line" => {}
-            name => self.values.push((name, value)),
+            name => self.values.push((name.to_owned(), value)),
         }
     }
 }
@@ -314,10 +283,11 @@ impl EventFields {
 impl Visit for EventFields {
     fn record_f64(&mut self, field: &Field, value: f64) {
         // JSON has no NaN or infinities; keep them readable as strings.
-        let value = serde_json::Number::from_f64(value)
-            .map(Value::Number)
-            .unwrap_or_else(|| Value::String(value.to_string()));
-        self.record(field, value);
+        let number = serde_json::Number::from_f64(value).map(Value::Number);
+        self.record(
+            field,
+            number.unwrap_or_else(|| Value::from(value.to_string())),
+        );
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
@@ -329,17 +299,19 @@ impl Visit for EventFields {
     }
 
     fn record_i128(&mut self, field: &Field, value: i128) {
-        let value = i64::try_from(value)
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::String(value.to_string()));
-        self.record(field, value);
+        let number = i64::try_from(value).map(Value::from);
+        self.record(
+            field,
+            number.unwrap_or_else(|_| Value::from(value.to_string())),
+        );
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        let value = u64::try_from(value)
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::String(value.to_string()));
-        self.record(field, value);
+        let number = u64::try_from(value).map(Value::from);
+        self.record(
+            field,
+            number.unwrap_or_else(|_| Value::from(value.to_string())),
+        );
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -370,42 +342,11 @@ impl Visit for EventFields {
     }
 }
 
-/// Formats `time` as RFC 3339 UTC with milliseconds: `2026-11-23T06:01:02.345Z`.
-/// Instants before 1970 are supported; sub-millisecond parts are truncated
-/// towards the past.
+/// `time` in RFC 3339 UTC with milliseconds: `2026-11-23T06:01:02.345Z`
+/// (sub-millisecond parts truncated). A clock set before 1970 reads as
+/// 1970-01-01T00:00:00.000Z, the earliest instant the format takes.
 pub fn rfc3339(time: SystemTime) -> String {
-    let nanos: i128 = match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
-        Err(before) => -i128::try_from(before.duration().as_nanos()).unwrap_or(i128::MAX),
-    };
-    let millis = nanos.div_euclid(1_000_000);
-    let secs = millis.div_euclid(1000);
-    let milli = millis.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let of_day = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{milli:03}Z",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
-}
-
-/// The proleptic Gregorian date of a day number (days since 1970-01-01);
-/// Howard Hinnant's `civil_from_days`, exact for every day in range.
-fn civil_from_days(days: i128) -> (i128, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March-based month
-    let day = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
-    let month = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
-    let year = yoe + era * 400 + i128::from(month <= 2);
-    // Both are in 1..=31 and 1..=12 by construction.
-    (year, month as u32, day as u32)
+    humantime::format_rfc3339_millis(time.max(UNIX_EPOCH)).to_string()
 }
 
 #[cfg(test)]
@@ -417,11 +358,9 @@ mod tests {
 
     #[test]
     fn rfc3339_known_instants() {
-        let cases: &[(i64, &str)] = &[
+        let cases: &[(u64, &str)] = &[
             (0, "1970-01-01T00:00:00.000Z"),
             (1, "1970-01-01T00:00:00.001Z"),
-            (-1, "1969-12-31T23:59:59.999Z"),
-            (-86_400_000, "1969-12-31T00:00:00.000Z"),
             (951_782_400_000, "2000-02-29T00:00:00.000Z"),
             (951_868_799_999, "2000-02-29T23:59:59.999Z"),
             (978_307_200_000, "2001-01-01T00:00:00.000Z"),
@@ -431,15 +370,9 @@ mod tests {
             (4_102_444_799_999, "2099-12-31T23:59:59.999Z"),
             (4_107_542_400_000, "2100-03-01T00:00:00.000Z"),
             (253_402_300_799_000, "9999-12-31T23:59:59.000Z"),
-            (-2_208_988_800_000, "1900-01-01T00:00:00.000Z"),
         ];
         for (millis, expected) in cases {
-            let offset = Duration::from_millis(millis.unsigned_abs());
-            let time = if *millis >= 0 {
-                UNIX_EPOCH + offset
-            } else {
-                UNIX_EPOCH - offset
-            };
+            let time = UNIX_EPOCH + Duration::from_millis(*millis);
             assert_eq!(rfc3339(time), *expected, "{millis} ms");
         }
         // Sub-millisecond parts are truncated, not rounded.
@@ -447,27 +380,31 @@ mod tests {
             rfc3339(UNIX_EPOCH + Duration::from_nanos(1_999_999)),
             "1970-01-01T00:00:00.001Z"
         );
+        // A clock before 1970 cannot be written; it reads as the epoch.
         assert_eq!(
             rfc3339(UNIX_EPOCH - Duration::from_nanos(1)),
-            "1969-12-31T23:59:59.999Z"
+            "1970-01-01T00:00:00.000Z"
         );
     }
 
     #[test]
-    fn every_day_of_four_centuries_round_trips() {
-        // Walk day by day from 1900 to 2300, checking each date follows the
+    fn every_day_of_four_centuries_follows_the_calendar() {
+        // Walk day by day from 1970 to 2370, checking each date follows the
         // previous one under the Gregorian calendar.
-        let leap = |y: i128| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-        let month_days = |y: i128, m: u32| match m {
+        let leap =
+            |y: u32| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
+        let month_days = |y: u32, m: u32| match m {
             2 if leap(y) => 29,
             2 => 28,
             4 | 6 | 9 | 11 => 30,
             _ => 31,
         };
-        let mut expected = (1900_i128, 1_u32, 1_u32);
-        for days in -25_567..(-25_567 + 146_097) {
-            assert_eq!(civil_from_days(days), expected, "day {days}");
+        let mut expected = (1970_u32, 1_u32, 1_u32);
+        for days in 0..146_097_u64 {
             let (y, m, d) = expected;
+            let time = UNIX_EPOCH + Duration::from_secs(days * 86_400 + 86_399);
+            let date = format!("{y:04}-{m:02}-{d:02}T23:59:59.000Z");
+            assert_eq!(rfc3339(time), date, "day {days}");
             expected = if d < month_days(y, m) {
                 (y, m, d + 1)
             } else if m < 12 {

@@ -12,12 +12,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use super::LOG_TARGET;
 use crate::domain::{sibling, GroupReport, Outcome};
-
-/// The target these log lines carry, which `LOG_LEVEL` directives name
-/// (`api_consumer::report=debug`): part of the log interface, kept whatever file
-/// the code lives in.
-const LOG_TARGET: &str = "api_consumer::report";
 
 /// How many node details (one per node of each group) the in-memory sample
 /// holds at most: with 3 nodes, some 33,000 groups; with 1,000 nodes, 100.
@@ -32,13 +28,8 @@ pub struct FailedGroups {
     kept_details: usize,
     /// Groups not in `kept` (all of them are in the spool, when there is one).
     omitted: u64,
-    spool: Option<Spool>,
-}
-
-#[derive(Debug)]
-struct Spool {
-    path: PathBuf,
-    writer: Option<BufWriter<File>>,
+    /// The spool file and its writer, until a write to it fails.
+    spool: Option<(PathBuf, BufWriter<File>)>,
 }
 
 impl FailedGroups {
@@ -61,23 +52,30 @@ impl FailedGroups {
     /// `report_path`, for [`super::write_report`].
     pub fn spooled_for(report_path: &Path) -> FailedGroups {
         let path = sibling(report_path, ".groups.tmp");
-        let writer = match File::create(&path) {
-            Ok(file) => Some(BufWriter::new(file)),
+        let spool = match File::create(&path) {
+            Ok(file) => Some((path, BufWriter::new(file))),
             Err(error) => {
                 tracing::error!(target: LOG_TARGET, path = %path.display(), error = %error, "cannot write the report's group list; the report will list only the groups kept in memory");
                 None
             }
         };
         FailedGroups {
-            spool: Some(Spool { path, writer }),
+            spool,
             ..FailedGroups::in_memory()
         }
     }
 
     /// Adds one group that did not commit.
     pub fn push(&mut self, group: GroupReport) {
-        if let Some(spool) = &mut self.spool {
-            spool.append(&group);
+        if let Some((path, writer)) = &mut self.spool {
+            let written = serde_json::to_writer(&mut *writer, &group)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writer.write_all(b"\n"));
+            if let Err(error) = written {
+                tracing::error!(target: LOG_TARGET, path = %path.display(), error = %error, "cannot write the report's group list; the report will list only the groups kept in memory");
+                let _ = std::fs::remove_file(path);
+                self.spool = None;
+            }
         }
         let details = group.nodes.len().max(1);
         if self.kept_details + details <= self.limit {
@@ -103,36 +101,17 @@ impl FailedGroups {
         }
     }
 
-    /// The kept groups, and how many more did not commit.
+    /// The kept groups, how many more did not commit, and the spool that
+    /// lists them all, if it was written whole.
     pub fn into_parts(self) -> (Vec<GroupReport>, u64, Option<PathBuf>) {
-        let spool = self.spool.and_then(|mut spool| {
-            let flushed = spool.writer.take().map(|mut w| w.flush());
-            match flushed {
-                Some(Ok(())) => Some(spool.path),
-                Some(Err(error)) => {
-                    tracing::error!(target: LOG_TARGET, path = %spool.path.display(), error = %error, "cannot write the report's group list");
-                    let _ = std::fs::remove_file(&spool.path);
-                    None
-                }
-                None => None,
+        let spool = self.spool.and_then(|(path, mut writer)| match writer.flush() {
+            Ok(()) => Some(path),
+            Err(error) => {
+                tracing::error!(target: LOG_TARGET, path = %path.display(), error = %error, "cannot write the report's group list");
+                let _ = std::fs::remove_file(&path);
+                None
             }
         });
         (self.kept, self.omitted, spool)
-    }
-}
-
-impl Spool {
-    fn append(&mut self, group: &GroupReport) {
-        let Some(writer) = &mut self.writer else {
-            return;
-        };
-        let written = serde_json::to_writer(&mut *writer, group)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writer.write_all(b"\n"));
-        if let Err(error) = written {
-            tracing::error!(target: LOG_TARGET, path = %self.path.display(), error = %error, "cannot write the report's group list; the report will list only the groups kept in memory");
-            self.writer = None;
-            let _ = std::fs::remove_file(&self.path);
-        }
     }
 }

@@ -151,14 +151,28 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// The target these log lines carry, which `LOG_LEVEL` directives name
+/// (`api_consumer::report=debug`): part of the log interface, kept whatever file
+/// the code lives in.
+const LOG_TARGET: &str = "api_consumer::report";
+
 /// Writes the report atomically at `path` (a reader never sees half a
 /// report). Its `groups` are those of the spool at `spool` (every group that
 /// did not commit) when there is one, else those of `report`; the spool is
 /// removed.
 pub fn write_report(path: &Path, report: &RunReport, spool: Option<&Path>) -> std::io::Result<()> {
     let result = replace_atomically(path, |out| {
-        let file = ReportFile::new(report, spool)?;
-        serde_json::to_writer_pretty(&mut *out, &file).map_err(std::io::Error::other)?;
+        let mut head = match serde_json::to_value(report).map_err(std::io::Error::other)? {
+            Value::Object(fields) => fields,
+            _ => Map::new(),
+        };
+        head.remove("groups");
+        let groups = match spool {
+            Some(path) => Groups::Spool(path),
+            None => Groups::Kept(&report.groups),
+        };
+        serde_json::to_writer_pretty(&mut *out, &ReportFile { head, groups })
+            .map_err(std::io::Error::other)?;
         out.write_all(b"\n")
     });
     if let Some(spool) = spool {
@@ -175,21 +189,6 @@ struct ReportFile<'a> {
     #[serde(flatten)]
     head: Map<String, Value>,
     groups: Groups<'a>,
-}
-
-impl<'a> ReportFile<'a> {
-    fn new(report: &'a RunReport, spool: Option<&'a Path>) -> std::io::Result<Self> {
-        let mut head = match serde_json::to_value(report).map_err(std::io::Error::other)? {
-            Value::Object(fields) => fields,
-            _ => Map::new(),
-        };
-        head.remove("groups");
-        let groups = match spool {
-            Some(path) => Groups::Spool(path),
-            None => Groups::Kept(&report.groups),
-        };
-        Ok(Self { head, groups })
-    }
 }
 
 /// Where the report file's groups come from.

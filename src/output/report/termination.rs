@@ -3,13 +3,8 @@
 
 use std::path::Path;
 
-use super::RunReport;
+use super::{RunReport, LOG_TARGET};
 use crate::domain::{truncate, GroupReport, Outcome, Task};
-
-/// The target these log lines carry, which `LOG_LEVEL` directives name
-/// (`api_consumer::report=debug`): part of the log interface, kept whatever file
-/// the code lives in.
-const LOG_TARGET: &str = "api_consumer::report";
 
 /// The most Kubernetes keeps of a termination message.
 pub const TERMINATION_MESSAGE_MAX_BYTES: usize = 4096;
@@ -31,30 +26,14 @@ pub fn write_termination_message(path: &Path, report: &RunReport) {
 /// groups that did not commit as fit (inconsistent ones first, then in
 /// report order), and how many did not fit.
 pub fn termination_message(report: &RunReport) -> String {
-    let totals = &report.totals;
-    let mut head = serde_json::json!({
-        "exit_code": report.exit_code,
-        "operation": report.operation.as_str(),
-        "groups": totals.groups,
-        "committed": totals.committed,
-        "rolled_back": totals.rolled_back,
-        "inconsistent": totals.inconsistent,
-        "not_started": totals.not_started,
-        "requests": report.requests.requests,
-        "retries": report.requests.retries,
-        "duration_ms": report.duration_ms,
-    });
-    for (name, count) in [
-        ("consistent_present", totals.consistent_present),
-        ("consistent_absent", totals.consistent_absent),
-        ("unknown", totals.unknown),
-        ("unchanged", totals.unchanged),
-        ("would_change", totals.would_change),
-    ] {
-        if count > 0 {
-            head[name] = count.into();
-        }
-    }
+    // The totals as the report has them (the counts of verify and dry runs
+    // where not zero); serde_json's map keeps every key in sorted order.
+    let mut head = serde_json::json!(report.totals);
+    head["exit_code"] = u8::from(report.exit_code).into();
+    head["operation"] = report.operation.as_str().into();
+    head["requests"] = report.requests.requests.into();
+    head["retries"] = report.requests.retries.into();
+    head["duration_ms"] = report.duration_ms.into();
     if report.dry_run {
         head["dry_run"] = true.into();
     }
@@ -66,14 +45,12 @@ pub fn termination_message(report: &RunReport) -> String {
     if let Some(refused) = report
         .unlisted
         .as_ref()
-        .and_then(|u| u.prune_refused.as_deref())
+        .and_then(|u| u.prune_refused.as_ref())
     {
         head["prune_refused"] = truncate(refused, 120).into();
     }
-    if let Some(listing) = &report.listing {
-        if !listing.failures.is_empty() {
-            head["list_failures"] = listing.failures.len().into();
-        }
+    if let Some(listing) = report.listing.as_ref().filter(|l| !l.failures.is_empty()) {
+        head["list_failures"] = listing.failures.len().into();
     }
     if let Some(reason) = report.stop_reason {
         head["stop_reason"] = reason.as_str().into();
