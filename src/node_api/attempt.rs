@@ -5,8 +5,8 @@
 //! in its node's statistics.
 //!
 //! It is the only layer of the client's middleware chain, and the request's
-//! extensions carry exactly two things through it: [`AttemptOf`] in (whose
-//! statistics, how much body) and [`AnswerBody`] out.
+//! extensions carry exactly two things through it: `AttemptOf` in (whose
+//! statistics, how much body) and `AnswerBody` out.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,15 +1,15 @@
 //! [`NodeClient`]: the node API over HTTP, one answer class per call, and
-//! the one path every request takes ([`NodeClient::send`]):
+//! the one path every request takes (`NodeClient::send`):
 //!
-//! 1. a slot of the node's [`NodeGate`] (its `429` pause, rate limit and
+//! 1. a slot of the node's `NodeGate` (its `429` pause, rate limit and
 //!    concurrency), taken before the request is built;
 //! 2. the attempt, through reqwest-middleware's chain, whose one layer
-//!    ([`ReadAndCount`]) reads the capped body and counts the attempt;
-//! 3. the retry decision ([`Retry`]: the retry crate's classification and
+//!    (`ReadAndCount`) reads the capped body and counts the attempt;
+//! 3. the retry decision (`Retry`: the retry crate's classification and
 //!    backoff, and the node's `Retry-After`), unless the caller's stop
 //!    token has fired;
 //! 4. what the caller gets: the last attempt's answer and body, and what the
-//!    attempts were ([`Attempts`]), which [`super::answers`] classifies.
+//!    attempts were (`Attempts`), which [`super::answers`] classifies.
 //!
 //! Nodes are named by [`Node`] handles that only the client hands out, so
 //! no call can name a node it does not know. Redirects are followed only to

@@ -343,10 +343,22 @@ impl Visit for EventFields {
 }
 
 /// `time` in RFC 3339 UTC with milliseconds: `2026-11-23T06:01:02.345Z`
-/// (sub-millisecond parts truncated). A clock set before 1970 reads as
-/// 1970-01-01T00:00:00.000Z, the earliest instant the format takes.
+/// (sub-millisecond parts truncated), from the `time` crate's calendar; an
+/// instant outside its years (-9999 to 9999) reads as the nearest one within.
 pub fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_millis(time.max(UNIX_EPOCH)).to_string()
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    let nanos = match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
+        Err(before) => -i128::try_from(before.duration().as_nanos()).unwrap_or(i128::MAX),
+    };
+    let nearest = match nanos < 0 {
+        true => time::PrimitiveDateTime::MIN.assume_utc(),
+        false => time::PrimitiveDateTime::MAX.assume_utc(),
+    };
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(nearest);
+    at.format(FORMAT).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -358,9 +370,11 @@ mod tests {
 
     #[test]
     fn rfc3339_known_instants() {
-        let cases: &[(u64, &str)] = &[
+        let cases: &[(i64, &str)] = &[
             (0, "1970-01-01T00:00:00.000Z"),
             (1, "1970-01-01T00:00:00.001Z"),
+            (-1, "1969-12-31T23:59:59.999Z"),
+            (-86_400_000, "1969-12-31T00:00:00.000Z"),
             (951_782_400_000, "2000-02-29T00:00:00.000Z"),
             (951_868_799_999, "2000-02-29T23:59:59.999Z"),
             (978_307_200_000, "2001-01-01T00:00:00.000Z"),
@@ -370,9 +384,15 @@ mod tests {
             (4_102_444_799_999, "2099-12-31T23:59:59.999Z"),
             (4_107_542_400_000, "2100-03-01T00:00:00.000Z"),
             (253_402_300_799_000, "9999-12-31T23:59:59.000Z"),
+            (-2_208_988_800_000, "1900-01-01T00:00:00.000Z"),
         ];
         for (millis, expected) in cases {
-            let time = UNIX_EPOCH + Duration::from_millis(*millis);
+            let offset = Duration::from_millis(millis.unsigned_abs());
+            let time = if *millis >= 0 {
+                UNIX_EPOCH + offset
+            } else {
+                UNIX_EPOCH - offset
+            };
             assert_eq!(rfc3339(time), *expected, "{millis} ms");
         }
         // Sub-millisecond parts are truncated, not rounded.
@@ -380,16 +400,15 @@ mod tests {
             rfc3339(UNIX_EPOCH + Duration::from_nanos(1_999_999)),
             "1970-01-01T00:00:00.001Z"
         );
-        // A clock before 1970 cannot be written; it reads as the epoch.
         assert_eq!(
             rfc3339(UNIX_EPOCH - Duration::from_nanos(1)),
-            "1970-01-01T00:00:00.000Z"
+            "1969-12-31T23:59:59.999Z"
         );
     }
 
     #[test]
     fn every_day_of_four_centuries_follows_the_calendar() {
-        // Walk day by day from 1970 to 2370, checking each date follows the
+        // Walk day by day from 1900 to 2300, checking each date follows the
         // previous one under the Gregorian calendar.
         let leap =
             |y: u32| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
@@ -399,10 +418,16 @@ mod tests {
             4 | 6 | 9 | 11 => 30,
             _ => 31,
         };
-        let mut expected = (1970_u32, 1_u32, 1_u32);
-        for days in 0..146_097_u64 {
+        let mut expected = (1900_u32, 1_u32, 1_u32);
+        for days in -25_567..(-25_567 + 146_097_i64) {
             let (y, m, d) = expected;
-            let time = UNIX_EPOCH + Duration::from_secs(days * 86_400 + 86_399);
+            let secs = days * 86_400 + 86_399;
+            let offset = Duration::from_secs(secs.unsigned_abs());
+            let time = if secs >= 0 {
+                UNIX_EPOCH + offset
+            } else {
+                UNIX_EPOCH - offset
+            };
             let date = format!("{y:04}-{m:02}-{d:02}T23:59:59.000Z");
             assert_eq!(rfc3339(time), date, "day {days}");
             expected = if d < month_days(y, m) {

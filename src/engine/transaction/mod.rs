@@ -1,7 +1,7 @@
 //! The all-or-nothing transaction for one group on every node. The
 //! semantics of record are docs/TRANSACTIONS.md; the per-node decisions are
 //! pure functions in `rules.rs`, table-tested there; how the nodes take a
-//! change is the [`Protocol`]: `standard.rs` (one call per change) or
+//! change is the `Protocol`: `standard.rs` (one call per change) or
 //! `two_phase.rs` (an intention, then its commit).
 //!
 //! # The flow
@@ -17,13 +17,13 @@
 //!    (or listed) is kept so a rollback can restore it exactly.
 //! 2. **Intent.** With a journal, records the prior states before the first
 //!    write.
-//! 3. **Apply** ([`Protocol::apply`]) only on nodes whose prior state
+//! 3. **Apply** (`Protocol::apply`) only on nodes whose prior state
 //!    differs from the goal, all concurrently. The expected success settles
 //!    a node; any other answer — a `400` on create, a `404` on delete, a
 //!    timeout after the request left, a `5xx`, retries exhausted — is
 //!    resolved by reading the node back, never by guessing.
 //! 4. **Commit** when every node is at the goal.
-//! 5. **Undo** ([`Protocol::undo`]) otherwise: the first node that cannot
+//! 5. **Undo** (`Protocol::undo`) otherwise: the first node that cannot
 //!    reach the goal cancels the group's remaining requests; every node this
 //!    run wrote to and that is not known to be at its prior state is
 //!    returned to it, and read back.
