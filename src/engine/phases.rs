@@ -20,7 +20,8 @@ use crate::domain::{Change, GroupId, Operation, Shard, Task};
 use crate::node_api::NodeClient;
 use crate::output::report::{Listing, Unlisted};
 
-/// The target these log lines carry, which `LOG_LEVEL` directives name.
+/// The target of these lines, which `LOG_LEVEL` directives name: named for
+/// reconcile, the phases' main user, and kept as part of the log interface.
 const LOG_TARGET: &str = "api_consumer::reconcile";
 
 /// How many ids a log line or the report names of a longer list.

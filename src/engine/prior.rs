@@ -57,16 +57,6 @@ pub enum PriorSource {
     Read,
 }
 
-impl PriorSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PriorSource::Auto => "auto",
-            PriorSource::List => "list",
-            PriorSource::Read => "read",
-        }
-    }
-}
-
 /// Below this many entries, `auto` reads: listing every group a node holds
 /// costs more than a few reads.
 pub const AUTO_MIN_ENTRIES: u64 = 64;

@@ -1,6 +1,7 @@
 //! Transport errors and unexpected answers in words, for logs and reports:
 //! no URL paths, headers or secrets, and node-chosen text cut short.
-//! Also the redirect rule, since its refusals are described here.
+//! Also the redirect rule and the TLS provider, whose refusals and failures
+//! are described here.
 
 use http::{HeaderMap, StatusCode};
 use url::Url;
