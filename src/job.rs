@@ -159,10 +159,10 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
     if prepared.refused.is_some() {
         control.stop(StopReason::ListsUnavailable);
     }
-    let priors = prepared.priors.take().map(Arc::new);
+    let mut priors = prepared.priors.take();
     let batch = Batch {
         phases: &prepared.phases,
-        priors: priors.clone(),
+        priors: priors.as_mut(),
     };
     let run = run_groups(
         client.clone(),

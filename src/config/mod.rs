@@ -213,8 +213,9 @@ impl Config {
             self.shard_index,
             self.job_completion_index,
         )?;
+        // The raw values are taken, not kept beside what they became.
         self.group_ids = p::group_ids(
-            self.group_ids_inline.as_deref(),
+            self.group_ids_inline.take().as_deref(),
             self.group_ids_file.as_deref(),
             self.operation,
             self.shard,
@@ -223,13 +224,11 @@ impl Config {
             let path = shard_file(path, self.shard);
             self.journal_path = Some(p::writable_file_path(&JOURNAL_PATH, path)?);
         }
+        let job = std::mem::take(&mut self.metrics_job);
         self.metrics = self
             .metrics_pushgateway_url
-            .clone()
-            .map(|gateway| MetricsSettings {
-                gateway,
-                job: self.metrics_job.clone(),
-            });
+            .take()
+            .map(|gateway| MetricsSettings { gateway, job });
         Ok(())
     }
 }

@@ -66,10 +66,10 @@ fn present(doc: &VariableDoc, raw: &str) -> Result<String, ConfigError> {
 
 /// `text` checked against the variable's kind, as serde reads it.
 fn of_kind(doc: &VariableDoc, text: String) -> Result<String, ConfigError> {
-    let lower = text.to_ascii_lowercase();
+    let lower = || text.to_ascii_lowercase();
     match doc.kind {
         Kind::Text => Ok(text),
-        Kind::Flag => match lower.as_str() {
+        Kind::Flag => match lower().as_str() {
             "true" | "1" => Ok("true".to_owned()),
             "false" | "0" => Ok("false".to_owned()),
             _ => Err(doc.error(format!(
@@ -77,7 +77,7 @@ fn of_kind(doc: &VariableDoc, text: String) -> Result<String, ConfigError> {
                 quote(&text)
             ))),
         },
-        Kind::Choice(choices) if choices.contains(&lower.as_str()) => Ok(lower),
+        Kind::Choice(choices) if choices.contains(&lower().as_str()) => Ok(lower()),
         Kind::Choice(choices) => {
             let (last, rest) = choices.split_last().unwrap_or((&"", &[]));
             let words = format!("{} or {last}", rest.join(", "));

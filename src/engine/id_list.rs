@@ -54,29 +54,24 @@ pub struct IdsError(pub String);
 impl GroupIds {
     /// This shard's entries of `GROUP_IDS` (already checked).
     pub fn inline(ids: Vec<GroupId>, shard: Shard) -> GroupIds {
-        let listed = ids.len() as u64;
-        let entries = ids.into_iter().enumerate().map(|(index, id)| Entry {
-            id,
-            position: Position::GroupIds(index as u64 + 1),
-        });
-        GroupIds::of(entries, listed, shard)
+        GroupIds::of(ids, Position::GroupIds, shard)
     }
 
     /// Ids found on the nodes (verify without ids, a reconcile's prune),
     /// already this shard's.
     pub fn discovered(ids: Vec<GroupId>) -> GroupIds {
-        let listed = ids.len() as u64;
-        let entries = ids.into_iter().enumerate().map(|(index, id)| Entry {
-            id,
-            position: Position::Discovered(index as u64 + 1),
-        });
-        GroupIds::of(entries, listed, Shard::WHOLE)
+        GroupIds::of(ids, Position::Discovered, Shard::WHOLE)
     }
 
-    fn of(entries: impl Iterator<Item = Entry>, listed: u64, shard: Shard) -> GroupIds {
-        let entries = entries.filter(|e| shard.owns(e.id.as_str())).collect();
+    /// `shard`'s entries of `ids`, the n-th at `position(n)` (from 1).
+    fn of(ids: Vec<GroupId>, position: fn(u64) -> Position, shard: Shard) -> GroupIds {
+        let listed = ids.len() as u64;
+        let entries = (1..).zip(ids).map(|(n, id)| Entry {
+            id,
+            position: position(n),
+        });
         GroupIds {
-            entries: Arc::new(entries),
+            entries: Arc::new(entries.filter(|e| shard.owns(e.id.as_str())).collect()),
             listed,
             file_ids: None,
             shard,

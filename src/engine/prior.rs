@@ -17,8 +17,8 @@
 //!   taken by the first transaction of the id).
 //!
 //! What is kept is, per entry of the batch, the nodes that hold its id,
-//! found through the batch's entries sorted by id (4 bytes an entry while
-//! the nodes are listed), so the lists cost far less than the ids
+//! found through the batch's entries sorted by id (some 12 bytes an entry
+//! while the nodes are listed), so the lists cost far less than the ids
 //! themselves.
 //!
 //! The lists are taken once, at the start: the single-writer assumption
@@ -28,8 +28,6 @@
 //! from. A listed record is taken as the record a get would answer: a node
 //! whose list gives shorter records than its get should list ids alone (a
 //! delete then reads it), or be run with `PRIOR_STATE=read`.
-
-use std::sync::Mutex;
 
 use serde_json::Value;
 
@@ -103,7 +101,7 @@ pub struct ListedPriors {
     /// Per entry of the batch, in order: the listing nodes that hold its
     /// id; `None` once taken, and for an id listed again (every node of
     /// such an entry is read: its earlier entry may have changed them).
-    held: Mutex<Vec<Option<Holders>>>,
+    held: Vec<Option<Holders>>,
 }
 
 /// Why the lists cannot give the batch's prior states.
@@ -119,13 +117,8 @@ impl ListedPriors {
     /// Takes the priors of the batch's entry `index` (counted over the
     /// batch's id lists in order): what the lists say, or `None` when every
     /// node must be read.
-    pub fn take(&self, index: usize) -> Option<GroupPriors> {
-        let held = self
-            .held
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get_mut(index)?
-            .take()?;
+    pub fn take(&mut self, index: usize) -> Option<GroupPriors> {
+        let held = self.held.get_mut(index)?.take()?;
         let mut priors: GroupPriors = self
             .sources
             .iter()
@@ -186,10 +179,7 @@ pub async fn list_priors(
             }
         }
     }
-    Ok(Some(ListedPriors {
-        sources,
-        held: Mutex::new(held),
-    }))
+    Ok(Some(ListedPriors { sources, held }))
 }
 
 /// The batch's ids and their entries' indices sorted by id (then index), to

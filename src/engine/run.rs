@@ -80,7 +80,7 @@ pub struct Phase {
 #[derive(Debug)]
 pub struct Batch<'a> {
     pub phases: &'a [Phase],
-    pub priors: Option<Arc<ListedPriors>>,
+    pub priors: Option<&'a mut ListedPriors>,
 }
 
 /// What a run did to its groups: everything the run report says of them.
@@ -120,10 +120,9 @@ pub async fn run_groups(
     control: Arc<Control>,
     journal: Option<Arc<Journal>>,
 ) -> RunResult {
-    let Batch { phases, priors } = batch;
+    let Batch { phases, mut priors } = batch;
     let shared = Shared {
         journal: journal.clone(),
-        priors,
         protocol: settings.protocol,
     };
     let started = Instant::now();
@@ -182,7 +181,7 @@ pub async fn run_groups(
             let listed = match phase.task {
                 Task::Apply(_) => {
                     applied += 1;
-                    shared.priors.as_ref().and_then(|p| p.take(applied - 1))
+                    priors.as_mut().and_then(|p| p.take(applied - 1))
                 }
                 Task::Verify | Task::Plan(_) => None,
             };
@@ -234,7 +233,6 @@ pub async fn run_groups(
 #[derive(Clone)]
 struct Shared {
     journal: Option<Arc<Journal>>,
-    priors: Option<Arc<ListedPriors>>,
     protocol: NodeProtocol,
 }
 

@@ -15,6 +15,7 @@
 //! no call can name a node it does not know. Redirects are followed only to
 //! the same scheme, host and port.
 
+use std::borrow::Cow;
 use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -40,7 +41,7 @@ use super::errors::{
 };
 use super::gate::NodeGate;
 use super::listing::{classify_list, ListAnswer, LIST_MAX_BYTES};
-use super::retry::{Attempts, Retry, RetrySettings};
+use super::retry::{parse_retry_after, Attempts, Retry, RetrySettings};
 use super::stats::{NodeStats, NodeStatsSnapshot};
 use crate::domain::{Change, GroupId, NodeAddress, Secret};
 
@@ -249,19 +250,21 @@ impl NodeClient {
                 .await;
             drop(slot);
             attempts.add(&result);
-            if let Ok(response) = &result {
-                if response.status() == StatusCode::TOO_MANY_REQUESTS {
-                    let now = SystemTime::now();
-                    if let Some(delay) = super::parse_retry_after(response.headers(), now) {
-                        node.gate.pause_for(delay);
-                    }
-                }
+            let retry_after = result
+                .as_ref()
+                .ok()
+                .and_then(|response| parse_retry_after(response.headers(), SystemTime::now()));
+            let throttled = matches!(&result, Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS);
+            if let (true, Some(delay)) = (throttled, retry_after) {
+                node.gate.pause_for(delay);
             }
-            let wait = match stop.is_cancelled() {
-                true => None,
-                false => self.retry.wait(started, attempts.count - 1, &result),
+            let wait = if stop.is_cancelled() {
+                None
+            } else {
+                let retries = attempts.count - 1;
+                self.retry.wait(started, retries, &result, retry_after)
             };
-            let Some((wait, retry_after)) = wait else {
+            let Some(wait) = wait else {
                 let body = extensions.remove::<AnswerBody>().unwrap_or_default();
                 break Sent {
                     result,
@@ -318,12 +321,20 @@ impl NodeClient {
         record: Option<&Value>,
         stop: &CancellationToken,
     ) -> (WriteAnswer, Attempts) {
-        let (method, body, expected) = match change {
-            Change::Create => {
-                let record = record.cloned().unwrap_or_else(|| plain_record(group));
-                (Method::POST, record, StatusCode::CREATED)
+        let (method, body, expected) = match (change, record) {
+            (Change::Create, Some(record)) => {
+                (Method::POST, Cow::Borrowed(record), StatusCode::CREATED)
             }
-            Change::Delete => (Method::DELETE, plain_record(group), StatusCode::OK),
+            (Change::Create, None) => (
+                Method::POST,
+                Cow::Owned(plain_record(group)),
+                StatusCode::CREATED,
+            ),
+            (Change::Delete, _) => (
+                Method::DELETE,
+                Cow::Owned(plain_record(group)),
+                StatusCode::OK,
+            ),
         };
         let url = &node.collection;
         let build = || self.http.request(method, url.clone()).json(&body);

@@ -128,15 +128,16 @@ impl Retry {
     }
 
     /// The wait before the next attempt of a request that started at
-    /// `started` and has been retried `retries` times, after `result`:
-    /// `None` when it is not retried. The wait is the longer of the backoff
-    /// and the node's `Retry-After` (returned too, for the log).
+    /// `started` and has been retried `retries` times, after `result`, whose
+    /// `Retry-After` said `retry_after`: `None` when it is not retried. The
+    /// wait is the longer of the backoff and `retry_after`.
     pub(super) fn wait(
         &self,
         started: SystemTime,
         retries: u32,
         result: &reqwest_middleware::Result<Response>,
-    ) -> Option<(Duration, Option<Duration>)> {
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
         if NodeRetryStrategy.handle(result) != Some(Retryable::Transient) {
             return None;
         }
@@ -144,14 +145,10 @@ impl Retry {
         else {
             return None;
         };
-        let now = SystemTime::now();
-        let backoff = execute_after.duration_since(now).unwrap_or(Duration::ZERO);
-        let retry_after = result
-            .as_ref()
-            .ok()
-            .and_then(|response| parse_retry_after(response.headers(), now));
-        let wait = retry_after.map_or(backoff, |after| after.max(backoff));
-        Some((wait, retry_after))
+        let backoff = execute_after
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        Some(retry_after.map_or(backoff, |after| after.max(backoff)))
     }
 }
 

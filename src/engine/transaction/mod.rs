@@ -255,11 +255,8 @@ impl<'a> Transaction<'a> {
             let reason = Some(self.control.stop_detail());
             return (TransactionOutcome::NotStarted, reason, work);
         };
-        let unread = self.nodes().iter().zip(&work);
-        if let Some((node, w)) = unread
-            .into_iter()
-            .find(|(_, w)| w.prior == NodeState::Unknown)
-        {
+        let mut nodes = self.nodes().iter().zip(&work);
+        if let Some((node, w)) = nodes.find(|(_, w)| w.prior == NodeState::Unknown) {
             let reason = format!(
                 "prior state of {} could not be read ({}); no node was changed",
                 node.name(),
