@@ -5,7 +5,7 @@
 use std::io::IsTerminal as _;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::domain::{
@@ -292,24 +292,17 @@ async fn recover(
 /// A journal intent that names an id or node this build cannot parse:
 /// reported inconsistent, with every node in doubt, and left in the journal.
 fn unresolvable(intent: &Intent, problem: String) -> GroupReport {
-    GroupReport {
-        group_id: GroupId::unchecked(&intent.group_id),
-        operation: Task::Apply(intent.operation),
-        outcome: Outcome::Inconsistent,
-        reason: Some(format!("journal intent cannot be resolved: {problem}")),
-        duration_ms: 0,
-        nodes: intent
-            .nodes
-            .iter()
-            .map(|n| NodeDetail {
-                node: n.node.clone(),
-                prior: n.prior,
-                final_state: NodeState::Unknown,
-                written: true,
-                compensated: false,
-                detail: None,
-            })
-            .collect(),
-        would_write: Vec::new(),
-    }
+    let nodes = intent.nodes.iter().map(|n| NodeDetail {
+        node: n.node.clone(),
+        prior: n.prior,
+        final_state: NodeState::Unknown,
+        written: true,
+        compensated: false,
+        detail: None,
+    });
+    let group = GroupId::unchecked(&intent.group_id);
+    let reason = format!("journal intent cannot be resolved: {problem}");
+    let ended = (Outcome::Inconsistent, Some(reason));
+    let task = Task::Apply(intent.operation);
+    GroupReport::new(&group, task, ended, Instant::now(), nodes.collect())
 }

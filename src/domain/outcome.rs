@@ -1,6 +1,8 @@
 //! How things ended: a node's state for a group, a group's outcome and
 //! report, the run's totals, why it stopped and its exit code.
 
+use std::time::Instant;
+
 use serde::{Deserialize, Serialize};
 
 use super::group::{GroupId, Task};
@@ -119,6 +121,26 @@ pub struct GroupReport {
 }
 
 impl GroupReport {
+    /// The report of `task` on `group`, begun at `started`, with nothing
+    /// that would be written.
+    pub fn new(
+        group: &GroupId,
+        task: Task,
+        (outcome, reason): (Outcome, Option<String>),
+        started: Instant,
+        nodes: Vec<NodeDetail>,
+    ) -> GroupReport {
+        GroupReport {
+            group_id: group.clone(),
+            operation: task,
+            outcome,
+            reason,
+            duration_ms: started.elapsed().as_millis() as u64,
+            nodes,
+            would_write: Vec::new(),
+        }
+    }
+
     /// Nodes whose final state is not their prior state (or is unknown):
     /// what an inconsistent outcome must name.
     pub fn diverged_nodes(&self) -> impl Iterator<Item = &NodeDetail> {

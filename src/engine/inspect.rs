@@ -78,19 +78,10 @@ fn not_started(
     control: &Control,
     started: Instant,
 ) -> GroupReport {
-    GroupReport {
-        group_id: group.clone(),
-        operation: task,
-        outcome: Outcome::NotStarted,
-        reason: Some(control.stop_detail()),
-        duration_ms: started.elapsed().as_millis() as u64,
-        nodes: client
-            .nodes()
-            .iter()
-            .map(|node| node_detail(node.name(), NodeState::Unknown, None))
-            .collect(),
-        would_write: Vec::new(),
-    }
+    let nodes = client.nodes().iter();
+    let nodes = nodes.map(|node| node_detail(node.name(), NodeState::Unknown, None));
+    let ended = (Outcome::NotStarted, Some(control.stop_detail()));
+    GroupReport::new(group, task, ended, started, nodes.collect())
 }
 
 /// Verify: reads `group` on every node and names what it finds. On some
@@ -108,7 +99,7 @@ pub async fn verify(client: &NodeClient, group: &GroupId, control: &Control) -> 
         .iter()
         .filter(|(_, answer)| answer.state() == NodeState::Present)
         .count();
-    let (outcome, reason) = if let Some(why) = found.unreadable() {
+    let ended = if let Some(why) = found.unreadable() {
         tracing::warn!(target: LOG_TARGET, group_id, reason = %why, "group state unknown: a node could not be read");
         (Outcome::Unknown, Some(why))
     } else if present == found.nodes.len() {
@@ -129,15 +120,7 @@ pub async fn verify(client: &NodeClient, group: &GroupId, control: &Control) -> 
         );
         (Outcome::Inconsistent, Some(reason))
     };
-    GroupReport {
-        group_id: group.clone(),
-        operation: Task::Verify,
-        outcome,
-        reason,
-        duration_ms: started.elapsed().as_millis() as u64,
-        nodes: found.details(),
-        would_write: Vec::new(),
-    }
+    GroupReport::new(group, Task::Verify, ended, started, found.details())
 }
 
 /// Dry run: reads `group` on every node and says what a transaction making
@@ -180,12 +163,7 @@ pub async fn plan(
         (Outcome::WouldChange, Some(reason), would_write)
     };
     GroupReport {
-        group_id: group.clone(),
-        operation: task,
-        outcome,
-        reason,
-        duration_ms: started.elapsed().as_millis() as u64,
-        nodes: found.details(),
         would_write,
+        ..GroupReport::new(group, task, (outcome, reason), started, found.details())
     }
 }

@@ -127,7 +127,6 @@ pub async fn run_groups(
     };
     let started = Instant::now();
     let started_at = rfc3339(SystemTime::now());
-    let concurrency = settings.concurrency.max(1);
     let listed: u64 = phases.iter().map(|phase| phase.ids.len()).sum();
     let progress = Progress::start(listed, settings.progress, settings.shard);
     let pushing = match (&settings.metrics, settings.progress_interval) {
@@ -151,30 +150,20 @@ pub async fn run_groups(
             None => FailedGroups::in_memory(),
         },
         progress: &progress,
+        concurrency: settings.concurrency.max(1),
+        max_failed: settings.max_failed_groups,
     };
     let mut started_groups = 0u64;
     let mut applied = 0usize;
-    let mut failure_limit = false;
+    let mut stopped_by = None;
     let mut first_not_attempted: Option<&Entry> = None;
 
     'phases: for phase in phases {
         for entry in phase.ids.entries() {
-            run.reap();
-            if !run.wait_for_room(&entry.id, concurrency, &control).await {
+            if let Err(reason) = run.admit(&entry.id, &client, &control).await {
+                stopped_by = reason;
                 first_not_attempted = Some(entry);
                 break 'phases;
-            }
-            match run.admission(&client, &control, settings.max_failed_groups) {
-                Admission::Open => {}
-                Admission::RunStopped => {
-                    first_not_attempted = Some(entry);
-                    break 'phases;
-                }
-                Admission::FailureLimit => {
-                    failure_limit = true;
-                    first_not_attempted = Some(entry);
-                    break 'phases;
-                }
             }
             started_groups += 1;
             // The lists' priors are kept per entry of the phases that apply.
@@ -219,9 +208,7 @@ pub async fn run_groups(
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
         totals,
-        stop_reason: failure_limit
-            .then_some(StopReason::FailureLimit)
-            .or(control.reason()),
+        stop_reason: stopped_by.or(control.reason()),
         groups,
         groups_omitted,
         groups_spool,
@@ -256,15 +243,6 @@ async fn one_group(
     }
 }
 
-/// Whether the next group may start.
-enum Admission {
-    Open,
-    /// The run was stopped; its [`Control`] holds the reason.
-    RunStopped,
-    /// `MAX_FAILED_GROUPS` groups have failed.
-    FailureLimit,
-}
-
 /// The groups in flight and what the finished ones came to.
 struct Dispatch<'a> {
     running: JoinSet<GroupReport>,
@@ -273,64 +251,54 @@ struct Dispatch<'a> {
     totals: OutcomeCounts,
     failed: FailedGroups,
     progress: &'a Progress,
+    concurrency: usize,
+    /// Failed groups after which no new group starts.
+    max_failed: Option<NonZeroU64>,
 }
 
 impl Dispatch<'_> {
-    /// Collects the groups that have finished, without waiting.
-    fn reap(&mut self) {
+    /// Waits until the next group, `id`, may start: fewer than
+    /// `CONCURRENCY` groups in flight and none of them `id`. It may not
+    /// after the run's stop, a rejected certificate (which stops the run) or
+    /// `MAX_FAILED_GROUPS` (which stops only the starting of groups: those
+    /// in flight finish); the error is then the reason the run's [`Control`]
+    /// does not already hold.
+    async fn admit(
+        &mut self,
+        id: &GroupId,
+        client: &NodeClient,
+        control: &Control,
+    ) -> Result<(), Option<StopReason>> {
         while let Some(done) = self.running.try_join_next_with_id() {
             self.collect(done);
         }
-    }
-
-    /// Waits until fewer than `concurrency` groups are in flight and `id`
-    /// is not one of them; `false` when the run stopped meanwhile.
-    async fn wait_for_room(&mut self, id: &GroupId, concurrency: usize, control: &Control) -> bool {
-        loop {
-            if control.stop.is_cancelled() {
-                return false;
-            }
-            if self.running.len() < concurrency && !self.in_flight_ids.contains(id) {
-                return true;
-            }
+        while self.running.len() >= self.concurrency || self.in_flight_ids.contains(id) {
             tokio::select! {
                 biased;
-                _ = control.stop.cancelled() => return false,
+                _ = control.stop.cancelled() => return Err(None),
                 done = self.running.join_next_with_id() => match done {
                     Some(done) => self.collect(done),
-                    None => return true,
+                    None => break,
                 },
             }
         }
-    }
-
-    /// Whether the next group may start: not after the run's stop, a
-    /// rejected certificate (which stops the run), or `MAX_FAILED_GROUPS`
-    /// (which stops only the starting of groups: those in flight finish).
-    fn admission(
-        &self,
-        client: &NodeClient,
-        control: &Control,
-        max_failed: Option<NonZeroU64>,
-    ) -> Admission {
         if control.stop.is_cancelled() {
-            return Admission::RunStopped;
+            return Err(None);
         }
         if let Some(failure) = client.tls_failure() {
             tracing::error!(target: LOG_TARGET, reason = failure, "a node's TLS certificate was rejected; no new group starts");
             control.stop(StopReason::Certificate);
-            return Admission::RunStopped;
+            return Err(None);
         }
-        let Some(max) = max_failed else {
-            return Admission::Open;
-        };
         let failed = self.totals.failed();
-        if failed < max.get() {
-            return Admission::Open;
+        match self.max_failed {
+            Some(max) if failed >= max.get() => {
+                tracing::warn!(target: LOG_TARGET, failed_groups = failed, max_failed_groups = max.get(),
+                    "MAX_FAILED_GROUPS reached; no new group starts, groups in flight finish");
+                Err(Some(StopReason::FailureLimit))
+            }
+            _ => Ok(()),
         }
-        tracing::warn!(target: LOG_TARGET, failed_groups = failed, max_failed_groups = max.get(),
-            "MAX_FAILED_GROUPS reached; no new group starts, groups in flight finish");
-        Admission::FailureLimit
     }
 
     fn collect(&mut self, done: Result<(tokio::task::Id, GroupReport), tokio::task::JoinError>) {

@@ -189,7 +189,7 @@ impl<'a> Transaction<'a> {
         let ended = match protocol {
             NodeProtocol::Standard => self.execute(Standard, priors).instrument(span).await,
             NodeProtocol::TwoPhase => {
-                let two_phase = TwoPhase::new(self.nodes().len());
+                let two_phase = TwoPhase::of(two_phase::new_session());
                 self.execute(two_phase, priors).instrument(span).await
             }
         };
@@ -213,7 +213,7 @@ impl<'a> Transaction<'a> {
         let ended = match session {
             None => self.resolve(nodes, Standard).instrument(span).await,
             Some(session) => {
-                let two_phase = TwoPhase::resume(session);
+                let two_phase = TwoPhase::of(session.to_owned());
                 self.resolve(nodes, two_phase).instrument(span).await
             }
         };
@@ -339,27 +339,17 @@ impl<'a> Transaction<'a> {
     }
 
     async fn report(&self, started: Instant, (outcome, reason, work): Ended) -> GroupReport {
-        let report = GroupReport {
-            group_id: self.group.clone(),
-            operation: Task::Apply(self.change),
-            outcome: outcome.into(),
-            reason,
-            duration_ms: started.elapsed().as_millis() as u64,
-            nodes: self
-                .nodes()
-                .iter()
-                .zip(work)
-                .map(|(node, w)| NodeDetail {
-                    node: node.name().to_string(),
-                    prior: w.prior,
-                    final_state: w.state,
-                    written: w.written,
-                    compensated: w.compensated,
-                    detail: w.detail,
-                })
-                .collect(),
-            would_write: Vec::new(),
-        };
+        let nodes = self.nodes().iter().zip(work).map(|(node, w)| NodeDetail {
+            node: node.name().to_string(),
+            prior: w.prior,
+            final_state: w.state,
+            written: w.written,
+            compensated: w.compensated,
+            detail: w.detail,
+        });
+        let task = Task::Apply(self.change);
+        let ended = (outcome.into(), reason);
+        let report = GroupReport::new(self.group, task, ended, started, nodes.collect());
         log_outcome(&report, outcome);
         if let Some(journal) = self.journal {
             // An inconsistent group keeps its intent, so the next run with

@@ -30,14 +30,7 @@ pub(super) struct NodeWork {
 impl NodeWork {
     /// A node whose prior state was never read (the run stopped first).
     pub fn unread() -> Self {
-        Self {
-            prior: NodeState::Unknown,
-            record: None,
-            state: NodeState::Unknown,
-            written: false,
-            compensated: false,
-            detail: None,
-        }
+        Self::listed(NodeState::Unknown, None)
     }
 
     /// A node whose prior state is known (a node list gave it), with no

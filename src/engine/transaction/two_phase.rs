@@ -91,18 +91,11 @@ pub(super) struct TwoPhase {
 }
 
 impl TwoPhase {
-    /// A new session over `nodes` nodes.
-    pub(super) fn new(nodes: usize) -> Self {
+    /// `session`, new (see [`new_session`]) or the one a killed run
+    /// recorded in the journal.
+    pub(super) fn of(session: String) -> Self {
         Self {
-            session: new_session(),
-            holds: vec![Hold::NotCalled; nodes],
-        }
-    }
-
-    /// The session a killed run recorded in the journal.
-    pub(super) fn resume(session: &str) -> Self {
-        Self {
-            session: session.to_owned(),
+            session,
             holds: Vec::new(),
         }
     }
@@ -118,6 +111,7 @@ impl Protocol for TwoPhase {
     async fn apply(&mut self, tx: &Transaction<'_>, work: &mut [NodeWork]) -> Option<String> {
         let goal = tx.change.goal();
         let (abort, kill) = (&tx.control.abort, &tx.control.kill);
+        self.holds = vec![Hold::NotCalled; work.len()];
         let session = &self.session;
         let cut_off = || Hold::Unknown(CUT_OFF.to_string());
         let prepares = tx.steps(
