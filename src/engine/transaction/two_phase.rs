@@ -262,31 +262,44 @@ impl Transaction<'_> {
         let hold = match answer {
             StepAnswer::Accepted if !attempts.earlier_maybe_applied => Hold::Intention,
             // A resend of a recorded first call is the commit.
-            StepAnswer::Accepted => {
-                self.read_hold(node, "prepared after a lost answer", cancel)
-                    .await
+            answer => {
+                let what = "prepared after a lost answer";
+                let hold = self.answered(node, answer, &attempts, what, cancel).await;
+                hold.unwrap_or_else(Hold::Refused)
             }
-            StepAnswer::Conflict { detail } => self.refused(node, &attempts, detail, cancel).await,
-            StepAnswer::Absent => {
-                self.refused(node, &attempts, "the group is absent".into(), cancel)
-                    .await
-            }
-            StepAnswer::Failed { detail, .. } if attempts.maybe_applied => Hold::Unknown(detail),
-            StepAnswer::Failed { detail, .. } => Hold::Refused(detail),
         };
         tracing::debug!(target: LOG_TARGET, node = node.name(), attempts = attempts.count, hold = ?hold, "two-phase: prepared");
         hold
     }
 
-    /// After an accepted call that may have been the first or the second of
-    /// the session: the read says which (`what` names the call for a failed
-    /// read).
-    async fn read_hold(&self, node: &Node, what: &str, cancel: &CancellationToken) -> Hold {
-        match self.read_state(node, cancel).await {
-            Some(state) if state == self.change.goal() => Hold::Committed,
-            Some(_) => Hold::Intention,
-            None => Hold::Unknown(format!("{what}, and the read failed")),
-        }
+    /// What the node holds after a prepare or commit answered `answer`: an
+    /// accepted call may have been the first or the second of the session,
+    /// and the read says which (`what` names the call for a failed read); a
+    /// refused one is read too. `Err` is a failure that did not apply.
+    async fn answered(
+        &self,
+        node: &Node,
+        answer: StepAnswer,
+        attempts: &Attempts,
+        what: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Hold, String> {
+        let refused = match answer {
+            StepAnswer::Accepted => {
+                return Ok(match self.read_state(node, cancel).await {
+                    Some(state) if state == self.change.goal() => Hold::Committed,
+                    Some(_) => Hold::Intention,
+                    None => Hold::Unknown(format!("{what}, and the read failed")),
+                })
+            }
+            StepAnswer::Conflict { detail } => detail,
+            StepAnswer::Absent => "the group is absent".into(),
+            StepAnswer::Failed { detail, .. } if attempts.maybe_applied => {
+                return Ok(Hold::Unknown(detail))
+            }
+            StepAnswer::Failed { detail, .. } => return Err(detail),
+        };
+        Ok(self.refused(node, attempts, refused, cancel).await)
     }
 
     /// A prepare or commit refused (`409`, or `404` to a delete): the read
@@ -317,35 +330,22 @@ impl Transaction<'_> {
     /// back. A node that lost the intention (a restart) records a new one,
     /// which one more call commits.
     async fn commit(&self, node: &Node, session: &str, cancel: &CancellationToken) -> Hold {
-        let mut hold = Hold::Intention;
         for _ in 0..2 {
             let (answer, attempts) = self.session_call(node, self.change, session, cancel).await;
-            hold = match answer {
-                StepAnswer::Accepted => self.read_hold(node, "committed", cancel).await,
-                StepAnswer::Conflict { detail } => {
-                    self.refused(node, &attempts, detail, cancel).await
-                }
-                StepAnswer::Absent => {
-                    self.refused(node, &attempts, "the group is absent".into(), cancel)
-                        .await
-                }
-                StepAnswer::Failed { detail, .. } if attempts.maybe_applied => {
-                    Hold::Unknown(detail)
-                }
+            match self
+                .answered(node, answer, &attempts, "committed", cancel)
+                .await
+            {
+                Ok(Hold::Intention) => {}
+                Ok(hold) => return hold,
                 // Not applied: the intention is still held.
-                StepAnswer::Failed { detail, .. } => {
+                Err(detail) => {
                     tracing::warn!(target: LOG_TARGET, node = node.name(), reason = %detail, "two-phase: commit refused unapplied");
                     return Hold::Unknown(format!("commit failed: {detail}"));
                 }
-            };
-            if hold != Hold::Intention {
-                break;
             }
         }
-        if hold == Hold::Intention {
-            return Hold::Unknown("the commit recorded an intention again".into());
-        }
-        hold
+        Hold::Unknown("the commit recorded an intention again".into())
     }
 
     /// Step 4 on one node: back to its prior state, from what it holds.
