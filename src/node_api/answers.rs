@@ -5,11 +5,10 @@
 //! the node back (docs/NODE_API.md lists every case).
 
 use http::{HeaderMap, StatusCode};
-use reqwest::Response;
 use serde_json::Value;
 use url::Url;
 
-use super::errors::{describe_error, describe_status};
+use super::errors::describe_status;
 use crate::domain::{GroupId, NodeState};
 
 /// The answer to a create or delete, after retries.
@@ -21,6 +20,12 @@ pub enum WriteAnswer {
     /// create, a `404` on delete, retries exhausted, a refusal after an
     /// earlier attempt that may have landed). Resolved by reading back.
     Unresolved { status: Option<u16>, detail: String },
+}
+
+impl WriteAnswer {
+    pub(super) fn unresolved(status: Option<u16>, detail: String) -> Self {
+        WriteAnswer::Unresolved { status, detail }
+    }
 }
 
 /// The answer to one call of the two-phase protocol (docs/TWO_PHASE.md),
@@ -39,6 +44,12 @@ pub enum StepAnswer {
     Failed { status: Option<u16>, detail: String },
 }
 
+impl StepAnswer {
+    pub(super) fn failed(status: Option<u16>, detail: String) -> Self {
+        StepAnswer::Failed { status, detail }
+    }
+}
+
 impl std::fmt::Display for StepAnswer {
     /// The answer in words, for logs and reports.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -51,37 +62,27 @@ impl std::fmt::Display for StepAnswer {
     }
 }
 
-pub(super) fn step_answer(
-    result: reqwest_middleware::Result<Response>,
+/// The answer class of a two-phase call that got a response.
+pub(super) fn classify_step(
+    status: StatusCode,
+    headers: &HeaderMap,
     body: &[u8],
     url: &Url,
 ) -> StepAnswer {
-    let response = match result {
-        Ok(response) => response,
-        Err(error) => {
-            return StepAnswer::Failed {
-                status: None,
-                detail: describe_error(&error),
-            }
-        }
-    };
-    match response.status() {
+    match status {
         StatusCode::OK => StepAnswer::Accepted,
         StatusCode::NOT_FOUND => StepAnswer::Absent,
         StatusCode::CONFLICT => StepAnswer::Conflict {
             detail: detail_of(body),
         },
         // A standard node creates at once and ignores the session.
-        StatusCode::CREATED => StepAnswer::Failed {
-            status: Some(201),
-            detail: "answered 201 Created: the node seems to speak the standard protocol \
-                     (NODE_PROTOCOL=standard), and may now hold the group"
+        StatusCode::CREATED => StepAnswer::failed(
+            Some(201),
+            "answered 201 Created: the node seems to speak the standard protocol \
+             (NODE_PROTOCOL=standard), and may now hold the group"
                 .to_string(),
-        },
-        status => StepAnswer::Failed {
-            status: Some(status.as_u16()),
-            detail: describe_status(status, response.headers(), url),
-        },
+        ),
+        _ => StepAnswer::failed(Some(status.as_u16()), describe_status(status, headers, url)),
     }
 }
 
@@ -109,6 +110,10 @@ pub enum ReadAnswer {
 }
 
 impl ReadAnswer {
+    pub(super) fn failed(status: Option<u16>, detail: String) -> Self {
+        ReadAnswer::Failed { status, detail }
+    }
+
     /// The state the read found.
     pub fn state(&self) -> NodeState {
         match self {
@@ -127,20 +132,6 @@ impl ReadAnswer {
     }
 }
 
-pub(super) fn write_answer(
-    result: reqwest_middleware::Result<Response>,
-    expected: StatusCode,
-    url: &Url,
-) -> WriteAnswer {
-    match result {
-        Ok(response) => classify_write(response.status(), response.headers(), expected, url),
-        Err(error) => WriteAnswer::Unresolved {
-            status: None,
-            detail: describe_error(&error),
-        },
-    }
-}
-
 /// The answer class of a write that got a response: only `expected` settles
 /// it; anything else leaves it to a read-back.
 pub fn classify_write(
@@ -152,29 +143,8 @@ pub fn classify_write(
     if status == expected {
         WriteAnswer::Applied
     } else {
-        WriteAnswer::Unresolved {
-            status: Some(status.as_u16()),
-            detail: describe_status(status, headers, url),
-        }
+        WriteAnswer::unresolved(Some(status.as_u16()), describe_status(status, headers, url))
     }
-}
-
-pub(super) fn read_answer(
-    result: reqwest_middleware::Result<Response>,
-    body: &[u8],
-    group: &GroupId,
-    url: &Url,
-) -> ReadAnswer {
-    let response = match result {
-        Ok(response) => response,
-        Err(error) => {
-            return ReadAnswer::Failed {
-                status: None,
-                detail: describe_error(&error),
-            }
-        }
-    };
-    classify_read(response.status(), response.headers(), body, group, url)
 }
 
 /// The answer class of a read that got a response. Liberal in what it
@@ -188,24 +158,24 @@ pub fn classify_read(
     url: &Url,
 ) -> ReadAnswer {
     match status {
-        StatusCode::OK => match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(record)) => match record.get("groupId") {
-                Some(Value::String(id)) if id == group.as_str() => {
-                    ReadAnswer::Present(Value::Object(record))
-                }
-                Some(_) => ReadAnswer::Failed {
-                    status: Some(200),
-                    detail: "node returned a record for a different group id".to_string(),
-                },
+        StatusCode::OK => {
+            // Anything but a JSON object with a `groupId` stands for the
+            // plain record.
+            let record = serde_json::from_slice::<Value>(body).unwrap_or_default();
+            match record.get("groupId") {
                 None => ReadAnswer::Present(plain_record(group)),
-            },
-            _ => ReadAnswer::Present(plain_record(group)),
-        },
+                Some(id) if id == group.as_str() => ReadAnswer::Present(record),
+                Some(_) => ReadAnswer::failed(
+                    Some(200),
+                    "node returned a record for a different group id".to_string(),
+                ),
+            }
+        }
         StatusCode::NOT_FOUND | StatusCode::GONE => ReadAnswer::Absent,
-        _ => ReadAnswer::Failed {
-            status: Some(status.as_u16()),
-            detail: format!("{} to a read", describe_status(status, headers, url)),
-        },
+        _ => {
+            let detail = format!("{} to a read", describe_status(status, headers, url));
+            ReadAnswer::failed(Some(status.as_u16()), detail)
+        }
     }
 }
 

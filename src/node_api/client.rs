@@ -8,8 +8,10 @@
 //! 3. the retry decision (`Retry`: the retry crate's classification and
 //!    backoff, and the node's `Retry-After`), unless the caller's stop
 //!    token has fired;
-//! 4. what the caller gets: the last attempt's answer and body, and what the
-//!    attempts were (`Attempts`), which [`super::answers`] classifies.
+//! 4. what the caller gets: the last attempt's answer and body, or the
+//!    transport error that ended the request in words (the first TLS failure
+//!    also kept for the run), and what the attempts were (`Attempts`); each
+//!    call classifies the answer with [`super::answers`].
 //!
 //! Nodes are named by [`Node`] handles that only the client hands out, so
 //! no call can name a node it does not know. Redirects are followed only to
@@ -22,10 +24,10 @@ use std::time::{Duration, SystemTime};
 
 use http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode};
 use node_contract::{
-    group_segment, session_item_path, SessionCreateBody, SessionDeleteBody, GROUP_COLLECTION_PATH,
-    GROUP_LIST_PATH, SESSION_CREATE_PATH,
+    group_segment, SessionCreateBody, SessionDeleteBody, GROUP_COLLECTION_PATH, GROUP_LIST_PATH,
+    SESSION_CREATE_PATH,
 };
-use reqwest::Response;
+use reqwest::{Request, Response};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, RequestBuilder};
 use serde::Serialize;
 use serde_json::Value;
@@ -33,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::answers::{
-    plain_record, read_answer, step_answer, write_answer, ReadAnswer, StepAnswer, WriteAnswer,
+    classify_read, classify_step, classify_write, plain_record, ReadAnswer, StepAnswer, WriteAnswer,
 };
 use super::attempt::{AnswerBody, AttemptOf, ReadAndCount, MAX_BODY_BYTES};
 use super::errors::{
@@ -70,10 +72,17 @@ pub enum ClientError {
     Build(String),
 }
 
-/// One node of the cluster, as the client knows it.
+/// One node of the cluster, as the client knows it, with the URLs of its
+/// calls joined once.
 pub struct Node {
     address: NodeAddress,
+    /// `v1/group/`: the standard protocol's writes, and the parent of every
+    /// group's URL.
     collection: Url,
+    /// `v1/groups`.
+    list: Url,
+    /// `v1/group`: the two-phase protocol's create.
+    session: Url,
     gate: NodeGate,
     stats: Arc<NodeStats>,
 }
@@ -93,22 +102,12 @@ enum SessionBody {
     Delete(SessionDeleteBody),
 }
 
-/// What [`NodeClient::send`] got: the last attempt's answer, with its body
-/// (empty for a transport error), and what the attempts were.
+/// What [`NodeClient::send`] got: the last attempt's answer with its body,
+/// or the transport error that ended the request in words, and what the
+/// attempts were.
 struct Sent {
-    result: reqwest_middleware::Result<Response>,
-    body: AnswerBody,
+    result: Result<(Response, AnswerBody), String>,
     attempts: Attempts,
-}
-
-impl Sent {
-    fn failed(error: reqwest_middleware::Error, attempts: Attempts) -> Sent {
-        Sent {
-            result: Err(error),
-            body: AnswerBody::default(),
-            attempts,
-        }
-    }
 }
 
 /// The error of a request whose run stopped while it waited for its node.
@@ -172,13 +171,15 @@ impl NodeClient {
         let nodes = nodes
             .iter()
             .map(|address| {
-                let collection = address
-                    .base
-                    .join(GROUP_COLLECTION_PATH)
-                    .map_err(|e| ClientError::Build(format!("{}: {e}", address.name)))?;
+                let join = |path| {
+                    let url = address.base.join(path);
+                    url.map_err(|e| ClientError::Build(format!("{}: {e}", address.name)))
+                };
                 Ok(Node {
                     address: address.clone(),
-                    collection,
+                    collection: join(GROUP_COLLECTION_PATH)?,
+                    list: join(GROUP_LIST_PATH)?,
+                    session: join(SESSION_CREATE_PATH)?,
                     gate: NodeGate::new(settings.node_concurrency, settings.node_rate_limit),
                     stats: Arc::default(),
                 })
@@ -223,90 +224,74 @@ impl NodeClient {
         body_limit: usize,
     ) -> Sent {
         let mut attempts = Attempts::default();
-        // The first attempt's slot is taken before the request is built: a
-        // request waiting for its node holds nothing but this wait.
-        let Some(mut slot) = node.gate.admit(stop).await else {
-            return Sent::failed(cancelled_before_sending(), attempts);
-        };
-        let request = match build().build() {
-            Ok(request) => request,
-            Err(error) => return Sent::failed(error.into(), attempts),
-        };
-        let started = SystemTime::now();
-        let sent = loop {
-            // Bodies are JSON bytes, so a request always clones.
-            let Some(attempt) = request.try_clone() else {
-                let error = anyhow::anyhow!("request body cannot be replayed for a retry");
-                break Sent::failed(reqwest_middleware::Error::Middleware(error), attempts);
+        let mut body = AnswerBody::default();
+        let result = 'sent: {
+            // The first attempt's slot is taken before the request is built:
+            // a request waiting for its node holds nothing but this wait.
+            let Some(mut slot) = node.gate.admit(stop).await else {
+                break 'sent Err(cancelled_before_sending());
             };
-            let mut extensions = Extensions::new();
-            extensions.insert(AttemptOf {
-                stats: node.stats.clone(),
-                body_limit,
-            });
-            let result = self
-                .http
-                .execute_with_extensions(attempt, &mut extensions)
-                .await;
-            drop(slot);
-            attempts.add(&result);
-            let retry_after = result
-                .as_ref()
-                .ok()
-                .and_then(|response| parse_retry_after(response.headers(), SystemTime::now()));
-            let throttled = matches!(&result, Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS);
-            if let (true, Some(delay)) = (throttled, retry_after) {
-                node.gate.pause_for(delay);
-            }
-            let wait = if stop.is_cancelled() {
-                None
-            } else {
-                let retries = attempts.count - 1;
-                self.retry.wait(started, retries, &result, retry_after)
+            let request = match build().build() {
+                Ok(request) => request,
+                Err(error) => break 'sent Err(error.into()),
             };
-            let Some(wait) = wait else {
-                let body = extensions.remove::<AnswerBody>().unwrap_or_default();
-                break Sent {
-                    result,
-                    body,
-                    attempts,
+            let started = SystemTime::now();
+            loop {
+                // Bodies are JSON bytes, so a request always clones.
+                let Some(attempt) = request.try_clone() else {
+                    let error = anyhow::anyhow!("request body cannot be replayed for a retry");
+                    break Err(reqwest_middleware::Error::Middleware(error));
                 };
-            };
-            log_retry(
-                node,
-                request.method(),
-                &attempts,
-                &result,
-                wait,
-                retry_after,
-            );
-            tokio::select! {
-                _ = stop.cancelled() => {
-                    let body = extensions.remove::<AnswerBody>().unwrap_or_default();
-                    break Sent { result, body, attempts };
+                let mut extensions = Extensions::new();
+                extensions.insert(AttemptOf {
+                    stats: node.stats.clone(),
+                    body_limit,
+                });
+                let result = self
+                    .http
+                    .execute_with_extensions(attempt, &mut extensions)
+                    .await;
+                drop(slot);
+                body = extensions.remove::<AnswerBody>().unwrap_or_default();
+                attempts.add(&result);
+                let answer = result.as_ref().ok();
+                let retry_after =
+                    answer.and_then(|a| parse_retry_after(a.headers(), SystemTime::now()));
+                let throttled = answer.is_some_and(|a| a.status() == StatusCode::TOO_MANY_REQUESTS);
+                if let (true, Some(delay)) = (throttled, retry_after) {
+                    node.gate.pause_for(delay);
                 }
-                _ = tokio::time::sleep(wait) => {}
-            }
-            slot = match node.gate.admit(stop).await {
-                Some(slot) => slot,
-                None => {
+                if stop.is_cancelled() {
+                    break result;
+                }
+                let retries = attempts.count - 1;
+                let Some(wait) = self.retry.wait(started, retries, &result, retry_after) else {
+                    break result;
+                };
+                log_retry(node, &request, &attempts, &result, wait, retry_after);
+                tokio::select! {
+                    _ = stop.cancelled() => break result,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                let Some(next) = node.gate.admit(stop).await else {
                     // The attempt that could not start is counted, unapplied.
                     let result = Err(cancelled_before_sending());
                     attempts.add(&result);
-                    break Sent::failed(cancelled_before_sending(), attempts);
-                }
-            };
+                    break result;
+                };
+                slot = next;
+            }
         };
         node.stats
-            .add_retries(u64::from(sent.attempts.count.saturating_sub(1)));
-        if let Err(error) = &sent.result {
-            if is_tls_error(error) {
-                let _ = self
-                    .tls_failure
-                    .set(format!("{}: {}", node.name(), describe_error(error)));
+            .add_retries(u64::from(attempts.count.saturating_sub(1)));
+        let result = result.map(|response| (response, body)).map_err(|error| {
+            let detail = describe_error(&error);
+            if is_tls_error(&error) {
+                let _ = self.tls_failure.set(format!("{}: {detail}", node.name()));
             }
-        }
-        sent
+            detail
+        });
+        Sent { result, attempts }
     }
 
     /// The standard protocol's write of `change`: `POST /v1/group/` with
@@ -321,25 +306,24 @@ impl NodeClient {
         record: Option<&Value>,
         stop: &CancellationToken,
     ) -> (WriteAnswer, Attempts) {
-        let (method, body, expected) = match (change, record) {
-            (Change::Create, Some(record)) => {
-                (Method::POST, Cow::Borrowed(record), StatusCode::CREATED)
-            }
-            (Change::Create, None) => (
-                Method::POST,
-                Cow::Owned(plain_record(group)),
-                StatusCode::CREATED,
-            ),
-            (Change::Delete, _) => (
-                Method::DELETE,
-                Cow::Owned(plain_record(group)),
-                StatusCode::OK,
-            ),
+        let (method, expected) = match change {
+            Change::Create => (Method::POST, StatusCode::CREATED),
+            Change::Delete => (Method::DELETE, StatusCode::OK),
+        };
+        let body = match record {
+            Some(record) if change == Change::Create => Cow::Borrowed(record),
+            _ => Cow::Owned(plain_record(group)),
         };
         let url = &node.collection;
         let build = || self.http.request(method, url.clone()).json(&body);
         let sent = self.send(node, build, stop, MAX_BODY_BYTES).await;
-        (write_answer(sent.result, expected, url), sent.attempts)
+        let answer = match sent.result {
+            Ok((response, _)) => {
+                classify_write(response.status(), response.headers(), expected, url)
+            }
+            Err(detail) => WriteAnswer::unresolved(None, detail),
+        };
+        (answer, sent.attempts)
     }
 
     /// The two-phase protocol's call for `change` in `session`: `POST
@@ -356,66 +340,54 @@ impl NodeClient {
         stop: &CancellationToken,
     ) -> (StepAnswer, Attempts) {
         let session_id = session.to_owned();
-        let (method, path, body) = match change {
+        let (method, url, body) = match change {
             Change::Create => {
                 let group_id = group.as_str().to_owned();
                 let body = SessionBody::Create(SessionCreateBody {
                     group_id,
                     session_id,
                 });
-                (Method::POST, SESSION_CREATE_PATH.to_owned(), body)
+                (Method::POST, node.session.clone(), body)
             }
             Change::Delete => {
                 let body = SessionBody::Delete(SessionDeleteBody { session_id });
-                (Method::DELETE, session_item_path(group.as_str()), body)
-            }
-        };
-        let url = match node.address.base.join(&path) {
-            Ok(url) => url,
-            Err(e) => {
-                let failed = StepAnswer::Failed {
-                    status: None,
-                    detail: e.to_string(),
-                };
-                return (failed, Attempts::default());
+                (Method::DELETE, group_url(&node.collection, group, ""), body)
             }
         };
         let build = || self.http.request(method, url.clone()).json(&body);
         let sent = self.send(node, build, stop, MAX_BODY_BYTES).await;
-        (
-            step_answer(sent.result, &sent.body.bytes, &url),
-            sent.attempts,
-        )
+        let answer = match sent.result {
+            Ok((response, body)) => {
+                classify_step(response.status(), response.headers(), &body.bytes, &url)
+            }
+            Err(detail) => StepAnswer::failed(None, detail),
+        };
+        (answer, sent.attempts)
     }
 
     /// `GET /v1/group/<id>/`.
     pub async fn read(&self, node: &Node, group: &GroupId, stop: &CancellationToken) -> ReadAnswer {
-        let url = item_url(&node.collection, group);
+        let url = group_url(&node.collection, group, "/");
         let build = || self.http.get(url.clone());
-        let sent = self.send(node, build, stop, MAX_BODY_BYTES).await;
-        read_answer(sent.result, &sent.body.bytes, group, &url)
+        match self.send(node, build, stop, MAX_BODY_BYTES).await.result {
+            Ok((response, body)) => classify_read(
+                response.status(),
+                response.headers(),
+                &body.bytes,
+                group,
+                &url,
+            ),
+            Err(detail) => ReadAnswer::failed(None, detail),
+        }
     }
 
     /// `GET /v1/groups`: every group the node holds, read up to
     /// [`LIST_MAX_BYTES`].
     pub async fn list(&self, node: &Node, stop: &CancellationToken) -> ListAnswer {
-        let url = match node.address.base.join(GROUP_LIST_PATH) {
-            Ok(url) => url,
-            Err(e) => {
-                return ListAnswer::Failed {
-                    status: None,
-                    detail: e.to_string(),
-                }
-            }
-        };
-        let build = || self.http.get(url).timeout(self.list_timeout);
-        let sent = self.send(node, build, stop, LIST_MAX_BYTES).await;
-        match sent.result {
-            Ok(response) => classify_list(response.status(), sent.body.bytes, sent.body.truncated),
-            Err(error) => ListAnswer::Failed {
-                status: None,
-                detail: describe_error(&error),
-            },
+        let build = || self.http.get(node.list.clone()).timeout(self.list_timeout);
+        match self.send(node, build, stop, LIST_MAX_BYTES).await.result {
+            Ok((response, body)) => classify_list(response.status(), body.bytes, body.truncated),
+            Err(detail) => ListAnswer::failed(None, detail),
         }
     }
 }
@@ -423,7 +395,7 @@ impl NodeClient {
 /// One line per retry: the node, the call, the answer and the wait.
 fn log_retry(
     node: &Node,
-    method: &Method,
+    request: &Request,
     attempts: &Attempts,
     result: &reqwest_middleware::Result<Response>,
     wait: Duration,
@@ -437,18 +409,19 @@ fn log_retry(
         Err(error) => (None, describe_error(error)),
     };
     let retry_after_ms = retry_after.map(|d| d.as_millis() as u64);
-    tracing::info!(target: RETRY_LOG_TARGET, node = node.name(), method = %method,
+    tracing::info!(target: RETRY_LOG_TARGET, node = node.name(), method = %request.method(),
         attempt = attempts.count, status, reason = %reason, retry_after_ms,
         delay_ms = wait.as_millis() as u64, "transient answer, retrying after backoff");
 }
 
-/// The URL of `group`'s record under a node's collection URL. Only the path
-/// changes, so the scheme and host the configuration already checked are
-/// not parsed again for every read.
-fn item_url(collection: &Url, group: &GroupId) -> Url {
+/// The URL of `group` under a node's collection URL, followed by `end`:
+/// `v1/group/<id>/` (its record) with `"/"`, `v1/group/<id>` (the two-phase
+/// delete) with `""`. Only the path changes, so the scheme and host the
+/// configuration already checked are not parsed again for every call.
+fn group_url(collection: &Url, group: &GroupId, end: &str) -> Url {
     let mut url = collection.clone();
-    let path = format!("{}{}/", collection.path(), group_segment(group.as_str()));
-    url.set_path(&path);
+    let segment = group_segment(group.as_str());
+    url.set_path(&format!("{}{segment}{end}", collection.path()));
     url
 }
 
@@ -457,7 +430,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use node_contract::group_item_path;
+    use node_contract::{group_item_path, session_item_path};
 
     #[test]
     fn item_urls_match_the_api_paths() {
@@ -470,8 +443,15 @@ mod tests {
             let collection = base.join(GROUP_COLLECTION_PATH).unwrap();
             for id in ids {
                 let group = GroupId::unchecked(id);
-                let joined = base.join(&group_item_path(id)).unwrap();
-                assert_eq!(item_url(&collection, &group), joined, "{id:?} under {base}");
+                let item = base.join(&group_item_path(id)).unwrap();
+                assert_eq!(
+                    group_url(&collection, &group, "/"),
+                    item,
+                    "{id:?} under {base}"
+                );
+                let session_item = base.join(&session_item_path(id)).unwrap();
+                let url = group_url(&collection, &group, "");
+                assert_eq!(url, session_item, "{id:?} under {base}");
             }
         }
     }

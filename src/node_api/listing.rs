@@ -37,6 +37,10 @@ pub enum ListAnswer {
 }
 
 impl ListAnswer {
+    pub(super) fn failed(status: Option<u16>, detail: String) -> Self {
+        ListAnswer::Failed { status, detail }
+    }
+
     /// The list's body, or why there is none, in words.
     pub fn into_body(self) -> Result<ListBody, String> {
         match self {
@@ -52,20 +56,20 @@ impl ListAnswer {
 /// The answer class of a list that got a response.
 pub fn classify_list(status: StatusCode, body: Vec<u8>, truncated: bool) -> ListAnswer {
     match status {
-        StatusCode::OK if truncated => ListAnswer::Failed {
-            status: Some(200),
-            detail: format!("the list is larger than {LIST_MAX_BYTES} bytes"),
-        },
+        StatusCode::OK if truncated => ListAnswer::failed(
+            Some(200),
+            format!("the list is larger than {LIST_MAX_BYTES} bytes"),
+        ),
         StatusCode::OK => ListAnswer::Listed(ListBody(body)),
         StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => {
             ListAnswer::Unsupported {
                 status: status.as_u16(),
             }
         }
-        _ => ListAnswer::Failed {
-            status: Some(status.as_u16()),
-            detail: format!("node answered {status} to a list"),
-        },
+        _ => ListAnswer::failed(
+            Some(status.as_u16()),
+            format!("node answered {status} to a list"),
+        ),
     }
 }
 

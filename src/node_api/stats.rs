@@ -12,7 +12,7 @@ use reqwest::Response;
 use serde::Serialize;
 
 /// Per-node counters for the run report.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct NodeStats {
     attempts: AtomicU64,
     retries: AtomicU64,
@@ -28,16 +28,11 @@ struct Answers {
     latency: Histogram<u32>,
 }
 
-impl Default for NodeStats {
+impl Default for Answers {
     fn default() -> Self {
         Self {
-            attempts: AtomicU64::default(),
-            retries: AtomicU64::default(),
-            transport_errors: AtomicU64::default(),
-            answers: Mutex::new(Answers {
-                statuses: BTreeMap::new(),
-                latency: latency_histogram(),
-            }),
+            statuses: BTreeMap::new(),
+            latency: latency_histogram(),
         }
     }
 }

@@ -42,12 +42,10 @@ pub enum LogFormat {
 impl LogFormat {
     /// `json` or `pretty`, in any case.
     pub fn parse(value: &str) -> Option<LogFormat> {
-        if value.eq_ignore_ascii_case("json") {
-            Some(LogFormat::Json)
-        } else if value.eq_ignore_ascii_case("pretty") {
-            Some(LogFormat::Pretty)
-        } else {
-            None
+        match value.to_ascii_lowercase().as_str() {
+            "json" => Some(LogFormat::Json),
+            "pretty" => Some(LogFormat::Pretty),
+            _ => None,
         }
     }
 }
@@ -268,11 +266,7 @@ impl EventFields {
                     other => other.to_string(),
                 });
             }
-            "log.target" => {
-                if let Value::String(text) = value {
-                    self.log_target = Some(text);
-                }
-            }
+            "log.target" => self.log_target = value.as_str().map(str::to_owned),
             // Source locations of forwarded `log` records: noise in a line.
             "log.module_path" | "log.file" | "log.line" => {}
             name => self.values.push((name.to_owned(), value)),
@@ -283,11 +277,10 @@ impl EventFields {
 impl Visit for EventFields {
     fn record_f64(&mut self, field: &Field, value: f64) {
         // JSON has no NaN or infinities; keep them readable as strings.
-        let number = serde_json::Number::from_f64(value).map(Value::Number);
-        self.record(
-            field,
-            number.unwrap_or_else(|| Value::from(value.to_string())),
-        );
+        match serde_json::Number::from_f64(value) {
+            Some(number) => self.record(field, Value::Number(number)),
+            None => self.record_str(field, &value.to_string()),
+        }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
@@ -298,20 +291,19 @@ impl Visit for EventFields {
         self.record(field, Value::from(value));
     }
 
+    // Beyond 64 bits, the digits as a string.
     fn record_i128(&mut self, field: &Field, value: i128) {
-        let number = i64::try_from(value).map(Value::from);
-        self.record(
-            field,
-            number.unwrap_or_else(|_| Value::from(value.to_string())),
-        );
+        match i64::try_from(value) {
+            Ok(number) => self.record_i64(field, number),
+            Err(_) => self.record_str(field, &value.to_string()),
+        }
     }
 
     fn record_u128(&mut self, field: &Field, value: u128) {
-        let number = u64::try_from(value).map(Value::from);
-        self.record(
-            field,
-            number.unwrap_or_else(|_| Value::from(value.to_string())),
-        );
+        match u64::try_from(value) {
+            Ok(number) => self.record_u64(field, number),
+            Err(_) => self.record_str(field, &value.to_string()),
+        }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -325,14 +317,11 @@ impl Visit for EventFields {
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         // The error and its causes on one line: "outer: inner: root".
         let mut text = value.to_string();
-        let mut source = value.source();
-        while let Some(cause) = source {
-            let cause_text = cause.to_string();
-            if !text.ends_with(&cause_text) {
-                text.push_str(": ");
-                text.push_str(&cause_text);
+        for cause in std::iter::successors(value.source(), |cause| cause.source()) {
+            let cause = cause.to_string();
+            if !text.ends_with(&cause) {
+                text = format!("{text}: {cause}");
             }
-            source = cause.source();
         }
         self.record(field, Value::from(text));
     }
