@@ -83,22 +83,33 @@ impl GroupIds {
     pub fn with_file(mut self, path: &Path, shown: &str) -> Result<GroupIds, IdsError> {
         let cannot_read =
             |e: std::io::Error| IdsError(format!("cannot read {shown}: {}: {e}", e.kind()));
-        // Checked before opening: opening a FIFO would wait for a writer.
         if !std::fs::metadata(path).map_err(cannot_read)?.is_file() {
             return Err(IdsError(format!("{shown} is not a regular file")));
         }
-        let mut lines = Lines {
-            reader: BufReader::with_capacity(64 * 1024, File::open(path).map_err(cannot_read)?),
-            shown,
-            line: 0,
-            buffer: Vec::new(),
-        };
+        let file = File::open(path).map_err(cannot_read)?;
+        let mut reader = BufReader::with_capacity(64 * 1024, file);
         let entries = Arc::make_mut(&mut self.entries);
-        let mut file_ids = 0u64;
-        while let Some(entry) = lines.next_id()? {
+        let (mut line, mut file_ids) = (Vec::new(), 0u64);
+        for number in 1.. {
+            line.clear();
+            // A line is read up to one byte past the limit, never whole.
+            let limit = MAX_LINE_BYTES as u64 + 1;
+            let read = (&mut reader).take(limit).read_until(b'\n', &mut line);
+            if read.map_err(cannot_read)? == 0 {
+                break;
+            }
+            if line.len() as u64 >= limit && line.last() != Some(&b'\n') {
+                let message =
+                    format!("{shown} line {number} is longer than {MAX_LINE_BYTES} bytes");
+                return Err(IdsError(message));
+            }
+            let Some(id) = file_id(&line, number, shown)? else {
+                continue;
+            };
             file_ids += 1;
-            if self.shard.owns(entry.id.as_str()) {
-                entries.push(entry);
+            if self.shard.owns(id.as_str()) {
+                let position = Position::GroupIdsFile(number);
+                entries.push(Entry { id, position });
             }
         }
         entries.shrink_to_fit();
@@ -138,55 +149,22 @@ impl GroupIds {
     }
 }
 
-/// The ids of a file, one per line: lines trimmed (so `\r\n` works), blank
-/// lines and lines starting with `#` skipped, a leading UTF-8 byte order
-/// mark ignored.
-struct Lines<'a, R> {
-    reader: BufReader<R>,
-    shown: &'a str,
-    line: u64,
-    buffer: Vec<u8>,
-}
-
-impl<R: Read> Lines<'_, R> {
-    fn next_id(&mut self) -> Result<Option<Entry>, IdsError> {
-        loop {
-            self.buffer.clear();
-            let limit = MAX_LINE_BYTES as u64 + 1;
-            let read = (&mut self.reader)
-                .take(limit)
-                .read_until(b'\n', &mut self.buffer)
-                .map_err(|e| IdsError(format!("cannot read {}: {}: {e}", self.shown, e.kind())))?;
-            if read == 0 {
-                return Ok(None);
-            }
-            self.line += 1;
-            let number = self.line;
-            if self.buffer.len() as u64 >= limit && self.buffer.last() != Some(&b'\n') {
-                return Err(IdsError(format!(
-                    "{} line {number} is longer than {MAX_LINE_BYTES} bytes",
-                    self.shown
-                )));
-            }
-            let mut bytes = self.buffer.as_slice();
-            if number == 1 {
-                bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-            }
-            let text = std::str::from_utf8(bytes).map_err(|_| {
-                IdsError(format!("{} line {number} is not valid UTF-8", self.shown))
-            })?;
-            let text = text.trim();
-            if text.is_empty() || text.starts_with('#') {
-                continue;
-            }
-            let id = GroupId::new(text)
-                .map_err(|e| IdsError(format!("{} line {number}: {e}", self.shown)))?;
-            return Ok(Some(Entry {
-                id,
-                position: Position::GroupIdsFile(number),
-            }));
-        }
+/// The id on line `number` of the file: the line trimmed (so `\r\n`
+/// works), `None` when blank or starting with `#`; a leading UTF-8 byte
+/// order mark is ignored.
+fn file_id(line: &[u8], number: u64, shown: &str) -> Result<Option<GroupId>, IdsError> {
+    let bytes = match number {
+        1 => line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line),
+        _ => line,
+    };
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| IdsError(format!("{shown} line {number} is not valid UTF-8")))?
+        .trim();
+    if text.is_empty() || text.starts_with('#') {
+        return Ok(None);
     }
+    let id = GroupId::new(text).map_err(|e| IdsError(format!("{shown} line {number}: {e}")))?;
+    Ok(Some(id))
 }
 
 #[cfg(test)]
