@@ -121,10 +121,6 @@ pub async fn run_groups(
     journal: Option<Arc<Journal>>,
 ) -> RunResult {
     let Batch { phases, mut priors } = batch;
-    let shared = Shared {
-        journal: journal.clone(),
-        protocol: settings.protocol,
-    };
     let started = Instant::now();
     let started_at = rfc3339(SystemTime::now());
     let listed: u64 = phases.iter().map(|phase| phase.ids.len()).sum();
@@ -175,11 +171,10 @@ pub async fn run_groups(
                 Task::Verify | Task::Plan(_) => None,
             };
             let spawned = run.running.spawn(one_group(
-                client.clone(),
+                (client.clone(), control.clone()),
                 entry.id.clone(),
                 (phase.task, listed),
-                control.clone(),
-                shared.clone(),
+                (journal.clone(), settings.protocol),
             ));
             run.in_flight_ids.insert(entry.id.clone());
             run.in_flight.insert(spawned.id(), entry.id.clone());
@@ -216,26 +211,18 @@ pub async fn run_groups(
     }
 }
 
-/// What every group's transaction of the run shares.
-#[derive(Clone)]
-struct Shared {
-    journal: Option<Arc<Journal>>,
-    protocol: NodeProtocol,
-}
-
-/// One group's work, as its own task.
+/// One group's work, as its own task: `task` under the run's client and
+/// control, a transaction with the run's journal and protocol.
 async fn one_group(
-    client: Arc<NodeClient>,
+    (client, control): (Arc<NodeClient>, Arc<Control>),
     group: GroupId,
     (task, listed): (Task, Option<GroupPriors>),
-    control: Arc<Control>,
-    shared: Shared,
+    (journal, protocol): (Option<Arc<Journal>>, NodeProtocol),
 ) -> GroupReport {
     match task {
         Task::Apply(change) => {
-            let journal = shared.journal.as_deref();
-            Transaction::new(&client, &group, change, &control, journal)
-                .run(shared.protocol, listed)
+            Transaction::new(&client, &group, change, &control, journal.as_deref())
+                .run(protocol, listed)
                 .await
         }
         Task::Verify => inspect::verify(&client, &group, &control).await,
