@@ -51,22 +51,13 @@ where
 /// [`lenient_log_settings`] over the process environment and `.env`; a
 /// `.env` that cannot be parsed contributes the lines before the problem.
 pub fn log_settings_from_env_lenient() -> (LogFormat, String) {
-    let dotenv = match std::fs::read(".env") {
-        Ok(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            dotenvy::from_read_iter(strip_bom(&text).as_bytes())
-                .map_while(Result::ok)
-                .collect()
-        }
-        Err(_) => Vec::new(),
-    };
-    let mut merged: BTreeMap<String, String> = dotenv.into_iter().collect();
-    for (name, value) in std::env::vars_os() {
-        if let (Ok(name), Ok(value)) = (name.into_string(), value.into_string()) {
-            merged.insert(name, value);
-        }
-    }
-    lenient_log_settings(merged)
+    let bytes = std::fs::read(".env").unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let dotenv = dotenvy::from_read_iter(strip_bom(&text).as_bytes()).map_while(Result::ok);
+    // Later pairs win, so the process environment overrides the file.
+    let process = std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)));
+    lenient_log_settings(dotenv.chain(process))
 }
 
 pub(super) fn strip_bom(text: &str) -> &str {
@@ -80,14 +71,9 @@ pub(super) fn read_dotenv(path: &Path) -> Result<Vec<(String, String)>, ConfigEr
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
-            return Err(ConfigError::new(
-                NAME,
-                format!(
-                    "cannot read {}: {}: {e}",
-                    quote(&path.display().to_string()),
-                    e.kind()
-                ),
-            ))
+            let shown = quote(&path.display().to_string());
+            let message = format!("cannot read {shown}: {}: {e}", e.kind());
+            return Err(ConfigError::new(NAME, message));
         }
     };
     let text = String::from_utf8(bytes).map_err(|e| {
@@ -135,15 +121,10 @@ where
         let Ok(name) = name.into_string() else {
             continue;
         };
-        match value.into_string() {
-            Ok(value) => {
-                merged.insert(name, value);
-            }
-            Err(_) => {
-                if let Some(doc) = VARIABLES.iter().find(|doc| doc.name == name) {
-                    return Err(ConfigError::new(doc.name, "is not valid UTF-8"));
-                }
-            }
+        if let Ok(value) = value.into_string() {
+            merged.insert(name, value);
+        } else if let Some(doc) = VARIABLES.iter().find(|doc| doc.name == name) {
+            return Err(doc.error("is not valid UTF-8"));
         }
     }
     Ok(merged.into_iter().collect())

@@ -32,12 +32,11 @@ pub fn help_text() -> String {
     );
     out.push_str("\nENVIRONMENT:\n");
     for doc in VARIABLES {
-        let mut heading = format!("    {}  ({}", doc.name, doc.default);
-        if let Some((min, max)) = doc.range() {
-            heading.push_str(&format!("; {min} to {max}"));
-        }
-        heading.push_str(")\n");
-        out.push_str(&heading);
+        let range = match doc.range() {
+            Some((min, max)) => format!("; {min} to {max}"),
+            None => String::new(),
+        };
+        out.push_str(&format!("    {}  ({}{range})\n", doc.name, doc.default));
         push_wrapped(&mut out, "        ", doc.description);
     }
     out.push_str(

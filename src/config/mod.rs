@@ -103,11 +103,8 @@ pub struct Config {
     #[serde(default, deserialize_with = "p::auth_token")]
     pub auth_token: Option<Secret>,
     /// Extra trust anchors from `CA_CERT_PATH` (empty = system store only).
-    #[serde(
-        rename = "ca_cert_path",
-        default,
-        deserialize_with = "p::ca_certificates"
-    )]
+    #[serde(rename = "ca_cert_path", default)]
+    #[serde(deserialize_with = "p::ca_certificates")]
     pub ca_certificates: Vec<reqwest::Certificate>,
     pub log_format: LogFormat,
     #[serde(deserialize_with = "p::log_level")]
@@ -190,23 +187,17 @@ impl Config {
     /// The settings several variables make up, and the checks across them.
     fn derive(&mut self) -> Result<(), ConfigError> {
         if self.prune && self.operation != Operation::Reconcile {
-            return Err(ConfigError::new(
-                PRUNE.name,
-                format!(
-                    "applies only to OPERATION=reconcile, not {}",
-                    self.operation
-                ),
-            ));
+            return Err(PRUNE.error(format!(
+                "applies only to OPERATION=reconcile, not {}",
+                self.operation
+            )));
         }
         if self.retry_max_delay < self.retry_base_delay {
-            return Err(ConfigError::new(
-                RETRY_MAX_DELAY_MS.name,
-                format!(
-                    "must be at least RETRY_BASE_DELAY_MS ({}), got {}",
-                    self.retry_base_delay.as_millis(),
-                    self.retry_max_delay.as_millis()
-                ),
-            ));
+            return Err(RETRY_MAX_DELAY_MS.error(format!(
+                "must be at least RETRY_BASE_DELAY_MS ({}), got {}",
+                self.retry_base_delay.as_millis(),
+                self.retry_max_delay.as_millis()
+            )));
         }
         self.shard = p::shard(
             self.shard_count,

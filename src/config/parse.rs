@@ -116,18 +116,6 @@ pub(super) fn named_error(error: envy::Error) -> ConfigError {
     named.unwrap_or_else(|| ConfigError::new("environment", text))
 }
 
-/// A field's text, parsed by `parse`.
-fn parsed<'de, D, T>(
-    deserializer: D,
-    parse: impl FnOnce(&str) -> Result<T, ConfigError>,
-) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    let text = String::deserialize(deserializer)?;
-    parse(&text).map_err(D::Error::custom)
-}
-
 pub(super) fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     u64::deserialize(d).map(Duration::from_millis)
 }
@@ -152,96 +140,76 @@ where
     Ok(number.and_then(|n| T::try_from(n).ok()))
 }
 
-pub(super) fn nodes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NodeAddress>, D::Error> {
-    parsed(d, parse_nodes)
+// `deserialize_with` names one function per field: each made here reads the
+// field's text and parses it with the parser after `=`, whose value becomes
+// the field (wrapped in `Some` for an optional one).
+macro_rules! text_fields {
+    ($($field:ident: $type:ty = $parse:expr;)*) => {$(
+        pub(super) fn $field<'de, D: Deserializer<'de>>(d: D) -> Result<$type, D::Error> {
+            parsed(d, $parse)
+        }
+    )*};
 }
 
-pub(super) fn auth_token<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
-    parsed(d, parse_auth_token).map(Some)
+text_fields! {
+    nodes: Vec<NodeAddress> = parse_nodes;
+    auth_token: Option<Secret> = parse_auth_token;
+    ca_certificates: Vec<reqwest::Certificate> = read_ca_certificates;
+    log_level: String = |level| validate_log_level(level).map(|()| level.to_owned());
+    report_path: Option<PathBuf> = |path| writable_file_path(&REPORT_PATH, path);
+    termination_message_path: PathBuf = |path| not_a_directory(&TERMINATION_MESSAGE_PATH, path);
+    pushgateway_url: Option<reqwest::Url> = parse_pushgateway_url;
+    metrics_job: String = parse_metrics_job;
 }
 
-pub(super) fn ca_certificates<'de, D>(d: D) -> Result<Vec<reqwest::Certificate>, D::Error>
+/// A field's text, parsed by `parse`.
+fn parsed<'de, D, T, U>(
+    deserializer: D,
+    parse: impl FnOnce(&str) -> Result<U, ConfigError>,
+) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
+    T: From<U>,
 {
-    parsed(d, |path| read_ca_certificates(Path::new(path)))
+    let text = String::deserialize(deserializer)?;
+    parse(&text).map(T::from).map_err(D::Error::custom)
 }
 
-pub(super) fn log_level<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    parsed(d, |level| {
-        validate_log_level(level).map(|()| level.to_owned())
-    })
-}
-
-pub(super) fn report_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
-    parsed(d, |path| {
-        writable_file_path(&REPORT_PATH, PathBuf::from(path))
-    })
-    .map(Some)
-}
-
-pub(super) fn termination_message_path<'de, D>(d: D) -> Result<PathBuf, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    parsed(d, |path| {
-        let path = PathBuf::from(path);
-        if path.is_dir() {
-            let shown = quote(&path.display().to_string());
-            return Err(TERMINATION_MESSAGE_PATH.error(format!("{shown} is a directory")));
-        }
-        Ok(path)
-    })
-}
-
-pub(super) fn metrics_job<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    parsed(d, |job| {
-        let valid = job.len() <= 128
-            && job
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
-        if !valid {
-            let message = format!(
-                "must be 1 to 128 letters, digits, _ . : or -, got {}",
-                quote(job)
-            );
-            return Err(METRICS_JOB.error(message));
-        }
-        Ok(job.to_owned())
-    })
+fn parse_metrics_job(job: &str) -> Result<String, ConfigError> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-');
+    if job.len() > 128 || !job.bytes().all(allowed) {
+        let message = format!(
+            "must be 1 to 128 letters, digits, _ . : or -, got {}",
+            quote(job)
+        );
+        return Err(METRICS_JOB.error(message));
+    }
+    Ok(job.to_owned())
 }
 
 /// `METRICS_PUSHGATEWAY_URL`. The URL is never repeated in an error: it may
 /// hold credentials, which are refused.
-pub(super) fn pushgateway_url<'de, D>(d: D) -> Result<Option<reqwest::Url>, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    parsed(d, parse_pushgateway_url).map(Some)
-}
-
 fn parse_pushgateway_url(url: &str) -> Result<reqwest::Url, ConfigError> {
-    let error = |message: &str| METRICS_PUSHGATEWAY_URL.error(message);
+    let doc = &METRICS_PUSHGATEWAY_URL;
     let gateway =
-        reqwest::Url::parse(url).map_err(|e| error(&format!("is not a valid URL ({e})")))?;
+        reqwest::Url::parse(url).map_err(|e| doc.error(format!("is not a valid URL ({e})")))?;
     if !gateway.username().is_empty() || gateway.password().is_some() {
-        return Err(error(
+        return Err(doc.error(
             "must not carry credentials (user:password@): they would be kept in the \
              configuration and could reach logs",
         ));
     }
     if !matches!(gateway.scheme(), "http" | "https") {
         let scheme = quote(gateway.scheme());
-        return Err(error(&format!(
-            "must be an http or https URL, not {scheme}"
-        )));
+        return Err(doc.error(format!("must be an http or https URL, not {scheme}")));
     }
     if gateway.host_str().is_none_or(str::is_empty) {
-        return Err(error("has no host"));
+        return Err(doc.error("has no host"));
     }
     if gateway.query().is_some() || gateway.fragment().is_some() {
-        return Err(error(
-            "must not have a query or fragment: the grouping key is appended as a path",
+        return Err(doc.error(
+            "must not have a query or fragment: the grouping key is appended as a \
+             path",
         ));
     }
     Ok(gateway)
@@ -363,24 +331,35 @@ pub(super) fn group_ids(
 
 /// A path the job will write a file at: not a directory, in a directory that
 /// exists. Checked up front so a bad path fails before any request.
-pub(super) fn writable_file_path(doc: &VariableDoc, path: PathBuf) -> Result<PathBuf, ConfigError> {
-    let shown = quote(&path.display().to_string());
-    if path.is_dir() {
-        return Err(doc.error(format!("{shown} is a directory")));
-    }
+pub(super) fn writable_file_path(
+    doc: &VariableDoc,
+    path: impl Into<PathBuf>,
+) -> Result<PathBuf, ConfigError> {
+    let path = not_a_directory(doc, path)?;
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
     if !parent.is_dir() {
+        let shown = quote(&path.display().to_string());
         return Err(doc.error(format!("the directory of {shown} does not exist")));
     }
     Ok(path)
 }
 
+/// A path the job may write a file at, refused when it names a directory.
+fn not_a_directory(doc: &VariableDoc, path: impl Into<PathBuf>) -> Result<PathBuf, ConfigError> {
+    let path = path.into();
+    if path.is_dir() {
+        let shown = quote(&path.display().to_string());
+        return Err(doc.error(format!("{shown} is a directory")));
+    }
+    Ok(path)
+}
+
 /// The certificates of a PEM bundle; at least one.
-fn read_ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
-    let shown = quote(&path.display().to_string());
+fn read_ca_certificates(path: &str) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+    let shown = quote(path);
     let error = |message: String| CA_CERT_PATH.error(message);
     let bytes = std::fs::read(path)
         .map_err(|e| error(format!("cannot read {shown}: {}: {e}", e.kind())))?;
@@ -424,13 +403,12 @@ pub(super) fn validate_log_level(value: &str) -> Result<(), ConfigError> {
             )));
         }
     }
-    tracing_subscriber::EnvFilter::try_new(value)
-        .map(|_| ())
-        .map_err(|e| {
-            LOG_LEVEL.error(format!(
-                "must be a level (error, warn, info, debug, trace) or filter directives \
+    match tracing_subscriber::EnvFilter::try_new(value) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(LOG_LEVEL.error(format!(
+            "must be a level (error, warn, info, debug, trace) or filter directives \
              such as api_consumer=debug,info, got {}: {e}",
-                quote(value)
-            ))
-        })
+            quote(value)
+        ))),
+    }
 }

@@ -4,6 +4,9 @@
 
 use std::fmt;
 
+use DefaultValue::{Required, Unset, Value};
+use Kind::{Choice, Flag, Number, Text};
+
 /// The default of a variable, as documented and as applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DefaultValue {
@@ -59,325 +62,177 @@ impl VariableDoc {
     }
 }
 
-pub(super) const NODES: VariableDoc = VariableDoc {
-    name: "NODES",
-    default: DefaultValue::Required,
-    kind: Kind::Text,
-    description: "Comma-separated node base URLs (http://host[:port][/prefix] or https://...) \
+// Each row is written once, in documentation order: the macro makes of it
+// the named constant the parsers use for their errors and its entry in
+// `VARIABLES`, so the two cannot drift apart.
+macro_rules! variables {
+    ($($name:ident: $default:expr, $kind:expr, $description:literal;)*) => {
+        $(pub(super) const $name: VariableDoc = VariableDoc {
+            name: stringify!($name),
+            default: $default,
+            kind: $kind,
+            description: $description,
+        };)*
+
+        /// Every variable the job reads, in documentation order.
+        pub const VARIABLES: &[VariableDoc] = &[$($name),*];
+    };
+}
+
+// NAME: default, kind,
+//     description (the text --help shows, rewrapped at 80 columns).
+variables! {
+    NODES: Required, Text,
+        "Comma-separated node base URLs (http://host[:port][/prefix] or https://...) \
         or host[:port] entries, which mean http://host[:port]. IPv6 literals need brackets \
         ([::1]:8080). Entries are trimmed; empty entries, credentials, queries and nodes \
-        listed twice are errors. At most 10000 nodes.",
-};
-pub(super) const OPERATION: VariableDoc = VariableDoc {
-    name: "OPERATION",
-    default: DefaultValue::Required,
-    kind: Kind::Choice(&["create", "delete", "verify", "reconcile"]),
-    description: "create (make every listed group present on every node), delete (make \
+        listed twice are errors. At most 10000 nodes.";
+    OPERATION: Required, Choice(&["create", "delete", "verify", "reconcile"]),
+        "create (make every listed group present on every node), delete (make \
         every listed group absent from every node), verify (read-only: report every group \
         that is on some nodes only; without ids, every group any node lists through GET \
         /v1/groups) or reconcile (the listed ids are the desired set: each made present \
         on every node, and with PRUNE=true every other group deleted from every node); \
-        case-insensitive.",
-};
-pub(super) const DRY_RUN: VariableDoc = VariableDoc {
-    name: "DRY_RUN",
-    default: DefaultValue::Value("false"),
-    kind: Kind::Flag,
-    description: "true: plan only. The nodes are read (and, for reconcile, listed), no \
+        case-insensitive.";
+    DRY_RUN: Value("false"), Flag,
+        "true: plan only. The nodes are read (and, for reconcile, listed), no \
         write is sent; one log line per group that would change, and the run report is \
         the plan. Exit 0 when nothing would change, 4 when something would, 1 when a \
         node could not be read. true/false or 1/0, case-insensitive. verify is always \
-        read-only and ignores it.",
-};
-pub(super) const PRUNE: VariableDoc = VariableDoc {
-    name: "PRUNE",
-    default: DefaultValue::Value("false"),
-    kind: Kind::Flag,
-    description: "With OPERATION=reconcile, true also deletes every group the nodes list \
+        read-only and ignores it.";
+    PRUNE: Value("false"), Flag,
+        "With OPERATION=reconcile, true also deletes every group the nodes list \
         that is not among the ids, each as its own all-or-nothing delete. Needs every \
         node to answer GET /v1/groups and at least one listed id; an error with any \
-        other operation. true/false or 1/0, case-insensitive.",
-};
-pub(super) const PRUNE_MAX: VariableDoc = VariableDoc {
-    name: "PRUNE_MAX",
-    default: DefaultValue::Value("100"),
-    kind: Kind::Number(Some((0, u32::MAX as u64))),
-    description: "Most groups one reconcile may prune. When more would be pruned, none \
+        other operation. true/false or 1/0, case-insensitive.";
+    PRUNE_MAX: Value("100"), Number(Some((0, u32::MAX as u64))),
+        "Most groups one reconcile may prune. When more would be pruned, none \
         is: the run names how many and the first of them and exits 1, so that a wrong or \
         truncated id list cannot empty a cluster. The listed groups are still made \
-        present.",
-};
-pub(super) const PRIOR_STATE: VariableDoc = VariableDoc {
-    name: "PRIOR_STATE",
-    default: DefaultValue::Value("auto"),
-    kind: Kind::Choice(&["auto", "list", "read"]),
-    description: "Where a transaction learns each node's state before writing. list: one \
+        present.";
+    PRIOR_STATE: Value("auto"), Choice(&["auto", "list", "read"]),
+        "Where a transaction learns each node's state before writing. list: one \
         GET /v1/groups per node for the whole batch, before the first group, so a group \
         costs one request per node instead of two (a node that cannot list stops the run \
         before its first group, exit 1). read: one read per group and node. auto: list \
         for a batch of 64 to 1000000 entries, from the nodes that list, and read the \
         others. Either way a delete reads a node whose list gave the id without its \
-        record, and an id listed again is read.",
-};
-pub(super) const SHARD_COUNT: VariableDoc = VariableDoc {
-    name: "SHARD_COUNT",
-    default: DefaultValue::Value("1"),
-    kind: Kind::Number(Some((1, 100_000))),
-    description: "How many pods share the id list (an Indexed Job's completions). Every \
+        record, and an id listed again is read.";
+    SHARD_COUNT: Value("1"), Number(Some((1, 100_000))),
+        "How many pods share the id list (an Indexed Job's completions). Every \
         pod reads the whole list and handles only the ids of its own shard: the first 8 \
         bytes of the id's SHA-256, big-endian, modulo SHARD_COUNT. An id listed twice \
         lands in the same shard; a reconcile prunes only its own shard's groups, and \
-        PRUNE_MAX counts per shard.",
-};
-pub(super) const SHARD_INDEX: VariableDoc = VariableDoc {
-    name: "SHARD_INDEX",
-    default: DefaultValue::Unset("JOB_COMPLETION_INDEX"),
-    kind: Kind::Number(None),
-    description: "This pod's shard, from 0 to SHARD_COUNT - 1. Required with SHARD_COUNT \
-        above 1 unless JOB_COMPLETION_INDEX is set.",
-};
-pub(super) const JOB_COMPLETION_INDEX: VariableDoc = VariableDoc {
-    name: "JOB_COMPLETION_INDEX",
-    default: DefaultValue::Unset("not in an Indexed Job"),
-    kind: Kind::Number(None),
-    description: "Set by Kubernetes in the pods of an Indexed Job: the shard index when \
+        PRUNE_MAX counts per shard.";
+    SHARD_INDEX: Unset("JOB_COMPLETION_INDEX"), Number(None),
+        "This pod's shard, from 0 to SHARD_COUNT - 1. Required with SHARD_COUNT \
+        above 1 unless JOB_COMPLETION_INDEX is set.";
+    JOB_COMPLETION_INDEX: Unset("not in an Indexed Job"), Number(None),
+        "Set by Kubernetes in the pods of an Indexed Job: the shard index when \
         SHARD_INDEX is unset. Must be below SHARD_COUNT, so that an Indexed Job without \
-        SHARD_COUNT cannot run the whole list in every pod.",
-};
-pub(super) const NODE_PROTOCOL: VariableDoc = VariableDoc {
-    name: "NODE_PROTOCOL",
-    default: DefaultValue::Value("standard"),
-    kind: Kind::Choice(&["standard", "two-phase"]),
-    description: "How the nodes take creates and deletes. standard: one call each \
+        SHARD_COUNT cannot run the whole list in every pod.";
+    NODE_PROTOCOL: Value("standard"), Choice(&["standard", "two-phase"]),
+        "How the nodes take creates and deletes. standard: one call each \
         (POST and DELETE /v1/group/ with {\"groupId\"}). two-phase: POST /v1/group and \
         DELETE /v1/group/<id> with a sessionId; the first call of a session records an \
         intention, the same call again commits it. In two-phase mode a group is prepared \
         on every node that needs a change and committed only when every prepare holds; \
         otherwise the job's own intentions are committed and reversed through an undo \
-        session (docs/TWO_PHASE.md).",
-};
-pub(super) const GROUP_IDS: VariableDoc = VariableDoc {
-    name: "GROUP_IDS",
-    default: DefaultValue::Unset("ids come only from GROUP_IDS_FILE"),
-    kind: Kind::Text,
-    description: "Comma-separated group ids, each trimmed. A group id is 1 to 256 bytes of \
+        session (docs/TWO_PHASE.md).";
+    GROUP_IDS: Unset("ids come only from GROUP_IDS_FILE"), Text,
+        "Comma-separated group ids, each trimmed. A group id is 1 to 256 bytes of \
         UTF-8 without control characters, and not exactly . or .. (which no URL path can \
         address). GROUP_IDS and GROUP_IDS_FILE together must give \
         at least one id, except for verify, which without ids checks every group the \
         nodes list. Every entry is one transaction; an id listed again runs again \
-        after its earlier entry has finished, never at the same time.",
-};
-pub(super) const GROUP_IDS_FILE: VariableDoc = VariableDoc {
-    name: "GROUP_IDS_FILE",
-    default: DefaultValue::Unset("ids come only from GROUP_IDS"),
-    kind: Kind::Text,
-    description: "Path of a UTF-8 file with one group id per line (use it for ids that \
+        after its earlier entry has finished, never at the same time.";
+    GROUP_IDS_FILE: Unset("ids come only from GROUP_IDS"), Text,
+        "Path of a UTF-8 file with one group id per line (use it for ids that \
         contain commas). Lines are trimmed; blank lines and lines starting with # are \
         skipped. Its ids follow those of GROUP_IDS. Every line is checked before the \
         first request; the ids are then held in memory, some 60 bytes each plus the \
         id (1,000,000 ids of 36 bytes: about 100 MB); with SHARD_COUNT above 1 a pod \
-        keeps only its own shard's ids.",
-};
-pub(super) const REQUEST_TIMEOUT_MS: VariableDoc = VariableDoc {
-    name: "REQUEST_TIMEOUT_MS",
-    default: DefaultValue::Value("5000"),
-    kind: Kind::Number(Some((1, 600_000))),
-    description: "Time limit of one HTTP attempt (connecting, sending and reading the \
-        whole answer), in milliseconds.",
-};
-pub(super) const CONNECT_TIMEOUT_MS: VariableDoc = VariableDoc {
-    name: "CONNECT_TIMEOUT_MS",
-    default: DefaultValue::Value("2000"),
-    kind: Kind::Number(Some((1, 600_000))),
-    description: "Time limit for opening a TCP (and TLS) connection to a node, in \
-        milliseconds.",
-};
-pub(super) const MAX_RETRIES: VariableDoc = VariableDoc {
-    name: "MAX_RETRIES",
-    default: DefaultValue::Value("5"),
-    kind: Kind::Number(Some((0, 100))),
-    description: "Retries of a request after a transient failure (connection error, \
-        timeout, 408, 429, 5xx), on top of the first attempt.",
-};
-pub(super) const RETRY_BASE_DELAY_MS: VariableDoc = VariableDoc {
-    name: "RETRY_BASE_DELAY_MS",
-    default: DefaultValue::Value("100"),
-    kind: Kind::Number(Some((1, 600_000))),
-    description: "First delay of the exponential backoff between retries, in \
+        keeps only its own shard's ids.";
+    REQUEST_TIMEOUT_MS: Value("5000"), Number(Some((1, 600_000))),
+        "Time limit of one HTTP attempt (connecting, sending and reading the \
+        whole answer), in milliseconds.";
+    CONNECT_TIMEOUT_MS: Value("2000"), Number(Some((1, 600_000))),
+        "Time limit for opening a TCP (and TLS) connection to a node, in \
+        milliseconds.";
+    MAX_RETRIES: Value("5"), Number(Some((0, 100))),
+        "Retries of a request after a transient failure (connection error, \
+        timeout, 408, 429, 5xx), on top of the first attempt.";
+    RETRY_BASE_DELAY_MS: Value("100"), Number(Some((1, 600_000))),
+        "First delay of the exponential backoff between retries, in \
         milliseconds; it doubles per retry up to RETRY_MAX_DELAY_MS, and each wait is \
-        drawn at random below it (full jitter).",
-};
-pub(super) const RETRY_MAX_DELAY_MS: VariableDoc = VariableDoc {
-    name: "RETRY_MAX_DELAY_MS",
-    default: DefaultValue::Value("10000"),
-    kind: Kind::Number(Some((1, 3_600_000))),
-    description: "Longest backoff wait between retries, in milliseconds; at least \
-        RETRY_BASE_DELAY_MS. A node's Retry-After is honoured even when longer.",
-};
-pub(super) const RUN_TIMEOUT_SECS: VariableDoc = VariableDoc {
-    name: "RUN_TIMEOUT_SECS",
-    default: DefaultValue::Value("3600"),
-    kind: Kind::Number(Some((1, 604_800))),
-    description: "Deadline for starting work, in seconds from start-up. Groups not started \
-        by then are not attempted; groups in flight get ROLLBACK_TIMEOUT_SECS more.",
-};
-pub(super) const ROLLBACK_TIMEOUT_SECS: VariableDoc = VariableDoc {
-    name: "ROLLBACK_TIMEOUT_SECS",
-    default: DefaultValue::Value("20"),
-    kind: Kind::Number(Some((1, 3_600))),
-    description: "Budget after the run deadline or a SIGTERM/SIGINT in which groups in \
+        drawn at random below it (full jitter).";
+    RETRY_MAX_DELAY_MS: Value("10000"), Number(Some((1, 3_600_000))),
+        "Longest backoff wait between retries, in milliseconds; at least \
+        RETRY_BASE_DELAY_MS. A node's Retry-After is honoured even when longer.";
+    RUN_TIMEOUT_SECS: Value("3600"), Number(Some((1, 604_800))),
+        "Deadline for starting work, in seconds from start-up. Groups not started \
+        by then are not attempted; groups in flight get ROLLBACK_TIMEOUT_SECS more.";
+    ROLLBACK_TIMEOUT_SECS: Value("20"), Number(Some((1, 3_600))),
+        "Budget after the run deadline or a SIGTERM/SIGINT in which groups in \
         flight finish or roll back, in seconds. Keep it below the pod's \
-        terminationGracePeriodSeconds.",
-};
-pub(super) const CONCURRENCY: VariableDoc = VariableDoc {
-    name: "CONCURRENCY",
-    default: DefaultValue::Value("16"),
-    kind: Kind::Number(Some((1, 10_000))),
-    description: "Groups processed at the same time.",
-};
-pub(super) const NODE_CONCURRENCY: VariableDoc = VariableDoc {
-    name: "NODE_CONCURRENCY",
-    default: DefaultValue::Value("8"),
-    kind: Kind::Number(Some((1, 1_000))),
-    description: "Requests in flight to one node at the same time.",
-};
-pub(super) const NODE_RATE_LIMIT: VariableDoc = VariableDoc {
-    name: "NODE_RATE_LIMIT",
-    default: DefaultValue::Value("0"),
-    kind: Kind::Number(Some((0, 1_000_000))),
-    description: "Requests per second sent to one node, spread evenly (no bursts); 0 \
+        terminationGracePeriodSeconds.";
+    CONCURRENCY: Value("16"), Number(Some((1, 10_000))),
+        "Groups processed at the same time.";
+    NODE_CONCURRENCY: Value("8"), Number(Some((1, 1_000))),
+        "Requests in flight to one node at the same time.";
+    NODE_RATE_LIMIT: Value("0"), Number(Some((0, 1_000_000))),
+        "Requests per second sent to one node, spread evenly (no bursts); 0 \
         turns the limit off. A 429 from a node also pauses every request to it until its \
-        Retry-After has passed.",
-};
-pub(super) const MAX_FAILED_GROUPS: VariableDoc = VariableDoc {
-    name: "MAX_FAILED_GROUPS",
-    default: DefaultValue::Value("0"),
-    kind: Kind::Number(Some((0, u32::MAX as u64))),
-    description: "Stop starting new groups once this many have failed (rolled back, \
-        inconsistent, or not readable by verify or a dry run); groups in flight still finish, the report says from which entry \
-        on groups were not attempted. 0 means no limit.",
-};
-pub(super) const PROGRESS_INTERVAL_SECS: VariableDoc = VariableDoc {
-    name: "PROGRESS_INTERVAL_SECS",
-    default: DefaultValue::Value("10"),
-    kind: Kind::Number(Some((0, 86_400))),
-    description: "Seconds between progress lines (done/total, outcomes, rate, ETA); 0 \
-        turns them off. With LOG_FORMAT=pretty on a terminal, a progress bar instead.",
-};
-pub(super) const AUTH_TOKEN: VariableDoc = VariableDoc {
-    name: "AUTH_TOKEN",
-    default: DefaultValue::Unset("no Authorization header is sent"),
-    kind: Kind::Text,
-    description: "Token sent to every node as `Authorization: Bearer <token>` (the token \
-        alone, visible ASCII without spaces). Never logged or shown in errors.",
-};
-pub(super) const LOG_FORMAT: VariableDoc = VariableDoc {
-    name: "LOG_FORMAT",
-    default: DefaultValue::Value("json"),
-    kind: Kind::Choice(&["json", "pretty"]),
-    description: "json: one flat JSON object per line on stdout (timestamp, level, \
-        severity, message, target, fields); pretty: human-readable lines, coloured only \
-        on a terminal.",
-};
-pub(super) const LOG_LEVEL: VariableDoc = VariableDoc {
-    name: "LOG_LEVEL",
-    default: DefaultValue::Value("info"),
-    kind: Kind::Text,
-    description: "Log filter: a level (error, warn, info, debug, trace) or tracing \
-        EnvFilter directives such as api_consumer=debug,info. The run summary is \
-        logged at every level but off.",
-};
-pub(super) const REPORT_PATH: VariableDoc = VariableDoc {
-    name: "REPORT_PATH",
-    default: DefaultValue::Unset("no report file; the summary is still logged"),
-    kind: Kind::Text,
-    description: "Path of the JSON run report written at the end of the run (its \
-        directory must exist).",
-};
-pub(super) const TERMINATION_MESSAGE_PATH: VariableDoc = VariableDoc {
-    name: "TERMINATION_MESSAGE_PATH",
-    default: DefaultValue::Value("/dev/termination-log"),
-    kind: Kind::Text,
-    description: "Where a compact run summary (at most 4 KiB of JSON) is written at the \
-        end, for kubectl describe pod; written only when the file already exists, as \
-        Kubernetes creates it (keep it equal to the container's terminationMessagePath).",
-};
-pub(super) const CA_CERT_PATH: VariableDoc = VariableDoc {
-    name: "CA_CERT_PATH",
-    default: DefaultValue::Unset("the system's trust store only"),
-    kind: Kind::Text,
-    description: "PEM file with the certificate(s) of a private CA that signs the nodes' \
+        Retry-After has passed.";
+    MAX_FAILED_GROUPS: Value("0"), Number(Some((0, u32::MAX as u64))),
+        "Stop starting new groups once this many have failed (rolled back, \
+        inconsistent, or not readable by verify or a dry run); groups in flight still \
+        finish, the report says from which entry \
+        on groups were not attempted. 0 means no limit.";
+    PROGRESS_INTERVAL_SECS: Value("10"), Number(Some((0, 86_400))),
+        "Seconds between progress lines (done/total, outcomes, rate, ETA); 0 \
+        turns them off. With LOG_FORMAT=pretty on a terminal, a progress bar instead.";
+    AUTH_TOKEN: Unset("no Authorization header is sent"), Text,
+        "Token sent to every node as `Authorization: Bearer <token>` (the token \
+        alone, visible ASCII without spaces). Never logged or shown in errors.";
+    CA_CERT_PATH: Unset("the system's trust store only"), Text,
+        "PEM file with the certificate(s) of a private CA that signs the nodes' \
         https certificates; trusted in addition to the system's trust store. A \
-        certificate error is never retried, and no new group starts after one.",
-};
-pub(super) const JOURNAL_PATH: VariableDoc = VariableDoc {
-    name: "JOURNAL_PATH",
-    default: DefaultValue::Unset("no journal"),
-    kind: Kind::Text,
-    description: "Path of the crash journal (on a volume that outlives the pod). Before \
+        certificate error is never retried, and no new group starts after one.";
+    LOG_FORMAT: Value("json"), Choice(&["json", "pretty"]),
+        "json: one flat JSON object per line on stdout (timestamp, level, \
+        severity, message, target, fields); pretty: human-readable lines, coloured only \
+        on a terminal.";
+    LOG_LEVEL: Value("info"), Text,
+        "Log filter: a level (error, warn, info, debug, trace) or tracing \
+        EnvFilter directives such as api_consumer=debug,info. The run summary is \
+        logged at every level but off.";
+    REPORT_PATH: Unset("no report file; the summary is still logged"), Text,
+        "Path of the JSON run report written at the end of the run (its \
+        directory must exist).";
+    TERMINATION_MESSAGE_PATH: Value("/dev/termination-log"), Text,
+        "Where a compact run summary (at most 4 KiB of JSON) is written at the \
+        end, for kubectl describe pod; written only when the file already exists, as \
+        Kubernetes creates it (keep it equal to the container's terminationMessagePath).";
+    JOURNAL_PATH: Unset("no journal"), Text,
+        "Path of the crash journal (on a volume that outlives the pod). Before \
         changing a group the job records its intent there; a run started after a killed \
         one first returns every group the killed run left unfinished to all-or-nothing, \
         restoring deleted records exactly. Its directory must exist. With SHARD_COUNT \
         above 1 each shard keeps its own file, the path with .shard-<index>-of-<count> \
-        appended, so the pods of an Indexed Job can share one volume.",
-};
-
-pub(super) const METRICS_PUSHGATEWAY_URL: VariableDoc = VariableDoc {
-    name: "METRICS_PUSHGATEWAY_URL",
-    default: DefaultValue::Unset("no metrics"),
-    kind: Kind::Text,
-    description: "Base URL of a Prometheus Pushgateway (http or https, a path prefix \
+        appended, so the pods of an Indexed Job can share one volume.";
+    METRICS_PUSHGATEWAY_URL: Unset("no metrics"), Text,
+        "Base URL of a Prometheus Pushgateway (http or https, a path prefix \
         allowed; no credentials, query or fragment). The run's metrics are pushed to \
         <url>/metrics/job/<METRICS_JOB>[/shard/<index>] every PROGRESS_INTERVAL_SECS and \
         at the end; a gateway that is down, slow or refusing costs one warning line and \
-        at most 5 s per push, never the run's outcome.",
-};
-pub(super) const METRICS_JOB: VariableDoc = VariableDoc {
-    name: "METRICS_JOB",
-    default: DefaultValue::Value("api-consumer"),
-    kind: Kind::Text,
-    description: "The job label of the pushed metrics' grouping key: 1 to 128 letters, \
+        at most 5 s per push, never the run's outcome.";
+    METRICS_JOB: Value("api-consumer"), Text,
+        "The job label of the pushed metrics' grouping key: 1 to 128 letters, \
         digits, _ . : or -. Runs with the same METRICS_JOB (and shard) replace each \
         other's metrics, except api_consumer_last_success_timestamp_seconds, which only a \
-        run that exits 0 pushes.",
-};
-
-/// Every variable the job reads, in documentation order.
-pub const VARIABLES: &[VariableDoc] = &[
-    NODES,
-    OPERATION,
-    DRY_RUN,
-    PRUNE,
-    PRUNE_MAX,
-    PRIOR_STATE,
-    SHARD_COUNT,
-    SHARD_INDEX,
-    JOB_COMPLETION_INDEX,
-    NODE_PROTOCOL,
-    GROUP_IDS,
-    GROUP_IDS_FILE,
-    REQUEST_TIMEOUT_MS,
-    CONNECT_TIMEOUT_MS,
-    MAX_RETRIES,
-    RETRY_BASE_DELAY_MS,
-    RETRY_MAX_DELAY_MS,
-    RUN_TIMEOUT_SECS,
-    ROLLBACK_TIMEOUT_SECS,
-    CONCURRENCY,
-    NODE_CONCURRENCY,
-    NODE_RATE_LIMIT,
-    MAX_FAILED_GROUPS,
-    PROGRESS_INTERVAL_SECS,
-    AUTH_TOKEN,
-    CA_CERT_PATH,
-    LOG_FORMAT,
-    LOG_LEVEL,
-    REPORT_PATH,
-    TERMINATION_MESSAGE_PATH,
-    JOURNAL_PATH,
-    METRICS_PUSHGATEWAY_URL,
-    METRICS_JOB,
-];
+        run that exits 0 pushes.";
+}
 
 /// Most nodes one run accepts: beyond this a typo (a pasted id list?) is
 /// far likelier than a real cluster.
