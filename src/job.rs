@@ -13,7 +13,7 @@ use crate::domain::{
     Outcome, StopReason, Task,
 };
 use crate::engine::phases::{prepare, Request};
-use crate::engine::{run_groups, supervise, Batch, Control, RunSettings, Transaction};
+use crate::engine::{run_groups, supervise, Control, RunSettings, Transaction};
 use crate::node_api::{ClientError, ClientSettings, NodeClient, RequestTotals, RetrySettings};
 use crate::output::journal::{Intent, Journal, JournalError};
 use crate::output::metrics::{Pusher, Sample};
@@ -44,6 +44,7 @@ impl From<&Config> for ClientSettings {
 impl From<&Config> for RunSettings {
     fn from(config: &Config) -> Self {
         RunSettings {
+            operation: config.operation,
             concurrency: config.concurrency,
             run_timeout: config.run_timeout,
             rollback_timeout: config.rollback_timeout,
@@ -160,14 +161,11 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
         control.stop(StopReason::ListsUnavailable);
     }
     let mut priors = prepared.priors.take();
-    let batch = Batch {
-        phases: &prepared.phases,
-        priors: priors.as_mut(),
-    };
+    let phases = &prepared.phases;
     let run = run_groups(
         client.clone(),
-        batch,
-        config.operation,
+        phases,
+        priors.as_mut(),
         run_settings,
         control,
         journal,

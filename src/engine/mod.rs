@@ -31,5 +31,5 @@ pub mod transaction;
 
 pub use control::Control;
 pub use id_list::GroupIds;
-pub use run::{run_groups, supervise, Batch, Phase, RunResult, RunSettings};
+pub use run::{run_groups, supervise, Phase, RunResult, RunSettings};
 pub use transaction::Transaction;

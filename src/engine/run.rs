@@ -45,6 +45,7 @@ const LOG_TARGET: &str = "api_consumer::run";
 /// Limits of one run.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
+    pub operation: Operation,
     pub concurrency: usize,
     pub run_timeout: Duration,
     pub rollback_timeout: Duration,
@@ -75,14 +76,6 @@ pub struct Phase {
     pub task: Task,
 }
 
-/// What a run works through: its phases, and the prior states the node
-/// lists gave for their transactions.
-#[derive(Debug)]
-pub struct Batch<'a> {
-    pub phases: &'a [Phase],
-    pub priors: Option<&'a mut ListedPriors>,
-}
-
 /// What a run did to its groups: everything the run report says of them.
 #[derive(Debug)]
 pub struct RunResult {
@@ -101,7 +94,8 @@ pub struct RunResult {
     pub not_attempted: Option<NotAttempted>,
 }
 
-/// Runs every group of every phase.
+/// Runs every group of every phase, with the prior states the node lists
+/// gave for their transactions.
 ///
 /// Memory follows the list and the work in flight: committed groups are
 /// counted and forgotten, and groups that did not commit go to a
@@ -114,13 +108,13 @@ pub struct RunResult {
 /// starts (so that it also covers the journal's recovery).
 pub async fn run_groups(
     client: Arc<NodeClient>,
-    batch: Batch<'_>,
-    operation: Operation,
+    phases: &[Phase],
+    mut priors: Option<&mut ListedPriors>,
     settings: RunSettings,
     control: Arc<Control>,
     journal: Option<Arc<Journal>>,
 ) -> RunResult {
-    let Batch { phases, mut priors } = batch;
+    let operation = settings.operation;
     let started = Instant::now();
     let started_at = rfc3339(SystemTime::now());
     let listed: u64 = phases.iter().map(|phase| phase.ids.len()).sum();
