@@ -83,22 +83,12 @@ pub async fn prepare(client: &NodeClient, request: Request, control: &Control) -
 }
 
 async fn phases_of(client: &NodeClient, request: Request, control: &Control) -> Prepared {
-    let Request {
-        operation,
-        dry_run,
-        prune,
-        prune_max,
-        ids,
-        ..
-    } = request;
-    let apply = |operation: Change| {
-        if dry_run {
-            Task::Plan(operation)
-        } else {
-            Task::Apply(operation)
-        }
+    let (ids, dry_run) = (request.ids, request.dry_run);
+    let apply = |change| match dry_run {
+        true => Task::Plan(change),
+        false => Task::Apply(change),
     };
-    match operation {
+    match request.operation {
         Operation::Create => one_phase(ids, apply(Change::Create)),
         Operation::Delete => one_phase(ids, apply(Change::Delete)),
         // A list given counts even when none of its ids is this shard's.
@@ -106,16 +96,13 @@ async fn phases_of(client: &NodeClient, request: Request, control: &Control) -> 
         Operation::Verify => verify_every_listed_group(client, control, ids.shard()).await,
         Operation::Reconcile => {
             let found = this_shards(list_every_node(client, control).await, ids.shard());
-            let (mut prepared, pruned) = unlisted_groups(found, &ids, prune, prune_max);
-            prepared.phases.push(Phase {
-                ids,
-                task: apply(Change::Create),
-            });
-            if let Some(pruned) = pruned {
-                prepared.phases.push(Phase {
-                    ids: pruned,
-                    task: apply(Change::Delete),
-                });
+            let (prune, max) = (request.prune, request.prune_max);
+            let (mut prepared, pruned) = unlisted_groups(found, &ids, prune, max);
+            let task = apply(Change::Create);
+            prepared.phases.push(Phase { ids, task });
+            if let Some(ids) = pruned {
+                let task = apply(Change::Delete);
+                prepared.phases.push(Phase { ids, task });
             }
             prepared
         }
@@ -146,21 +133,13 @@ async fn verify_every_listed_group(
 ) -> Prepared {
     let found = this_shards(list_every_node(client, control).await, shard);
     let incomplete = !found.complete();
-    tracing::info!(
-        target: LOG_TARGET,
-        groups = found.groups.len(),
-        nodes_listed = found.listing.nodes_listed,
-        "verifying every group the nodes list"
-    );
-    let ids: Vec<GroupId> = found.groups.into_keys().collect();
+    tracing::info!(target: LOG_TARGET, groups = found.groups.len(),
+        nodes_listed = found.listing.nodes_listed, "verifying every group the nodes list");
+    let ids = GroupIds::discovered(found.groups.into_keys().collect());
     Prepared {
-        phases: vec![Phase {
-            ids: GroupIds::discovered(ids),
-            task: Task::Verify,
-        }],
         listing: Some(found.listing),
         incomplete,
-        ..Prepared::default()
+        ..one_phase(ids, Task::Verify)
     }
 }
 
@@ -214,12 +193,8 @@ fn unlisted_groups(
         tracing::info!(target: LOG_TARGET, unlisted = count, unlisted_inconsistent = unlisted.inconsistent, "groups not listed are left alone (PRUNE is off)");
     } else if let Some(why) = refusal {
         let first: Vec<GroupId> = found.groups.keys().take(FIRST_IDS).cloned().collect();
-        let shown = first
-            .iter()
-            .map(GroupId::as_str)
-            .collect::<Vec<_>>()
-            .join(" ");
-        tracing::error!(target: LOG_TARGET, unlisted = count, prune_max, first = shown.as_str(), reason = %why, "no group is pruned");
+        let shown: Vec<&str> = first.iter().map(GroupId::as_str).collect();
+        tracing::error!(target: LOG_TARGET, unlisted = count, prune_max, first = shown.join(" ").as_str(), reason = %why, "no group is pruned");
         unlisted.prune_refused = Some(why);
         unlisted.prune_first = first;
         prepared.incomplete = true;
