@@ -23,6 +23,10 @@ use crate::output::report::{
 };
 use crate::output::telemetry::LogFormat;
 
+/// The target of these log lines, which `LOG_LEVEL` directives name
+/// (`api_consumer::job=debug`): part of the log interface.
+const LOG_TARGET: &str = "api_consumer::job";
+
 impl From<&Config> for ClientSettings {
     fn from(config: &Config) -> Self {
         ClientSettings {
@@ -114,27 +118,21 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
         }
         _ => (None, Vec::new()),
     };
-    tracing::info!(
-        operation = config.operation.as_str(),
-        dry_run = config.dry_run.then_some(true),
-        prune = config.prune.then_some(true),
-        nodes = config.nodes.len(),
-        groups = config.group_ids.len(),
-        node_protocol =
-            (config.node_protocol == NodeProtocol::TwoPhase).then(|| config.node_protocol.as_str()),
-        shard = config.shard.is_split().then(|| config.shard.index()),
-        shard_count = config.shard.is_split().then(|| config.shard.count()),
-        list_entries = config.shard.is_split().then(|| config.group_ids.listed()),
-        concurrency = config.concurrency,
-        node_concurrency = config.node_concurrency,
-        unfinished_in_journal = unfinished.len(),
-        "run started"
-    );
+    let (shard, two_phase) = (config.shard, config.node_protocol == NodeProtocol::TwoPhase);
+    tracing::info!(target: LOG_TARGET, operation = config.operation.as_str(),
+        dry_run = config.dry_run.then_some(true), prune = config.prune.then_some(true),
+        nodes = config.nodes.len(), groups = config.group_ids.len(),
+        node_protocol = two_phase.then(|| config.node_protocol.as_str()),
+        shard = shard.is_split().then(|| shard.index()),
+        shard_count = shard.is_split().then(|| shard.count()),
+        list_entries = shard.is_split().then(|| config.group_ids.listed()),
+        concurrency = config.concurrency, node_concurrency = config.node_concurrency,
+        unfinished_in_journal = unfinished.len(), "run started");
     let pusher = config.metrics.as_ref().and_then(|metrics| {
         match Pusher::new(metrics, config.shard, &config.ca_certificates) {
             Ok(pusher) => Some(Arc::new(pusher)),
             Err(reason) => {
-                tracing::warn!(reason = %reason, "no metrics will be pushed");
+                tracing::warn!(target: LOG_TARGET, reason = %reason, "no metrics will be pushed");
                 None
             }
         }
@@ -214,7 +212,7 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
     };
     if let Some(path) = &config.report_path {
         if let Err(error) = write_report(path, &report, report.groups_spool.as_deref()) {
-            tracing::error!(path = %path.display(), error = %error, "cannot write the run report");
+            tracing::error!(target: LOG_TARGET, path = %path.display(), error = %error, "cannot write the run report");
         }
     }
     write_termination_message(&config.termination_message_path, &report);
@@ -243,7 +241,7 @@ async fn open_journal(
         match Journal::open(path) {
             Err(JournalError::Busy { .. }) if tokio::time::Instant::now() < deadline => {
                 if !waiting {
-                    tracing::warn!(path = %path.display(), "another run holds the journal; waiting for it to finish");
+                    tracing::warn!(target: LOG_TARGET, path = %path.display(), "another run holds the journal; waiting for it to finish");
                     waiting = true;
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -274,14 +272,14 @@ async fn recover(
         nodes.and_then(|nodes| NodeClient::new(settings, &nodes).map_err(|e| e.to_string()));
     match (group, client) {
         (Ok(group), Ok(client)) => {
-            tracing::warn!(group_id = %group, operation = intent.operation.as_str(), "resolving a group a killed run left unfinished");
+            tracing::warn!(target: LOG_TARGET, group_id = %group, operation = intent.operation.as_str(), "resolving a group a killed run left unfinished");
             Transaction::new(&client, &group, intent.operation, control, Some(journal))
                 .recover(&intent.nodes, intent.session.as_deref())
                 .await
         }
         (group, client) => {
             let problem = group.err().or(client.err()).unwrap_or_default();
-            tracing::error!(group_id = %intent.group_id, problem = %problem, "a journal intent cannot be resolved");
+            tracing::error!(target: LOG_TARGET, group_id = %intent.group_id, problem = %problem, "a journal intent cannot be resolved");
             unresolvable(&intent, problem)
         }
     }
