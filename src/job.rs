@@ -119,7 +119,7 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
         _ => (None, Vec::new()),
     };
     let (shard, two_phase) = (config.shard, config.node_protocol == NodeProtocol::TwoPhase);
-    tracing::info!(target: LOG_TARGET, operation = config.operation.as_str(),
+    tracing::info!(target: LOG_TARGET, operation = config.operation.to_string(),
         dry_run = config.dry_run.then_some(true), prune = config.prune.then_some(true),
         nodes = config.nodes.len(), groups = config.group_ids.len(),
         node_protocol = two_phase.then(|| config.node_protocol.as_str()),

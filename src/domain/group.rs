@@ -22,20 +22,10 @@ pub enum Operation {
     Reconcile,
 }
 
-impl Operation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::Create => "create",
-            Operation::Delete => "delete",
-            Operation::Verify => "verify",
-            Operation::Reconcile => "reconcile",
-        }
-    }
-}
-
+/// Shown by its serde name, as `OPERATION` takes it (`create`).
 impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.serialize(f)
     }
 }
 

@@ -64,17 +64,12 @@ impl NodeAddress {
             // port (digits) may follow the first colon of a scheme-less
             // entry, otherwise it is a malformed URL such as `http:/host`.
             if let Some((before, after)) = entry.split_once(':') {
-                let scheme_like = before
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic())
+                let scheme_like = before.starts_with(|c: char| c.is_ascii_alphabetic())
                     && before
                         .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-                let port_like = after
-                    .split('/')
-                    .next()
-                    .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+                let port = after.split_once('/').map_or(after, |(port, _)| port);
+                let port_like = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
                 if scheme_like && !port_like {
                     return Err(format!(
                         "{shown} is neither a URL (http://host[:port]) nor host[:port]"
@@ -91,14 +86,11 @@ impl NodeAddress {
             };
             format!("{shown} is not a valid URL or host[:port]: {e}{hint}")
         })?;
-        match url.scheme() {
-            "http" | "https" => {}
-            other => {
-                return Err(format!(
-                    "{shown} has the scheme {}; only http and https are supported",
-                    quote(other)
-                ))
-            }
+        if !matches!(url.scheme(), "http" | "https") {
+            let scheme = quote(url.scheme());
+            return Err(format!(
+                "{shown} has the scheme {scheme}; only http and https are supported"
+            ));
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(format!("{shown} has no host"));

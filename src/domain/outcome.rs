@@ -1,6 +1,7 @@
 //! How things ended: a node's state for a group, a group's outcome and
 //! report, the run's totals, why it stopped and its exit code.
 
+use std::fmt;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -35,21 +36,14 @@ pub enum Outcome {
     WouldChange,
 }
 
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Committed => "committed",
-            Outcome::RolledBack => "rolled_back",
-            Outcome::Inconsistent => "inconsistent",
-            Outcome::NotStarted => "not_started",
-            Outcome::ConsistentPresent => "consistent_present",
-            Outcome::ConsistentAbsent => "consistent_absent",
-            Outcome::Unknown => "unknown",
-            Outcome::Unchanged => "unchanged",
-            Outcome::WouldChange => "would_change",
-        }
+/// Shown by its serde name, as the report has it (`rolled_back`).
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.serialize(f)
     }
+}
 
+impl Outcome {
     /// Whether the group needs an entry in the report: anything but a
     /// group found (or left) as it should be.
     pub fn is_reported(self) -> bool {

@@ -13,8 +13,6 @@
 //! (`printf %s "$id" | sha256sum`, the first 16 hex digits as a number).
 //! SHA-256 spreads any set of ids evenly, sequential names included.
 
-use std::fmt;
-
 /// One share of the id list: `index` of `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -61,13 +59,6 @@ impl Shard {
 impl Default for Shard {
     fn default() -> Shard {
         Shard::WHOLE
-    }
-}
-
-impl fmt::Display for Shard {
-    /// `2 of 4`, counting from 0 as `JOB_COMPLETION_INDEX` does.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} of {}", self.index, self.count)
     }
 }
 

@@ -158,12 +158,7 @@ fn unfinished(path: &Path) -> Result<Vec<Intent>, JournalError> {
 /// including when the process dies.
 fn lock(path: &Path) -> Result<File, JournalError> {
     let lock_path = sibling(path, ".lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_error(&lock_path))?;
+    let file = File::create(&lock_path).map_err(io_error(&lock_path))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::Busy {
@@ -213,19 +208,16 @@ impl Journal {
     async fn append(&self, entry: Entry) -> Result<(), JournalError> {
         let line = encode(&entry);
         let file = self.file.clone();
-        let path = self.path.clone();
         let written = tokio::task::spawn_blocking(move || {
-            let mut file = file
-                .lock()
-                .map_err(|_| std::io::Error::other("lock poisoned"))?;
+            let mut file = super::lock(&file);
             file.write_all(&line)?;
             file.sync_data()
         })
         .await;
         match written {
-            Ok(result) => result.map_err(io_error(&path)),
+            Ok(result) => result.map_err(io_error(&self.path)),
             Err(join) => Err(JournalError::Writer {
-                path,
+                path: self.path.clone(),
                 reason: join.to_string(),
             }),
         }

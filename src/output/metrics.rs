@@ -24,6 +24,7 @@
 use std::time::{Duration, SystemTime};
 
 use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
+use reqwest::header::CONTENT_TYPE;
 use reqwest::Url;
 
 use crate::domain::{Operation, OutcomeCounts, Shard};
@@ -88,40 +89,33 @@ impl Pusher {
     /// ended with exit code 0. A failure is logged, never returned: the
     /// run's outcome does not depend on its metrics.
     pub async fn push(&self, sample: &Sample<'_>) {
-        let last_success = (sample.exit_code == Some(0)).then(|| {
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64())
-        });
-        let result = match encode(sample, last_success) {
-            Ok(body) => self.send(body).await,
-            Err(error) => Err(format!("cannot encode the metrics: {error}")),
-        };
-        match result {
+        match self.send(sample).await {
             Ok(()) => tracing::debug!(target: LOG_TARGET, gateway = %self.url, "metrics pushed"),
             Err(reason) => tracing::warn!(target: LOG_TARGET, gateway = %self.url,
                 reason = %reason, "metrics push failed; the run goes on"),
         }
     }
 
-    async fn send(&self, body: String) -> Result<(), String> {
-        let request = self
+    async fn send(&self, sample: &Sample<'_>) -> Result<(), String> {
+        let now = SystemTime::UNIX_EPOCH.elapsed().unwrap_or_default();
+        let last_success = (sample.exit_code == Some(0)).then_some(now.as_secs_f64());
+        let body = encode(sample, last_success)
+            .map_err(|error| format!("cannot encode the metrics: {error}"))?;
+        // The client's timeout bounds the whole push, body included.
+        let response = self
             .client
             .post(self.url.clone())
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )
+            .header(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
             .body(body)
-            .send();
-        // The client's timeout bounds the whole push, body included.
-        let response = request.await.map_err(|e| {
-            if e.is_timeout() {
-                format!("no answer within {} s", PUSH_TIMEOUT.as_secs())
-            } else {
-                crate::node_api::errors::describe_error(&e.into())
-            }
-        })?;
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    format!("no answer within {} s", PUSH_TIMEOUT.as_secs())
+                } else {
+                    crate::node_api::errors::describe_error(&e.into())
+                }
+            })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -159,25 +153,16 @@ pub fn encode(sample: &Sample<'_>, last_success: Option<f64>) -> prometheus::Res
         registry.register(Box::new(vec.clone()))?;
         Ok(vec)
     };
-    let groups = gauges(
-        "api_consumer_groups",
-        "Groups of this run by outcome (so far, while it runs).",
-        &["operation", "outcome"],
-    )?;
+    let help = "Groups of this run by outcome (so far, while it runs).";
+    let groups = gauges("api_consumer_groups", help, &["operation", "outcome"])?;
     for (outcome, count) in sample.totals.by_outcome() {
-        let labels = [sample.operation.as_str(), outcome.as_str()];
+        let labels = [sample.operation.to_string(), outcome.to_string()];
         groups.with_label_values(&labels).set(count as f64);
     }
-    let requests = gauges(
-        "api_consumer_requests",
-        "Requests of this run by node and answer (an HTTP status, or transport_error).",
-        &["node", "status"],
-    )?;
-    let retries = gauges(
-        "api_consumer_retries",
-        "Attempts of this run after the first of a request, by node.",
-        &["node"],
-    )?;
+    let help = "Requests of this run by node and answer (an HTTP status, or transport_error).";
+    let requests = gauges("api_consumer_requests", help, &["node", "status"])?;
+    let help = "Attempts of this run after the first of a request, by node.";
+    let retries = gauges("api_consumer_retries", help, &["node"])?;
     for node in sample.nodes {
         let name = node.node.as_str();
         for (status, count) in &node.statuses {

@@ -26,7 +26,8 @@ fn nonzero(count: u64) -> Option<u64> {
 }
 
 /// The guard of `mutex`, also once a thread panicked holding it: what these
-/// locks guard (counts, the seal, the bar) is whole between statements.
+/// locks guard (counts, the seal, the bar, the journal file) is whole
+/// between statements.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -31,7 +31,7 @@ pub fn log_summary(report: &RunReport) {
     let not_attempted_from = report.not_attempted.as_ref().and_then(|n| n.from);
     tracing::info!(
         target: SUMMARY_TARGET,
-        operation = report.operation.as_str(),
+        operation = report.operation.to_string(),
         shard = shard.map(|s| s.index), shard_count = shard.map(|s| s.count),
         list_entries = shard.map(|s| s.list_entries),
         groups = totals.groups, committed = totals.committed,

@@ -367,7 +367,7 @@ impl<'a> Transaction<'a> {
 
 fn log_outcome(report: &GroupReport, outcome: TransactionOutcome) {
     let (group_id, operation) = (report.group_id.as_str(), report.operation.as_str());
-    let (outcome_name, duration_ms) = (report.outcome.as_str(), report.duration_ms);
+    let (outcome_name, duration_ms) = (report.outcome.to_string(), report.duration_ms);
     let reason = report.reason.as_deref().unwrap_or("");
     let nodes_written = report.nodes.iter().filter(|n| n.written).count();
     match outcome {

@@ -35,12 +35,8 @@ pub struct FailedGroups {
 impl FailedGroups {
     /// A list kept in memory only (within [`KEPT_NODE_DETAILS`]).
     pub fn in_memory() -> FailedGroups {
-        FailedGroups::with_limit(KEPT_NODE_DETAILS)
-    }
-
-    pub(super) fn with_limit(limit: usize) -> FailedGroups {
         FailedGroups {
-            limit,
+            limit: KEPT_NODE_DETAILS,
             kept: Vec::new(),
             kept_details: 0,
             omitted: 0,

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::ser::{Error as _, SerializeSeq};
 use serde::{Serialize, Serializer};
-use serde_json::value::RawValue;
+use serde_json::value::{to_raw_value, RawValue};
 use serde_json::{Map, Value};
 
 pub use failed::{FailedGroups, KEPT_NODE_DETAILS};
@@ -166,10 +166,10 @@ pub fn write_report(path: &Path, report: &RunReport, spool: Option<&Path>) -> st
             Value::Object(fields) => fields,
             _ => Map::new(),
         };
-        head.remove("groups");
-        let groups = match spool {
-            Some(path) => Groups::Spool(path),
-            None => Groups::Kept(&report.groups),
+        let groups = match (spool, head.remove("groups")) {
+            (Some(path), _) => Groups::Spool(path),
+            (None, Some(Value::Array(kept))) => Groups::Kept(kept),
+            (None, _) => Groups::Kept(Vec::new()),
         };
         serde_json::to_writer_pretty(&mut *out, &ReportFile { head, groups })
             .map_err(std::io::Error::other)?;
@@ -195,7 +195,8 @@ struct ReportFile<'a> {
 enum Groups<'a> {
     /// One compact JSON object per line, as [`FailedGroups`] spooled them.
     Spool(&'a Path),
-    Kept(&'a [GroupReport]),
+    /// The report's own `groups`, as a `Value` like its other fields.
+    Kept(Vec<Value>),
 }
 
 impl Serialize for Groups<'_> {
@@ -209,18 +210,14 @@ impl Serialize for Groups<'_> {
                 for line in BufReader::new(file).lines() {
                     let line = line.map_err(S::Error::custom)?;
                     if !line.is_empty() {
-                        seq.serialize_element(
-                            &RawValue::from_string(line).map_err(S::Error::custom)?,
-                        )?;
+                        let raw = RawValue::from_string(line).map_err(S::Error::custom)?;
+                        seq.serialize_element(&raw)?;
                     }
                 }
             }
             Groups::Kept(groups) => {
-                for group in *groups {
-                    // Through a `Value`, as the report's other fields.
-                    let value = serde_json::to_value(group).map_err(S::Error::custom)?;
-                    let raw = serde_json::value::to_raw_value(&value).map_err(S::Error::custom)?;
-                    seq.serialize_element(&raw)?;
+                for group in groups {
+                    seq.serialize_element(&to_raw_value(group).map_err(S::Error::custom)?)?;
                 }
             }
         }

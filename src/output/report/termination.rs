@@ -30,7 +30,7 @@ pub fn termination_message(report: &RunReport) -> String {
     // where not zero); serde_json's map keeps every key in sorted order.
     let mut head = serde_json::json!(report.totals);
     head["exit_code"] = u8::from(report.exit_code).into();
-    head["operation"] = report.operation.as_str().into();
+    head["operation"] = report.operation.to_string().into();
     head["requests"] = report.requests.requests.into();
     head["retries"] = report.requests.retries.into();
     head["duration_ms"] = report.duration_ms.into();
@@ -97,7 +97,7 @@ fn failed_entry(group: &GroupReport) -> serde_json::Value {
     const REASON_CHARS: usize = 120;
     let mut entry = serde_json::json!({
         "group_id": group.group_id,
-        "outcome": group.outcome.as_str(),
+        "outcome": group.outcome,
     });
     if group.outcome == Outcome::Inconsistent && group.operation != Task::Verify {
         const NODES: usize = 4;

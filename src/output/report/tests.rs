@@ -58,7 +58,8 @@ fn ids(groups: &[GroupReport]) -> Vec<&str> {
 
 #[test]
 fn the_sample_stays_within_its_limit_and_prefers_inconsistent_groups() {
-    let mut failed = FailedGroups::with_limit(9);
+    let mut failed = FailedGroups::in_memory();
+    failed.limit = 9;
     for i in 0..5 {
         failed.push(group(&format!("r{i}"), Outcome::RolledBack, 3));
     }
