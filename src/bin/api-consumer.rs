@@ -16,6 +16,10 @@ use api_consumer::job::run_job;
 use api_consumer::output::summary::log_summary;
 use api_consumer::output::telemetry;
 
+/// The target of these log lines, which `LOG_LEVEL` directives name: part
+/// of the log interface.
+const LOG_TARGET: &str = "api_consumer";
+
 fn main() -> ExitCode {
     match std::env::args_os().nth(1) {
         None => {}
@@ -51,11 +55,8 @@ fn main() -> ExitCode {
     let config = match config {
         Ok(config) => config,
         Err(error) => {
-            tracing::error!(
-                variable = error.variable(),
-                exit_code = u8::from(ExitStatus::ConfigError),
-                "configuration error: {error}"
-            );
+            tracing::error!(target: LOG_TARGET, variable = error.variable(),
+                exit_code = u8::from(ExitStatus::ConfigError), "configuration error: {error}");
             return exit(ExitStatus::ConfigError);
         }
     };
@@ -70,11 +71,9 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            tracing::error!(
-                error = %error,
+            tracing::error!(target: LOG_TARGET, error = %error,
                 exit_code = u8::from(ExitStatus::CannotStart),
-                "cannot start the async runtime; no request was sent"
-            );
+                "cannot start the async runtime; no request was sent");
             return exit(ExitStatus::CannotStart);
         }
     };
@@ -89,11 +88,8 @@ fn main() -> ExitCode {
                 report.exit_code
             }
             Err(error) => {
-                tracing::error!(
-                    variable = error.variable(),
-                    exit_code = u8::from(ExitStatus::ConfigError),
-                    "cannot start: {error}"
-                );
+                tracing::error!(target: LOG_TARGET, variable = error.variable(),
+                    exit_code = u8::from(ExitStatus::ConfigError), "cannot start: {error}");
                 ExitStatus::ConfigError
             }
         }
@@ -116,7 +112,7 @@ async fn watch_signals(control: Arc<Control>) {
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        tracing::warn!("cannot listen for termination signals");
+        tracing::warn!(target: LOG_TARGET, "cannot listen for termination signals");
         return;
     };
     let mut received = 0u32;
@@ -127,16 +123,12 @@ async fn watch_signals(control: Arc<Control>) {
         };
         received += 1;
         if received == 1 {
-            tracing::warn!(
-                signal = name,
-                "signal received; no new group starts, groups in flight finish or roll back"
-            );
+            tracing::warn!(target: LOG_TARGET, signal = name,
+                "signal received; no new group starts, groups in flight finish or roll back");
             control.stop(StopReason::Signal);
         } else {
-            tracing::warn!(
-                signal = name,
-                "second signal; groups still applying roll back now"
-            );
+            tracing::warn!(target: LOG_TARGET, signal = name,
+                "second signal; groups still applying roll back now");
             control.abort.cancel();
         }
     }
