@@ -180,11 +180,8 @@ impl<'a> Transaction<'a> {
     /// are the group's prior states from the node lists, where they tell
     /// it; the other nodes are read.
     pub async fn run(self, protocol: NodeProtocol, priors: Option<GroupPriors>) -> GroupReport {
-        let span = tracing::info_span!(
-            "group",
-            group_id = %self.group,
-            operation = self.change.as_str()
-        );
+        let operation = self.change.as_str();
+        let span = tracing::info_span!("group", group_id = %self.group, operation);
         let started = Instant::now();
         let ended = match protocol {
             NodeProtocol::Standard => self.execute(Standard, priors).instrument(span).await,
@@ -203,11 +200,8 @@ impl<'a> Transaction<'a> {
     /// speak the two-phase protocol and may hold that session's intentions
     /// (docs/TWO_PHASE.md, "The journal").
     pub async fn recover(self, nodes: &[IntentNode], session: Option<&str>) -> GroupReport {
-        let span = tracing::info_span!(
-            "recovery",
-            group_id = %self.group,
-            operation = self.change.as_str()
-        );
+        let operation = self.change.as_str();
+        let span = tracing::info_span!("recovery", group_id = %self.group, operation);
         let started = Instant::now();
         self.intent_recorded.store(true, Ordering::Relaxed);
         let ended = match session {
