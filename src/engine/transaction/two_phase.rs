@@ -69,11 +69,6 @@ impl Hold {
     }
 }
 
-/// The session that undoes `session`'s changes.
-fn undo_session(session: &str) -> String {
-    format!("{session}-undo")
-}
-
 /// A new session id: unguessable, and unique across runs and pods.
 pub(super) fn new_session() -> String {
     format!(
@@ -393,10 +388,7 @@ impl Transaction<'_> {
         }
         // Intentions are invisible to reads: whatever a read shows, the node
         // is not known to be back at its prior state.
-        let seen = state.map_or("unknown", NodeState::as_str);
-        let why = format!(
-            "may still hold an intention of session {session} (reads {seen}; last answer {last})"
-        );
+        let why = may_hold(session, state.map_or("unknown", NodeState::as_str), &last);
         tracing::error!(target: LOG_TARGET, node = node.name(), reason = %why, "two-phase: cannot release the session's intention");
         Compensation::Failed {
             state: NodeState::Unknown,
@@ -415,7 +407,7 @@ impl Transaction<'_> {
         session: &str,
         cancel: &CancellationToken,
     ) -> Compensation {
-        let undo = undo_session(session);
+        let undo = format!("{session}-undo");
         let opposite = self.change.opposite();
         let name = node.name();
         tracing::info!(target: LOG_TARGET, node = name, session = %undo, "two-phase: undoing this session's change");
@@ -432,33 +424,29 @@ impl Transaction<'_> {
                 break;
             }
         }
-        let state = self
-            .read_state(node, cancel)
-            .await
-            .unwrap_or(NodeState::Unknown);
-        let prior = self.change.changed_from();
-        if state == prior {
+        let state = self.client.read(node, self.group, cancel).await.state();
+        if state == self.change.changed_from() {
             tracing::info!(target: LOG_TARGET, node = name, state = state.as_str(), "compensated");
             return Compensation::Undone(state);
         }
+        let reads = state.as_str();
         // An intention is invisible: a node that reads as the goal may hold
         // the undo's intention, so it is not known to be at the goal either.
         let (state, detail) = if maybe_held {
-            let why = format!(
-                "may still hold an intention of session {undo} (reads {}; last answer {last})",
-                state.as_str()
-            );
-            (NodeState::Unknown, why)
+            (NodeState::Unknown, may_hold(&undo, reads, &last))
         } else {
-            let why = format!(
-                "undo through session {undo} left the node {}: {last}",
-                state.as_str()
-            );
+            let why = format!("undo through session {undo} left the node {reads}: {last}");
             (state, why)
         };
         tracing::error!(target: LOG_TARGET, node = name, reason = %detail, "compensation failed");
         Compensation::Failed { state, detail }
     }
+}
+
+/// Why a node is not known to be back at its prior state: it may hold an
+/// intention of `session`, which no read shows.
+fn may_hold(session: &str, reads: &str, last: &str) -> String {
+    format!("may still hold an intention of session {session} (reads {reads}; last answer {last})")
 }
 
 /// Records what each node named by index now holds.
