@@ -29,15 +29,10 @@ impl<'a> Found<'a> {
         })
     }
 
-    /// The names of the nodes in `state`, space-separated, for one flat log
-    /// field.
-    fn nodes_in(&self, state: NodeState) -> String {
-        self.nodes
-            .iter()
-            .filter(|(_, answer)| answer.state() == state)
-            .map(|(name, _)| *name)
-            .collect::<Vec<_>>()
-            .join(" ")
+    /// The names of the nodes whose state `keep` selects, in node order.
+    fn names(&self, keep: impl Fn(NodeState) -> bool) -> Vec<&'a str> {
+        let nodes = self.nodes.iter().filter(|(_, answer)| keep(answer.state()));
+        nodes.map(|(name, _)| *name).collect()
     }
 
     /// The first node that could not be read, and why.
@@ -94,11 +89,7 @@ pub async fn verify(client: &NodeClient, group: &GroupId, control: &Control) -> 
         return not_started(client, group, Task::Verify, control, started);
     };
     let group_id = group.as_str();
-    let present = found
-        .nodes
-        .iter()
-        .filter(|(_, answer)| answer.state() == NodeState::Present)
-        .count();
+    let present = found.names(|state| state == NodeState::Present).len();
     let ended = if let Some(why) = found.unreadable() {
         tracing::warn!(target: LOG_TARGET, group_id, reason = %why, "group state unknown: a node could not be read");
         (Outcome::Unknown, Some(why))
@@ -109,8 +100,9 @@ pub async fn verify(client: &NodeClient, group: &GroupId, control: &Control) -> 
         tracing::info!(target: LOG_TARGET, group_id, outcome = "consistent_absent", "group on no node");
         (Outcome::ConsistentAbsent, None)
     } else {
-        let present_on = found.nodes_in(NodeState::Present);
-        let absent_on = found.nodes_in(NodeState::Absent);
+        // One flat log field each: the names, space-separated.
+        let present_on = found.names(|state| state == NodeState::Present).join(" ");
+        let absent_on = found.names(|state| state == NodeState::Absent).join(" ");
         tracing::error!(target: LOG_TARGET, group_id, outcome = "inconsistent",
             present_on = present_on.as_str(), absent_on = absent_on.as_str(),
             "group inconsistent: on some nodes only");
@@ -142,12 +134,8 @@ pub async fn plan(
     let group_id = group.as_str();
     let action = change.as_str();
     let goal = change.goal();
-    let would_write: Vec<String> = found
-        .nodes
-        .iter()
-        .filter(|(_, answer)| ![goal, NodeState::Unknown].contains(&answer.state()))
-        .map(|(name, _)| name.to_string())
-        .collect();
+    let would_write = found.names(|state| ![goal, NodeState::Unknown].contains(&state));
+    let would_write: Vec<String> = would_write.into_iter().map(str::to_owned).collect();
     let (outcome, reason, would_write) = if let Some(why) = found.unreadable() {
         tracing::warn!(target: LOG_TARGET, group_id, action, reason = %why, "plan unknown: a node could not be read");
         (Outcome::Unknown, Some(why), Vec::new())
