@@ -98,12 +98,8 @@ impl Transaction<'_> {
             .client
             .write(node, self.change, self.group, None, cancel)
             .await;
-        let (status, detail) = match settle_write(
-            self.change,
-            answer,
-            &attempts,
-            cancel.is_cancelled(),
-        ) {
+        let settled = settle_write(self.change, answer, &attempts, cancel.is_cancelled());
+        let (status, detail) = match settled {
             Settled::Step(step) => {
                 if let WriteEffect::Foreign { status } = step.effect {
                     tracing::warn!(target: LOG_TARGET, node = node.name(), status, "node was already at the goal when our write arrived; another writer changed it since it was read, and a rollback will leave it as it is");
