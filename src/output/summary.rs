@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::nonzero;
 use super::report::RunReport;
 use super::telemetry::SUMMARY_TARGET;
-use crate::domain::Operation;
+use crate::domain::{Operation, OutcomeCounts};
 
 /// Logs one `node summary` line per node (requests, retries, transport
 /// errors, answers per status, latency), then the run summary: totals per
@@ -62,38 +62,33 @@ const FINDINGS_TARGET: &str = "api_consumer::findings";
 /// What a verify, a dry run or a reconcile found, in one line that says so
 /// even when nothing differs.
 fn log_findings(report: &RunReport) {
-    let totals = &report.totals;
+    let OutcomeCounts {
+        groups,
+        would_change,
+        unchanged,
+        unknown,
+        inconsistent,
+        consistent_present,
+        consistent_absent,
+        ..
+    } = report.totals;
     if report.dry_run {
-        let text = if totals.would_change == 0 && totals.unknown == 0 {
-            format!(
-                "plan: nothing would change ({} groups checked)",
-                totals.groups
-            )
+        let text = if would_change == 0 && unknown == 0 {
+            format!("plan: nothing would change ({groups} groups checked)")
         } else {
-            format!(
-                "plan: {} groups would change, {} unchanged, {} not known",
-                totals.would_change, totals.unchanged, totals.unknown
-            )
+            format!("plan: {would_change} groups would change, {unchanged} unchanged, {unknown} not known")
         };
-        tracing::info!(target: FINDINGS_TARGET, would_change = totals.would_change,
-            unchanged = totals.unchanged, unknown = totals.unknown, "{text}");
+        tracing::info!(target: FINDINGS_TARGET, would_change, unchanged, unknown, "{text}");
     }
     if report.operation == Operation::Verify {
-        let consistent = totals.consistent_present + totals.consistent_absent;
-        let text = if consistent == totals.groups {
+        let consistent = consistent_present + consistent_absent;
+        let text = if consistent == groups {
             format!("verify: all {consistent} groups are consistent")
         } else {
-            format!(
-                "verify: {} groups inconsistent, {} not known, {} consistent",
-                totals.inconsistent, totals.unknown, consistent
-            )
+            format!("verify: {inconsistent} groups inconsistent, {unknown} not known, {consistent} consistent")
         };
-        tracing::info!(target: FINDINGS_TARGET,
-            consistent_present = totals.consistent_present,
-            consistent_absent = totals.consistent_absent,
-            inconsistent = totals.inconsistent, unknown = totals.unknown,
-            "{text}"
-        );
+        tracing::info!(target: FINDINGS_TARGET, consistent_present, consistent_absent,
+            inconsistent, unknown, "{text}");
     }
     for failure in report.listing.iter().flat_map(|listing| &listing.failures) {
         tracing::error!(target: FINDINGS_TARGET, node = failure.node.as_str(),
