@@ -49,6 +49,7 @@ fn random_faults(rng: &mut SmallRng) -> FaultsPatch {
         timeout_rate: Some(if rng.random_bool(0.2) { 0.1 } else { 0.0 }),
         hang_ms: Some(500),
         latency_ms: Some(0),
+        write_latency_ms: Some(0),
         jitter_ms: Some(rng.random_range(0..3)),
         rate_limit: Some(0),
         fail_ops: Some(ops),

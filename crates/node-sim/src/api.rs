@@ -31,6 +31,13 @@ impl NodeOp {
         }
     }
 
+    /// Whether the call changes the node: creates and deletes, two-phase
+    /// steps included. Writes take `write_latency_ms` and run to their end
+    /// even when their client has gone.
+    pub fn is_write(self) -> bool {
+        matches!(self, NodeOp::Create | NodeOp::Delete)
+    }
+
     /// Parses the names used by `--fail-ops` and `fail_ops`.
     pub fn parse(name: &str) -> Option<NodeOp> {
         NodeOp::ALL.into_iter().find(|op| op.as_str() == name)
@@ -60,6 +67,13 @@ pub struct SimState {
     /// run must not leave behind.
     #[serde(default)]
     pub intentions: Vec<Intention>,
+    /// Writes (creates and deletes, two-phase steps included) whose answer
+    /// was ready after their client had gone (its connection seen closed),
+    /// so it was never sent. Each was carried out as if the client had
+    /// stayed: applied, unless its answer was a fault that applies nothing.
+    /// They are not in `responses`.
+    #[serde(default)]
+    pub undelivered_writes: u64,
 }
 
 /// Fault injection settings of one simulated node. Every rate is a
@@ -82,6 +96,11 @@ pub struct Faults {
     pub hang_ms: u64,
     /// Delay added to every node-API request.
     pub latency_ms: u64,
+    /// Delay added to writes only (creates and deletes, two-phase steps
+    /// included), on top of `latency_ms` and the jitter, before the call is
+    /// applied: reads stay fast while writes outlast a client's timeout.
+    #[serde(default)]
+    pub write_latency_ms: u64,
     /// Extra uniformly random delay in `[0, jitter_ms]`.
     pub jitter_ms: u64,
     /// Server-side limit in requests per second (0 = none); above it the
@@ -105,6 +124,7 @@ impl Default for Faults {
             timeout_rate: 0.0,
             hang_ms: 30_000,
             latency_ms: 0,
+            write_latency_ms: 0,
             jitter_ms: 0,
             rate_limit: 0,
             fail_ops: vec![NodeOp::Create, NodeOp::Delete, NodeOp::Get],
@@ -133,6 +153,8 @@ pub struct FaultsPatch {
     pub hang_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_latency_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitter_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

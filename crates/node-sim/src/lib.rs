@@ -15,10 +15,19 @@
 //! faulted and never counted, so inspecting a node does not change what it
 //! reports.
 //!
+//! Like a real server with a thread or task per request, a node finishes the
+//! writes it started: a create or delete whose client gives up (a timeout, a
+//! proxy cutting the connection) is still applied, at the moment it would
+//! have been had the client waited, and counted in
+//! [`SimState::undelivered_writes`]. With
+//! [`write_latency_ms`](Faults::write_latency_ms) writes can outlast a
+//! client's timeout while reads stay fast.
+//!
 //! A node can be stopped gracefully, killed (open connections dropped, in-flight
-//! answers lost) and restarted on the same address, as a chaos test needs.
-//! Without a data file a restarted node comes back empty, like an in-memory
-//! server; with one it comes back with the groups it had.
+//! answers lost, writes in progress ended where they are) and restarted on the
+//! same address, as a chaos test needs. Without a data file a restarted node
+//! comes back empty, like an in-memory server; with one it comes back with the
+//! groups it had.
 
 pub mod api;
 mod conn;
@@ -39,7 +48,9 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use self::api::{Faults, FaultsPatch, NodeOp, SimState};
 pub use self::two_phase::{Intention, IntentionOp, Protocol};
@@ -274,8 +285,9 @@ impl SimNode {
     }
 
     /// Stops serving gracefully: the port is released, requests in flight are
-    /// answered (injected waits cut short with `503`); connections still open
-    /// after a few seconds are cut. Stopping a stopped node does nothing.
+    /// answered (injected waits cut short with `503`), writes whose clients
+    /// have gone run to their end; connections and writes still open after a
+    /// few seconds are cut. Stopping a stopped node does nothing.
     pub async fn stop(&self) {
         if let Some(server) = self.server.lock().await.take() {
             server.stop(STOP_GRACE).await;
@@ -283,8 +295,9 @@ impl SimNode {
     }
 
     /// Stops serving abruptly, like a crashed process: open connections are
-    /// dropped and requests in flight get no answer, although a call may
-    /// already have been applied.
+    /// dropped, requests in flight get no answer, although a call may
+    /// already have been applied, and writes in progress end where they are:
+    /// none lands after this returns.
     pub async fn kill(&self) {
         if let Some(server) = self.server.lock().await.take() {
             server.kill().await;
@@ -315,8 +328,11 @@ impl SimNode {
 struct Server {
     /// Ends accepting and cuts injected waits short.
     stopping: CancellationToken,
-    /// Makes every open connection fail on its next read or write.
+    /// Makes every open connection fail on its next read or write, and ends
+    /// the writes in progress where they are.
     killed: CancellationToken,
+    /// The writes in progress, whose clients may have gone.
+    writes: TaskTracker,
     task: JoinHandle<()>,
 }
 
@@ -324,7 +340,13 @@ impl Server {
     fn spawn(node: Arc<Node>, listener: TcpListener, root: &CancellationToken) -> Server {
         let stopping = root.child_token();
         let killed = CancellationToken::new();
-        let router = node::router(node.clone(), stopping.clone());
+        let writes = TaskTracker::new();
+        let instance = node::Instance {
+            stopping: stopping.clone(),
+            killed: killed.clone(),
+            writes: writes.clone(),
+        };
+        let router = node::router(node.clone(), instance);
         let listener = conn::KillableListener::new(listener, killed.clone(), node.clone());
         let serve = axum::serve(listener, router)
             .with_graceful_shutdown(stopping.clone().cancelled_owned());
@@ -337,22 +359,41 @@ impl Server {
         Server {
             stopping,
             killed,
+            writes,
             task,
         }
     }
 
+    /// Connections and the writes of clients that have gone get `grace`
+    /// together; whatever is left then is killed.
     async fn stop(mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
         self.stopping.cancel();
-        if tokio::time::timeout(grace, &mut self.task).await.is_err() {
+        self.writes.close();
+        if tokio::time::timeout_at(deadline, &mut self.task)
+            .await
+            .is_err()
+        {
             self.killed.cancel();
             let _ = self.task.await;
         }
+        if tokio::time::timeout_at(deadline, self.writes.wait())
+            .await
+            .is_err()
+        {
+            self.killed.cancel();
+            self.writes.wait().await;
+        }
     }
 
+    /// Returns once no write of this instance can change the node any more,
+    /// so a restart starts from what the kill left.
     async fn kill(self) {
         self.killed.cancel();
         self.stopping.cancel();
+        self.writes.close();
         let _ = self.task.await;
+        self.writes.wait().await;
     }
 }
 

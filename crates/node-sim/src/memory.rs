@@ -21,6 +21,8 @@ pub(crate) struct NodeMemory {
     pub(crate) requests: BTreeMap<String, u64>,
     pub(crate) responses: BTreeMap<String, u64>,
     pub(crate) connections: u64,
+    /// Writes answered after their client had gone.
+    pub(crate) undelivered_writes: u64,
     pub(crate) faults: Faults,
     pub(crate) limiter: Option<DefaultDirectRateLimiter>,
     pub(crate) rng: SmallRng,
@@ -34,6 +36,7 @@ impl NodeMemory {
             requests: zero_requests(),
             responses: BTreeMap::new(),
             connections: 0,
+            undelivered_writes: 0,
             limiter: limiter(faults.rate_limit),
             faults,
             rng: SmallRng::seed_from_u64(seed),

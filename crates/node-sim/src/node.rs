@@ -4,6 +4,12 @@
 //! each call is atomic: of many concurrent creates of one id exactly one gets
 //! `201`. The lock is never held across an await; injected waits happen
 //! outside it.
+//!
+//! A write runs in a task of its own, as on a server with a thread or task
+//! per request: a client that gives up (its connection closed, the handler
+//! dropped) does not stop it, and it lands when it would have had the client
+//! stayed. Its answer then has nowhere to go and is counted in
+//! `undelivered_writes` instead of `responses`.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,7 +25,9 @@ use axum::{Json, Router};
 use governor::clock::Clock;
 use rand::Rng;
 use serde_json::json;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::api::NodeOp;
 use super::api::{Faults, FaultsPatch, SimState};
@@ -56,6 +64,7 @@ fn patched(faults: &Faults, patch: FaultsPatch) -> Result<Faults, String> {
         timeout_rate,
         hang_ms,
         latency_ms,
+        write_latency_ms,
         jitter_ms,
         rate_limit,
         fail_ops,
@@ -69,6 +78,7 @@ fn patched(faults: &Faults, patch: FaultsPatch) -> Result<Faults, String> {
     next.timeout_rate = timeout_rate.unwrap_or(next.timeout_rate);
     next.hang_ms = hang_ms.unwrap_or(next.hang_ms);
     next.latency_ms = latency_ms.unwrap_or(next.latency_ms);
+    next.write_latency_ms = write_latency_ms.unwrap_or(next.write_latency_ms);
     next.jitter_ms = jitter_ms.unwrap_or(next.jitter_ms);
     next.rate_limit = rate_limit.unwrap_or(next.rate_limit);
     next.fail_ops = fail_ops.unwrap_or(next.fail_ops);
@@ -133,6 +143,7 @@ impl Node {
             responses: state.responses.clone(),
             connections: state.connections,
             intentions: two_phase::listed(&state.intentions),
+            undelivered_writes: state.undelivered_writes,
         }
     }
 
@@ -206,14 +217,30 @@ impl Node {
             .or_default() += 1;
     }
 
-    fn draw_delay(&self) -> Duration {
+    fn count_undelivered(&self) {
+        self.lock().undelivered_writes += 1;
+    }
+
+    /// `latency_ms` plus the jitter, plus `write_latency_ms` for a write.
+    fn draw_delay(&self, op: NodeOp) -> Duration {
         let mut guard = self.lock();
         let state = &mut *guard;
         let jitter = match state.faults.jitter_ms {
             0 => 0,
             jitter_ms => state.rng.random_range(0..=jitter_ms),
         };
-        Duration::from_millis(state.faults.latency_ms.saturating_add(jitter))
+        let write = if op.is_write() {
+            state.faults.write_latency_ms
+        } else {
+            0
+        };
+        Duration::from_millis(
+            state
+                .faults
+                .latency_ms
+                .saturating_add(write)
+                .saturating_add(jitter),
+        )
     }
 
     /// Rate limit first (it applies to every call, as a real server's would),
@@ -281,15 +308,26 @@ impl Call {
     }
 }
 
+/// The life of one serving instance of a node, as its requests see it.
+#[derive(Clone)]
+pub(crate) struct Instance {
+    /// Set when the instance stops: injected waits end early.
+    pub(crate) stopping: CancellationToken,
+    /// Set when it is killed: writes in progress end where they are.
+    pub(crate) killed: CancellationToken,
+    /// The writes in progress, which outlive their connections; a stop or
+    /// kill waits for them.
+    pub(crate) writes: TaskTracker,
+}
+
 #[derive(Clone)]
 struct App {
     node: Arc<Node>,
-    /// Set when this serving instance stops: injected waits end early.
-    stopping: CancellationToken,
+    instance: Instance,
 }
 
-pub(crate) fn router(node: Arc<Node>, stopping: CancellationToken) -> Router {
-    let app = App { node, stopping };
+pub(crate) fn router(node: Arc<Node>, instance: Instance) -> Router {
+    let app = App { node, instance };
     // Both spellings of each path are served directly: the job must cope with
     // redirects, but the reference node should not need it to.
     Router::new()
@@ -410,14 +448,43 @@ fn parse_body(body: &[u8]) -> Result<String, String> {
 
 impl App {
     async fn serve(&self, call: Call) -> Response {
-        self.node.count_request(call.op());
-        let response = self.serve_counted(call).await;
+        let op = call.op();
+        self.node.count_request(op);
+        let response = if op.is_write() {
+            match self.serve_write(call).await {
+                Some(response) => response,
+                // Killed: the connection goes down with the node, unanswered.
+                None => return shutting_down(),
+            }
+        } else {
+            self.serve_counted(call).await
+        };
         self.node.count_response(response.status());
         response
     }
 
+    /// Runs a write in a task of its own and waits for its answer. Dropping
+    /// this future (the client has gone) leaves the write running; when its
+    /// answer is ready and nobody waits for it any more, it is counted as
+    /// undelivered. `None` when the node was killed before the answer.
+    async fn serve_write(&self, call: Call) -> Option<Response> {
+        let (answer, answered) = oneshot::channel();
+        let app = self.clone();
+        self.instance.writes.spawn(async move {
+            let response = tokio::select! {
+                biased;
+                () = app.instance.killed.cancelled() => return,
+                response = app.serve_counted(call) => response,
+            };
+            if answer.send(response).is_err() {
+                app.node.count_undelivered();
+            }
+        });
+        answered.await.ok()
+    }
+
     async fn serve_counted(&self, call: Call) -> Response {
-        if !self.pause(self.node.draw_delay()).await {
+        if !self.pause(self.node.draw_delay(call.op())).await {
             return shutting_down();
         }
         let ambiguous = match self.node.draw_verdict(call.op()) {
@@ -456,7 +523,7 @@ impl App {
         }
         tokio::select! {
             () = tokio::time::sleep(duration) => true,
-            () = self.stopping.cancelled() => false,
+            () = self.instance.stopping.cancelled() => false,
         }
     }
 

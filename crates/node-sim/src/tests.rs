@@ -79,6 +79,64 @@ async fn arrived(node: &SimNode, op: &str) {
     }
 }
 
+/// A client that gives up after 100 ms, closing its connection.
+fn impatient() -> Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .expect("client builds")
+}
+
+/// `GET /_sim/state`, over HTTP.
+async fn sim_state(node: &SimNode) -> SimState {
+    client()
+        .get(format!("{}/_sim/state", node.url()))
+        .send()
+        .await
+        .expect("state answered")
+        .json()
+        .await
+        .expect("state parses")
+}
+
+/// Polls `/_sim/state` until `done` holds, for at most 10 seconds.
+async fn settled(node: &SimNode, done: impl Fn(&SimState) -> bool) -> SimState {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = sim_state(node).await;
+        if done(&state) {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "never settled: {state:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+const WRITE_LATENCY: Duration = Duration::from_millis(300);
+
+/// Sends a write from a client that gives up before the node's write
+/// latency of `latency`. Returns when it was sent, and the node's state
+/// when the client had given up if it was read before the write could have
+/// landed (on a machine too slow for that, `None`).
+async fn abandon(
+    node: &SimNode,
+    latency: Duration,
+    request: reqwest::RequestBuilder,
+) -> (Instant, Option<SimState>) {
+    let sent = Instant::now();
+    let outcome = request.send().await;
+    assert!(
+        outcome.as_ref().is_err_and(reqwest::Error::is_timeout),
+        "the client gives up: {outcome:?}"
+    );
+    let state = node.state();
+    // The write lands `latency` after it was sent at the earliest.
+    let early = sent.elapsed() < latency;
+    (sent, early.then_some(state))
+}
+
 fn faults(patch: impl FnOnce(&mut Faults)) -> Faults {
     let mut faults = Faults::default();
     patch(&mut faults);
@@ -328,13 +386,14 @@ async fn put_faults_changes_only_the_given_fields() {
 
     let response = client()
         .put(&url)
-        .json(&json!({"fail_rate": 0.5, "fail_ops": ["create"]}))
+        .json(&json!({"fail_rate": 0.5, "fail_ops": ["create"], "write_latency_ms": 250}))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let expected = faults(|f| {
         f.latency_ms = 1;
+        f.write_latency_ms = 250;
         f.fail_rate = 0.5;
         f.fail_ops = vec![NodeOp::Create];
     });
@@ -345,11 +404,23 @@ async fn put_faults_changes_only_the_given_fields() {
         json!({"timeout_rate": -0.1}),
         json!({"no_such_knob": 1}),
         json!({"fail_ops": ["put"]}),
+        json!({"write_latency_ms": -1}),
+        json!({"write_latency_ms": 1.5}),
+        json!({"write_latency_ms": "300"}),
     ] {
         let response = client().put(&url).json(&bad).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
         assert!(response.json::<Value>().await.unwrap()["error"].is_string());
     }
+
+    let too_long = client()
+        .put(&url)
+        .header("content-type", "application/json")
+        .body(r#"{"write_latency_ms": 18446744073709551616}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_long.status(), StatusCode::BAD_REQUEST);
 
     let current = client().get(&url).send().await.unwrap();
     assert_eq!(current.json::<Faults>().await.unwrap(), expected);
@@ -801,4 +872,212 @@ fn op_names_round_trip() {
         assert_eq!(NodeOp::parse(op.as_str()), Some(op));
     }
     assert_eq!(NodeOp::parse("put"), None);
+}
+
+// ------------------------------------------------- writes outliving clients
+
+fn slow_writes(protocol: Protocol) -> Faults {
+    faults(|f| {
+        f.write_latency_ms = WRITE_LATENCY.as_millis() as u64;
+        f.protocol = protocol;
+    })
+}
+
+#[tokio::test]
+async fn a_create_whose_client_gave_up_lands_when_it_would_have() {
+    let cluster = start(1, slow_writes(Protocol::Standard)).await;
+    let node = &cluster.nodes()[0];
+    let request = impatient()
+        .post(format!("{}/{GROUP_COLLECTION_PATH}", node.url()))
+        .json(&GroupBody::new("g"));
+    let (sent, before) = abandon(node, WRITE_LATENCY, request).await;
+    if let Some(before) = before {
+        assert!(
+            before.groups.is_empty(),
+            "applied at disconnect: {before:?}"
+        );
+        assert_eq!(before.undelivered_writes, 0);
+    }
+    let state = settled(node, |s| s.undelivered_writes == 1).await;
+    assert!(sent.elapsed() >= WRITE_LATENCY);
+    assert_eq!(state.groups, vec!["g".to_owned()]);
+    assert_eq!(state.requests.get("create"), Some(&1));
+    assert!(state.responses.is_empty(), "nothing was sent: {state:?}");
+
+    // The group is there for everyone, and a reset clears the counter.
+    assert_eq!(status(read(node, "g")).await, 200);
+    let reset = client()
+        .post(format!("{}/_sim/reset", node.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reset.json::<SimState>().await.unwrap().undelivered_writes,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_delete_whose_client_gave_up_lands_when_it_would_have() {
+    let cluster = start(1, slow_writes(Protocol::Standard)).await;
+    let node = &cluster.nodes()[0];
+    node.insert_group("g").await.unwrap();
+    let request = impatient()
+        .delete(format!("{}/{GROUP_COLLECTION_PATH}", node.url()))
+        .json(&GroupBody::new("g"));
+    let (sent, before) = abandon(node, WRITE_LATENCY, request).await;
+    if let Some(before) = before {
+        assert_eq!(before.groups, vec!["g".to_owned()], "applied at disconnect");
+    }
+    let state = settled(node, |s| s.undelivered_writes == 1).await;
+    assert!(sent.elapsed() >= WRITE_LATENCY);
+    assert!(state.groups.is_empty(), "{state:?}");
+    assert!(state.responses.is_empty(), "{state:?}");
+}
+
+#[tokio::test]
+async fn a_two_phase_step_whose_client_gave_up_lands_when_it_would_have() {
+    let cluster = start(1, slow_writes(Protocol::TwoPhase)).await;
+    let node = &cluster.nodes()[0];
+    let body = json!({"groupId": "g", "sessionId": "s"});
+    let request = impatient()
+        .post(format!("{}/v1/group", node.url()))
+        .json(&body);
+    let (sent, before) = abandon(node, WRITE_LATENCY, request).await;
+    if let Some(before) = before {
+        assert!(
+            before.intentions.is_empty(),
+            "applied at disconnect: {before:?}"
+        );
+    }
+    let state = settled(node, |s| s.undelivered_writes == 1).await;
+    assert!(sent.elapsed() >= WRITE_LATENCY);
+    assert_eq!(
+        intentions(node),
+        [("g".to_owned(), "s".to_owned(), IntentionOp::Create)]
+    );
+    assert!(state.groups.is_empty() && state.responses.is_empty());
+
+    // The resent call is the second one, and commits.
+    let request = impatient()
+        .post(format!("{}/v1/group", node.url()))
+        .json(&body);
+    abandon(node, WRITE_LATENCY, request).await;
+    let state = settled(node, |s| s.undelivered_writes == 2).await;
+    assert_eq!(state.groups, vec!["g".to_owned()]);
+    assert!(state.intentions.is_empty());
+
+    let request = impatient()
+        .delete(format!("{}/{}", node.url(), group_item_path("g")))
+        .json(&json!({"sessionId": "t"}));
+    abandon(node, WRITE_LATENCY, request).await;
+    settled(node, |s| s.undelivered_writes == 3).await;
+    assert_eq!(
+        intentions(node),
+        [("g".to_owned(), "t".to_owned(), IntentionOp::Delete)]
+    );
+}
+
+#[tokio::test]
+async fn write_latency_delays_writes_only_on_top_of_latency() {
+    let cluster = start(
+        1,
+        faults(|f| {
+            f.latency_ms = 50;
+            f.write_latency_ms = 1_000;
+            f.fail_ops = vec![];
+        }),
+    )
+    .await;
+    let node = &cluster.nodes()[0];
+    node.insert_group("seeded").await.unwrap();
+
+    let started = Instant::now();
+    assert_eq!(status(read(node, "seeded")).await, 200);
+    let list = client()
+        .get(format!("{}/{GROUP_LIST_PATH}", node.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), StatusCode::OK);
+    let reads = started.elapsed();
+    assert!(reads >= Duration::from_millis(100), "{reads:?}");
+    assert!(
+        reads < Duration::from_millis(500),
+        "reads waited: {reads:?}"
+    );
+
+    // A client that waits gets its answer, after both delays.
+    let started = Instant::now();
+    let created = create(node, "g").await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(
+        created.json::<GroupBody>().await.unwrap(),
+        GroupBody::new("g")
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1_050));
+    let state = sim_state(node).await;
+    assert_eq!(state.undelivered_writes, 0);
+    assert_eq!(state.responses.get("201"), Some(&1));
+    assert_eq!(state.groups, vec!["g".to_owned(), "seeded".to_owned()]);
+}
+
+#[tokio::test]
+async fn kill_ends_writes_in_progress_unapplied() {
+    let latency = Duration::from_secs(1);
+    let cluster = start(1, faults(|f| f.write_latency_ms = 1_000)).await;
+    let node = &cluster.nodes()[0];
+    let sent = Instant::now();
+    let pending = tokio::spawn(
+        client()
+            .post(format!("{}/{GROUP_COLLECTION_PATH}", node.url()))
+            .json(&GroupBody::new("g"))
+            .send(),
+    );
+    arrived(node, "create").await;
+    node.kill().await;
+    assert!(
+        pending.await.unwrap().is_err(),
+        "no answer from a killed node"
+    );
+    // Past the moment the write would have landed: it never does.
+    tokio::time::sleep_until((sent + latency * 3 / 2).into()).await;
+    let state = node.state();
+    assert!(state.groups.is_empty(), "{state:?}");
+    assert_eq!(state.undelivered_writes, 0);
+    assert!(state.responses.is_empty());
+}
+
+#[tokio::test]
+async fn graceful_stop_ends_writes_whose_clients_have_gone() {
+    let latency = Duration::from_secs(20);
+    let cluster = start(1, faults(|f| f.write_latency_ms = 20_000)).await;
+    let node = &cluster.nodes()[0];
+    let request = impatient()
+        .post(format!("{}/{GROUP_COLLECTION_PATH}", node.url()))
+        .json(&GroupBody::new("g"));
+    let (sent, _) = abandon(node, latency, request).await;
+    // The stop cuts the injected wait short (a 503, nothing applied) and
+    // returns once the write has ended.
+    node.stop().await;
+    assert!(sent.elapsed() < latency);
+    let state = node.state();
+    assert!(state.groups.is_empty(), "{state:?}");
+    // The 503 is undelivered, or, if the node had not yet seen the
+    // connection close when it was ready, handed to that connection.
+    let handed = state.responses.get("503").copied().unwrap_or(0);
+    assert_eq!(state.undelivered_writes + handed, 1, "{state:?}");
+}
+
+#[test]
+fn older_state_and_faults_bodies_still_parse() {
+    let state: SimState =
+        serde_json::from_value(json!({"groups": ["g"], "requests": {}, "responses": {}})).unwrap();
+    assert_eq!(state.undelivered_writes, 0);
+    let mut body = serde_json::to_value(Faults::default()).unwrap();
+    body.as_object_mut().unwrap().remove("write_latency_ms");
+    assert_eq!(
+        serde_json::from_value::<Faults>(body).unwrap(),
+        Faults::default()
+    );
 }

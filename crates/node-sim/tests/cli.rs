@@ -29,7 +29,14 @@ fn get(url: &str, path: &str) -> String {
 #[test]
 fn serves_its_nodes_and_exits_on_sigterm() {
     let mut sim = Command::new(env!("CARGO_BIN_EXE_node-sim"))
-        .args(["--nodes", "2", "--base-port", "0"])
+        .args([
+            "--nodes",
+            "2",
+            "--base-port",
+            "0",
+            "--write-latency-ms",
+            "250",
+        ])
         .env_clear()
         .stdout(Stdio::piped())
         .spawn()
@@ -48,6 +55,10 @@ fn serves_its_nodes_and_exits_on_sigterm() {
         assert!(get(url, "/healthz").starts_with("HTTP/1.1 200"), "{url}");
         let state = get(url, "/_sim/state");
         assert!(state.contains("\"groups\":[]"), "{state}");
+        assert!(state.contains("\"undelivered_writes\":0"), "{state}");
+        let faults = get(url, "/_sim/faults");
+        assert!(faults.contains("\"write_latency_ms\":250"), "{faults}");
+        assert!(faults.contains("\"latency_ms\":0"), "{faults}");
     }
     let term = Command::new("kill")
         .args(["-TERM", &sim.id().to_string()])

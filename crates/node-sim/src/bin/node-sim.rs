@@ -73,6 +73,11 @@ struct Args {
     #[arg(long, value_name = "MS", env = "NODE_SIM_LATENCY_MS",
           default_value_t = Faults::default().latency_ms)]
     latency_ms: u64,
+    /// Delay added to creates and deletes only, on top of --latency-ms, in
+    /// milliseconds, before the call is applied.
+    #[arg(long, value_name = "MS", env = "NODE_SIM_WRITE_LATENCY_MS",
+          default_value_t = Faults::default().write_latency_ms)]
+    write_latency_ms: u64,
     /// Extra random delay, uniform in [0, MS].
     #[arg(long, value_name = "MS", env = "NODE_SIM_JITTER_MS",
           default_value_t = Faults::default().jitter_ms)]
@@ -138,6 +143,7 @@ impl Args {
                 timeout_rate: self.timeout_rate,
                 hang_ms: self.hang_ms,
                 latency_ms: self.latency_ms,
+                write_latency_ms: self.write_latency_ms,
                 jitter_ms: self.jitter_ms,
                 rate_limit: self.rate_limit,
                 fail_ops: self.fail_ops.0,
@@ -227,11 +233,15 @@ mod tests {
             "--nodes=3",
             "--fail-ops",
             "delete, get",
+            "--latency-ms=5",
+            "--write-latency-ms",
+            "300",
         ])
         .unwrap();
         assert_eq!(args.nodes, 3);
         let faults = args.options().faults;
         assert_eq!(faults.fail_rate, 0.25);
+        assert_eq!((faults.latency_ms, faults.write_latency_ms), (5, 300));
         assert_eq!(faults.fail_ops, vec![NodeOp::Delete, NodeOp::Get]);
         assert_eq!(parse(&["--fail-ops", ""]).unwrap().fail_ops, OpList(vec![]));
         let two_phase = parse(&["--protocol", "two-phase"]).unwrap().options();
@@ -245,6 +255,9 @@ mod tests {
             &["--nodes", "0"],
             &["--fail-ops", "create,put"],
             &["--protocol", "2pc"],
+            &["--write-latency-ms", "-1"],
+            &["--write-latency-ms", "0.5"],
+            &["--write-latency-ms", "1s"],
             &["--nodes"],
             &["--bogus", "1"],
             &["--host", "localhost"],
