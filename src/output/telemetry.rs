@@ -266,7 +266,11 @@ impl EventFields {
                     other => other.to_string(),
                 });
             }
-            "log.target" => self.log_target = value.as_str().map(str::to_owned),
+            "log.target" => {
+                if let Value::String(text) = value {
+                    self.log_target = Some(text);
+                }
+            }
             // Source locations of forwarded `log` records: noise in a line.
             "log.module_path" | "log.file" | "log.line" => {}
             name => self.values.push((name.to_owned(), value)),
@@ -320,7 +324,8 @@ impl Visit for EventFields {
         for cause in std::iter::successors(value.source(), |cause| cause.source()) {
             let cause = cause.to_string();
             if !text.ends_with(&cause) {
-                text = format!("{text}: {cause}");
+                text.push_str(": ");
+                text.push_str(&cause);
             }
         }
         self.record(field, Value::from(text));
