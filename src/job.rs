@@ -32,6 +32,7 @@ impl From<&Config> for ClientSettings {
         ClientSettings {
             request_timeout: config.request_timeout,
             connect_timeout: config.connect_timeout,
+            write_settle: config.write_settle,
             retry: RetrySettings {
                 max_retries: config.max_retries,
                 base_delay: config.retry_base_delay,

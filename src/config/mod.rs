@@ -80,6 +80,10 @@ pub struct Config {
     pub request_timeout: Duration,
     #[serde(rename = "connect_timeout_ms", deserialize_with = "p::millis")]
     pub connect_timeout: Duration,
+    /// How long a node may take to apply a write whose answer the job did
+    /// not get.
+    #[serde(rename = "write_settle_ms", deserialize_with = "p::millis")]
+    pub write_settle: Duration,
     pub max_retries: u32,
     #[serde(rename = "retry_base_delay_ms", deserialize_with = "p::millis")]
     pub retry_base_delay: Duration,

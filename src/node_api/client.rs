@@ -31,6 +31,7 @@ use reqwest::{Request, Response};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, RequestBuilder};
 use serde::Serialize;
 use serde_json::Value;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
@@ -56,6 +57,9 @@ const RETRY_LOG_TARGET: &str = "api_consumer::retry";
 pub struct ClientSettings {
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
+    /// How long a node may take to apply a write whose answer was lost
+    /// (`WRITE_SETTLE_MS`).
+    pub write_settle: Duration,
     pub retry: RetrySettings,
     pub auth_token: Option<Secret>,
     pub node_concurrency: usize,
@@ -127,6 +131,7 @@ pub struct NodeClient {
     /// One attempt of a list, whose body may be far larger than any other
     /// answer: `REQUEST_TIMEOUT_MS`, but at least [`LIST_MIN_TIMEOUT`].
     list_timeout: Duration,
+    write_settle: Duration,
     tls_failure: OnceLock<String>,
 }
 
@@ -190,6 +195,7 @@ impl NodeClient {
             nodes,
             retry: Retry::new(settings.retry),
             list_timeout: settings.request_timeout.max(LIST_MIN_TIMEOUT),
+            write_settle: settings.write_settle,
             tls_failure: OnceLock::new(),
         })
     }
@@ -247,13 +253,14 @@ impl NodeClient {
                     stats: node.stats.clone(),
                     body_limit,
                 });
+                let sent = Instant::now();
                 let result = self
                     .http
                     .execute_with_extensions(attempt, &mut extensions)
                     .await;
                 drop(slot);
                 body = extensions.remove::<AnswerBody>().unwrap_or_default();
-                attempts.add(&result);
+                attempts.add(&result, sent, self.write_settle);
                 let answer = result.as_ref().ok();
                 let retry_after =
                     answer.and_then(|a| parse_retry_after(a.headers(), SystemTime::now()));
@@ -276,7 +283,7 @@ impl NodeClient {
                 let Some(next) = node.gate.admit(stop).await else {
                     // The attempt that could not start is counted, unapplied.
                     let result = Err(cancelled_before_sending());
-                    attempts.add(&result);
+                    attempts.add(&result, Instant::now(), self.write_settle);
                     break result;
                 };
                 slot = next;

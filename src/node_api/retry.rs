@@ -19,6 +19,7 @@ use http::{HeaderMap, StatusCode};
 use reqwest::Response;
 use reqwest_retry::policies::ExponentialBackoff;
 use reqwest_retry::{Jitter, RetryDecision, RetryPolicy, Retryable, RetryableStrategy};
+use tokio::time::Instant;
 
 /// The longest `Retry-After` honoured; a larger value is clamped so that one
 /// confused node cannot park a group past every deadline (the run's own
@@ -35,14 +36,38 @@ pub struct Attempts {
     pub earlier_maybe_applied: bool,
     /// Whether any attempt, the last included, may have been applied.
     pub maybe_applied: bool,
+    /// When the last attempt whose answer was lost may still land, at the
+    /// latest: its send plus `WRITE_SETTLE_MS`. An answer is lost when the
+    /// node may still be working on the attempt: a timeout or a broken
+    /// connection after it was sent, or a `5xx` (from the node or a gateway
+    /// in front of it). `None` when every attempt was answered for good.
+    pub settles_at: Option<Instant>,
 }
 
 impl Attempts {
-    /// Counts one more attempt, which got `result`.
-    pub(super) fn add(&mut self, result: &reqwest_middleware::Result<Response>) {
+    /// Counts one more attempt, sent at `sent`, which got `result`; `settle`
+    /// is how long a node may take to apply it (`WRITE_SETTLE_MS`).
+    pub(super) fn add(
+        &mut self,
+        result: &reqwest_middleware::Result<Response>,
+        sent: Instant,
+        settle: Duration,
+    ) {
         self.count += 1;
         self.earlier_maybe_applied = self.maybe_applied;
         self.maybe_applied |= !proves_not_applied(result);
+        if answer_lost(result) {
+            self.settles_at = self.settles_at.max(Some(sent + settle));
+        }
+    }
+}
+
+/// Whether the node may still be working on an attempt that got `result`.
+fn answer_lost(result: &Result<Response, reqwest_middleware::Error>) -> bool {
+    match result {
+        Ok(response) => response.status().is_server_error(),
+        Err(reqwest_middleware::Error::Reqwest(e)) => !e.is_connect(),
+        Err(reqwest_middleware::Error::Middleware(_)) => false,
     }
 }
 

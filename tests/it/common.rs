@@ -104,11 +104,14 @@ pub fn failing(ops: &[NodeOp]) -> FaultsPatch {
     }
 }
 
-/// Fast retries, so that a failing node costs milliseconds, and a request
+/// Fast retries, so that a failing node costs milliseconds, a request
 /// timeout long enough that a `node-sim` slowed by a loaded machine does not
-/// decide a case. What [`config`] sets unless told otherwise.
+/// decide a case, and a short window for lost answers (`node-sim` applies a
+/// write at once unless a test gives it write latency). What [`config`] sets
+/// unless told otherwise.
 pub const FAST: &[(&str, &str)] = &[
     ("MAX_RETRIES", "3"),
+    ("WRITE_SETTLE_MS", "0"),
     ("RETRY_BASE_DELAY_MS", "5"),
     ("RETRY_MAX_DELAY_MS", "50"),
     ("REQUEST_TIMEOUT_MS", "2000"),
@@ -246,8 +249,11 @@ pub fn never_accepting() -> (std::net::TcpListener, String) {
 /// `dir`.
 pub fn command(dir: &tempfile::TempDir, vars: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_api-consumer"));
-    // A clean environment in an empty directory: no stray `.env`.
+    // A clean environment in an empty directory: no stray `.env`. No window
+    // for lost answers unless a test sets one: `node-sim` applies a write
+    // before it answers unless it is given write latency.
     cmd.env_clear().current_dir(dir.path());
+    cmd.env("WRITE_SETTLE_MS", "0");
     for (key, value) in vars {
         cmd.env(key, value);
     }

@@ -11,6 +11,7 @@ mod dry_run;
 mod hostile_config;
 mod hostile_nodes;
 mod ids_and_secrets;
+mod late_writes;
 mod metrics;
 mod prior_state;
 mod process;

@@ -4,6 +4,7 @@
 
 use futures::StreamExt;
 use serde_json::Value;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::rules::{
@@ -31,13 +32,16 @@ impl Protocol for Standard {
             |_, w| w.prior != goal,
             |_, node, _| tx.write_and_resolve(node, &cancel),
         );
-        let cut_off = || Step::maybe_changed(NodeState::Unknown, Some(CUT_OFF.to_string()));
+        let cut_off = || {
+            let step = Step::maybe_changed(NodeState::Unknown, Some(CUT_OFF.to_string()));
+            (step, None)
+        };
         let mut done = each_node(&tx.control.kill, writes, cut_off);
         for w in work.iter_mut().filter(|w| w.prior != goal) {
             w.written = true;
         }
         let mut failure = None;
-        while let Some((i, step)) = done.next().await {
+        while let Some((i, (step, settles_at))) = done.next().await {
             let (Some(node), Some(w)) = (tx.nodes().get(i), work.get_mut(i)) else {
                 continue;
             };
@@ -51,6 +55,7 @@ impl Protocol for Standard {
                 cancel.cancel();
             }
             w.settle(step);
+            w.settles_at = settles_at;
         }
         failure
     }
@@ -64,7 +69,7 @@ impl Protocol for Standard {
         let undos = tx.steps(
             work,
             |_, w| w.needs_undo(),
-            |_, node, w| tx.compensate(node, w.state, w.record.clone()),
+            |_, node, w| tx.compensate(node, (w.state, w.settles_at), w.record.clone()),
         );
         let cut_off = || Compensation::CutOff(CUT_OFF.to_string());
         let mut done = each_node(&tx.control.kill, undos, cut_off);
@@ -92,8 +97,13 @@ impl Protocol for Standard {
 
 impl Transaction<'_> {
     /// One forward write, resolved by a read-back when its answer is not the
-    /// expected success.
-    async fn write_and_resolve(&self, node: &Node, cancel: &CancellationToken) -> Step {
+    /// expected success; with when a lost attempt of it may still land, if no
+    /// read was taken after that.
+    async fn write_and_resolve(
+        &self,
+        node: &Node,
+        cancel: &CancellationToken,
+    ) -> (Step, Option<Instant>) {
         let (answer, attempts) = self
             .client
             .write(node, self.change, self.group, None, cancel)
@@ -104,15 +114,22 @@ impl Transaction<'_> {
                 if let WriteEffect::Foreign { status } = step.effect {
                     tracing::warn!(target: LOG_TARGET, node = node.name(), status, "node was already at the goal when our write arrived; another writer changed it since it was read, and a rollback will leave it as it is");
                 }
-                return step;
+                return (step, attempts.settles_at);
             }
             Settled::ReadBack { status, detail } => (status, detail),
         };
+        if let Some(at) = attempts.settles_at {
+            if !settle(node, at, cancel).await {
+                let detail = format!("{detail}; cancelled: the group is rolling back");
+                let step = Step::maybe_changed(NodeState::Unknown, Some(detail));
+                return (step, Some(at));
+            }
+        }
         let read = self.client.read(node, self.group, cancel).await;
         tracing::debug!(target: LOG_TARGET, node = node.name(), status, attempts = attempts.count,
             answer = %detail, state = read.state().as_str(),
             "write answer resolved by reading the node back");
-        read_back_step(detail, &read)
+        (read_back_step(detail, &read), None)
     }
 
     /// Undoes this run's change on one node, if it landed, and reads the
@@ -120,10 +137,18 @@ impl Transaction<'_> {
     async fn compensate(
         &self,
         node: &Node,
-        known: NodeState,
+        (known, settles_at): (NodeState, Option<Instant>),
         record: Option<Value>,
     ) -> Compensation {
         let kill = &self.control.kill;
+        let cut_off = || Compensation::CutOff(CUT_OFF.to_string());
+        // A lost write may land until its window ends: only a read after it
+        // tells where the node is.
+        let known = match settles_at {
+            Some(at) if !settle(node, at, kill).await => return cut_off(),
+            Some(_) => NodeState::Unknown,
+            None => known,
+        };
         let state = match undo_start(known) {
             UndoStart::Undo => known,
             UndoStart::ReadFirst => {
@@ -140,6 +165,11 @@ impl Transaction<'_> {
             .client
             .write(node, undo, self.group, record.as_ref(), kill)
             .await;
+        if let Some(at) = attempts.settles_at {
+            if !settle(node, at, kill).await {
+                return cut_off();
+            }
+        }
         let read = self.client.read(node, self.group, kill).await;
         let done = compensation(self.change, &answer, &read);
         match &done {
@@ -152,5 +182,21 @@ impl Transaction<'_> {
             Compensation::NotNeeded(_) | Compensation::CutOff(_) => {}
         }
         done
+    }
+}
+
+/// Waits until `at`, when this run's lost writes to `node` can no longer
+/// land (`WRITE_SETTLE_MS`); `false` when `cancel` fired first.
+async fn settle(node: &Node, at: Instant, cancel: &CancellationToken) -> bool {
+    let wait = at.saturating_duration_since(Instant::now());
+    if wait.is_zero() {
+        return true;
+    }
+    let wait_ms = wait.as_millis() as u64;
+    tracing::info!(target: LOG_TARGET, node = node.name(), wait_ms, "an answer was lost; waiting until the write can no longer land before reading the node");
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep_until(at) => true,
     }
 }

@@ -43,6 +43,7 @@ const fn unresolved(
             count,
             earlier_maybe_applied,
             maybe_applied,
+            settles_at: None,
         },
     }
 }
@@ -87,6 +88,7 @@ impl Write {
                     count: 1,
                     earlier_maybe_applied: false,
                     maybe_applied: true,
+                    settles_at: None,
                 },
             )),
             Write::Unresolved { status, attempts } => Some((
