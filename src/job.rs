@@ -112,9 +112,13 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
     // A run that never writes never opens the journal: resolving what a
     // killed run left would write.
     let writes = !config.dry_run && config.operation != Operation::Verify;
+    let mut lands_by = tokio::time::Instant::now();
     let (journal, unfinished) = match &config.journal_path {
         Some(path) if writes => {
             let (journal, unfinished) = open_journal(path, config.rollback_timeout).await?;
+            // The run that left these intents has ended: its last write was
+            // sent before now.
+            lands_by = tokio::time::Instant::now() + config.write_settle;
             (Some(Arc::new(journal)), unfinished)
         }
         _ => (None, Vec::new()),
@@ -144,7 +148,8 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
     let mut recovered = Vec::new();
     if let Some(journal) = &journal {
         for intent in unfinished {
-            recovered.push(recover(&settings, journal, intent, &control).await);
+            let unfinished = (intent, lands_by);
+            recovered.push(recover(&settings, journal, unfinished, &control).await);
         }
     }
     let request = Request {
@@ -260,7 +265,7 @@ const JOURNAL_WAIT_MARGIN: Duration = Duration::from_secs(30);
 async fn recover(
     settings: &ClientSettings,
     journal: &Journal,
-    intent: Intent,
+    (intent, lands_by): (Intent, tokio::time::Instant),
     control: &Control,
 ) -> GroupReport {
     let nodes: Result<Vec<NodeAddress>, String> = intent
@@ -275,7 +280,7 @@ async fn recover(
         (Ok(group), Ok(client)) => {
             tracing::warn!(target: LOG_TARGET, group_id = %group, operation = intent.operation.as_str(), "resolving a group a killed run left unfinished");
             Transaction::new(&client, &group, intent.operation, control, Some(journal))
-                .recover(&intent.nodes, intent.session.as_deref())
+                .recover(&intent.nodes, intent.session.as_deref(), lands_by)
                 .await
         }
         (group, client) => {

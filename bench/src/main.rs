@@ -11,6 +11,7 @@
 mod http;
 mod job;
 mod listing;
+mod lost;
 mod pipeline;
 mod plot;
 mod process;
@@ -38,7 +39,7 @@ usage: api-consumer-bench [--quick] [--only S1,S2,...] [--root DIR] [--svg PATH]
   --quick      a small, fast version of every scenario (smoke test)
   --only LIST  run only these scenarios (S1 fan-out, S2 throughput,
                S3 rate limit, S4 retries, S5 memory, S6 listing memory,
-               S7 requests per group, S8 slow nodes)
+               S7 requests per group, S8 slow nodes, S9 lost answers)
   --root DIR   the api-consumer checkout (default: this package's parent);
                uses DIR/target/release/{api-consumer,node-sim} and
                DIR/target/release/examples/http_stack
@@ -49,7 +50,7 @@ Prints one JSON line per scenario on stdout. Exit code 0 when every target
 is met, 1 when one is missed or a scenario fails, 2 on bad usage.
 ";
 
-const SCENARIOS: [&str; 8] = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8"];
+const SCENARIOS: [&str; 9] = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9"];
 
 struct Options {
     quick: bool,
@@ -204,7 +205,8 @@ fn run(options: Options) -> Result<bool> {
             "S5" => s5_memory(&bench),
             "S6" => listing::s6_listing_memory(&bench),
             "S7" => requests::s7_requests_per_group(&bench),
-            _ => pipeline::s8_slow_nodes(&bench),
+            "S8" => pipeline::s8_slow_nodes(&bench),
+            _ => lost::s9_lost_answers(&bench),
         };
         let mut line = match result {
             Ok(line) => line,

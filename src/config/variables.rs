@@ -154,18 +154,21 @@ variables! {
         id (1,000,000 ids of 36 bytes: about 100 MB); with SHARD_COUNT above 1 a pod \
         keeps only its own shard's ids.";
     REQUEST_TIMEOUT_MS: Value("5000"), Number(Some((1, 600_000))),
-        "Time limit of one HTTP attempt (connecting, sending and reading the \
-        whole answer), in milliseconds.";
+        "How long the job waits for the answer of one HTTP attempt (connecting, \
+        sending and reading the whole answer), in milliseconds. Short makes the job \
+        quick to give up on a hung node; a node may still apply a write after it \
+        (WRITE_SETTLE_MS).";
     WRITE_SETTLE_MS: Value("10000"), Number(Some((0, 600_000))),
         "How long a node may take to apply a write whose answer the job did not \
         get (a timeout or a broken connection after the write was sent, or a 5xx), in \
         milliseconds from that send. Until then a read of the node may be overtaken by \
-        the write, so it decides nothing: a read-back after such an answer, and a \
-        rollback before it reads, undoes or leaves the node, wait the window out; it \
-        costs time only for groups with a lost answer. REQUEST_TIMEOUT_MS is how long \
-        the job waits for an answer (short: quick to give up on a hung node); \
-        WRITE_SETTLE_MS is how long a node may take to apply a write (long: a safe \
-        outcome). 0 takes every read at once. Not applied with NODE_PROTOCOL=two-phase.";
+        the write, so it decides nothing: reads and undo writes of that node wait the \
+        window out, and the end of the run reads once more a node whose window outlived \
+        its group; a journal's recovery waits it out too. It costs time only for groups \
+        with a lost answer. REQUEST_TIMEOUT_MS is how long the job waits for an answer \
+        (short: quick to give up on a hung node); WRITE_SETTLE_MS is how long a node may \
+        take to apply a write (long: a safe outcome). Keep ROLLBACK_TIMEOUT_SECS above \
+        it. 0 takes every read at once.";
     CONNECT_TIMEOUT_MS: Value("2000"), Number(Some((1, 600_000))),
         "Time limit for opening a TCP (and TLS) connection to a node, in \
         milliseconds.";

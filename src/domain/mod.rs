@@ -17,7 +17,9 @@ mod text;
 pub use file::{replace_atomically, sibling};
 pub use group::{Change, GroupId, Operation, Position, Task};
 pub use node::{NodeAddress, NodeProtocol};
-pub use outcome::{ExitStatus, GroupReport, NodeDetail, Outcome, OutcomeCounts, StopReason};
+pub use outcome::{
+    ExitStatus, GroupReport, NodeDetail, Outcome, OutcomeCounts, StopReason, Unsettled,
+};
 pub use secret::Secret;
 pub use shard::Shard;
 pub use state::NodeState;

@@ -112,6 +112,19 @@ pub struct GroupReport {
     /// Dry run: the nodes a write would be sent to.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub would_write: Vec<String>,
+    /// The nodes (by index) where a write of the group's whose answer was
+    /// lost may land after its last read: the run reads them once more
+    /// before it ends.
+    #[serde(skip)]
+    pub unsettled: Vec<Unsettled>,
+}
+
+/// A node where a write whose answer was lost may land until `until`, after
+/// the group's last read of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsettled {
+    pub node: usize,
+    pub until: tokio::time::Instant,
 }
 
 impl GroupReport {
@@ -132,6 +145,7 @@ impl GroupReport {
             duration_ms: started.elapsed().as_millis() as u64,
             nodes,
             would_write: Vec::new(),
+            unsettled: Vec::new(),
         }
     }
 
@@ -212,16 +226,27 @@ impl OutcomeCounts {
     /// Counts one more group with `outcome`.
     pub fn add(&mut self, outcome: Outcome) {
         self.groups += 1;
+        *self.count_of(outcome) += 1;
+    }
+
+    /// Moves one group counted with `from` to `to`.
+    pub fn change(&mut self, from: Outcome, to: Outcome) {
+        let counted = self.count_of(from);
+        *counted = counted.saturating_sub(1);
+        *self.count_of(to) += 1;
+    }
+
+    fn count_of(&mut self, outcome: Outcome) -> &mut u64 {
         match outcome {
-            Outcome::Committed => self.committed += 1,
-            Outcome::RolledBack => self.rolled_back += 1,
-            Outcome::Inconsistent => self.inconsistent += 1,
-            Outcome::NotStarted => self.not_started += 1,
-            Outcome::ConsistentPresent => self.consistent_present += 1,
-            Outcome::ConsistentAbsent => self.consistent_absent += 1,
-            Outcome::Unknown => self.unknown += 1,
-            Outcome::Unchanged => self.unchanged += 1,
-            Outcome::WouldChange => self.would_change += 1,
+            Outcome::Committed => &mut self.committed,
+            Outcome::RolledBack => &mut self.rolled_back,
+            Outcome::Inconsistent => &mut self.inconsistent,
+            Outcome::NotStarted => &mut self.not_started,
+            Outcome::ConsistentPresent => &mut self.consistent_present,
+            Outcome::ConsistentAbsent => &mut self.consistent_absent,
+            Outcome::Unknown => &mut self.unknown,
+            Outcome::Unchanged => &mut self.unchanged,
+            Outcome::WouldChange => &mut self.would_change,
         }
     }
 

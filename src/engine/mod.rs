@@ -12,6 +12,8 @@
 //!   listing the nodes;
 //! - [`prior`]: the batch's prior state from node lists (`PRIOR_STATE`);
 //! - [`fan_out`]: one step on several nodes at once, under the run's kill;
+//! - `recheck`: the run's last read of nodes where a write whose answer
+//!   was lost may have landed after its group ended;
 //! - [`control`]: the run's stop, abort and kill;
 //! - [`id_list`]: the ids of `GROUP_IDS` and `GROUP_IDS_FILE`, checked and
 //!   held in memory.
@@ -26,6 +28,7 @@ pub mod id_list;
 pub mod inspect;
 pub mod phases;
 pub mod prior;
+mod recheck;
 pub mod run;
 pub mod transaction;
 

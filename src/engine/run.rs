@@ -26,6 +26,7 @@ use super::control::Control;
 use super::id_list::{Entry, GroupIds};
 use super::inspect;
 use super::prior::{GroupPriors, ListedPriors};
+use super::recheck::{recheck, Rechecked};
 use super::transaction::Transaction;
 use crate::domain::{
     GroupId, GroupReport, NodeProtocol, Operation, Outcome, OutcomeCounts, Shard, StopReason, Task,
@@ -139,6 +140,7 @@ pub async fn run_groups(
             Some(path) => FailedGroups::spooled_for(path),
             None => FailedGroups::in_memory(),
         },
+        unsettled: Vec::new(),
         progress: &progress,
         concurrency: settings.concurrency.max(1),
         max_failed: settings.max_failed_groups,
@@ -176,6 +178,10 @@ pub async fn run_groups(
     }
     while let Some(done) = run.running.join_next_with_id().await {
         run.collect(done);
+    }
+    let unsettled = std::mem::take(&mut run.unsettled);
+    for checked in recheck(&client, unsettled, &control, run.concurrency).await {
+        run.settle(checked, journal.as_deref()).await;
     }
     let mut totals = run.totals;
     let (groups, groups_omitted, groups_spool) = run.failed.into_parts();
@@ -231,6 +237,9 @@ struct Dispatch<'a> {
     in_flight_ids: HashSet<GroupId>,
     totals: OutcomeCounts,
     failed: FailedGroups,
+    /// Finished groups with a node where a write whose answer was lost may
+    /// still land: counted, and kept for the run's re-check.
+    unsettled: Vec<GroupReport>,
     progress: &'a Progress,
     concurrency: usize,
     /// Failed groups after which no new group starts.
@@ -290,7 +299,9 @@ impl Dispatch<'_> {
         let outcome = match done {
             Ok((_, report)) => {
                 let outcome = report.outcome;
-                if outcome.is_reported() {
+                if !report.unsettled.is_empty() {
+                    self.unsettled.push(report);
+                } else if outcome.is_reported() {
                     self.failed.push(report);
                 }
                 outcome
@@ -305,6 +316,27 @@ impl Dispatch<'_> {
         };
         self.totals.add(outcome);
         self.progress.record(outcome);
+    }
+
+    /// Takes what the re-check found of a group [`Dispatch::collect`] kept.
+    async fn settle(&mut self, checked: Rechecked, journal: Option<&Journal>) {
+        let Rechecked {
+            counted, report, ..
+        } = checked;
+        let outcome = report.outcome;
+        if outcome != counted {
+            self.totals.change(counted, outcome);
+        }
+        // The group's intent waited for the re-check (see the transaction's
+        // report); an inconsistent group keeps it.
+        if let Some(journal) = journal.filter(|_| outcome != Outcome::Inconsistent) {
+            if let Err(error) = journal.outcome(report.group_id.as_str(), outcome).await {
+                tracing::error!(target: LOG_TARGET, group_id = %report.group_id, error = %error, "cannot record the outcome in the journal; the next run will check the group again");
+            }
+        }
+        if outcome.is_reported() {
+            self.failed.push(report);
+        }
     }
 }
 

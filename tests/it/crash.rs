@@ -117,6 +117,9 @@ fn job(cluster: &SimCluster, dir: &tempfile::TempDir, operation: &str, ids: &str
         .env("NODE_CONCURRENCY", "1")
         .env("RETRY_BASE_DELAY_MS", "5")
         .env("RETRY_MAX_DELAY_MS", "20")
+        // The nodes apply a write within 9 ms, also after the job has gone:
+        // a killed run's writes have all landed 200 ms after it started.
+        .env("WRITE_SETTLE_MS", "200")
         .stdout(Stdio::null());
     cmd
 }

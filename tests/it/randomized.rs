@@ -7,6 +7,12 @@
 //!
 //! `RANDOMIZED_SEED` picks the seed (default fixed, so a failure reproduces);
 //! `RANDOMIZED_ROUNDS` scales the number of batches.
+//!
+//! The late-writes suites give nodes write latency around the job's
+//! `REQUEST_TIMEOUT_MS`, so that writes land after the job stopped waiting
+//! for them, with a `WRITE_SETTLE_MS` window that covers every one; the
+//! nodes are observed once every write has landed. `LATE_WRITES_SEED` and
+//! `LATE_WRITES_ROUNDS` pick their seed and scale them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,7 +24,7 @@ use api_consumer::domain::{NodeState, Outcome, StopReason};
 use api_consumer::output::report::RunReport;
 use node_sim::NodeOp;
 use node_sim::{Faults, FaultsPatch, Protocol, SimState};
-use node_sim::{SimCluster, SimOptions};
+use node_sim::{SimCluster, SimNode, SimOptions};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -250,6 +256,9 @@ struct Chaos {
     /// The nodes speak the two-phase session protocol (docs/TWO_PHASE.md),
     /// and no intention of the job's may be left unreported.
     two_phase: bool,
+    /// Writes that land after the job stopped waiting for them: see
+    /// [`late_writes`].
+    late_writes: bool,
 }
 
 /// Latency, rate limit and throttling for [`Chaos::every_knob`]: small
@@ -263,6 +272,80 @@ fn more_knobs(rng: &mut SmallRng, patch: FaultsPatch) -> FaultsPatch {
         retry_after_secs: Some(u64::from(rng.random_bool(0.05))),
         ..patch
     }
+}
+
+/// The job's `REQUEST_TIMEOUT_MS` in the rounds of [`Chaos::late_writes`]:
+/// short, so that writes outlasting it keep the rounds fast.
+const LATE_REQUEST_TIMEOUT_MS: u64 = 50;
+
+/// How far `WRITE_SETTLE_MS` is set beyond the longest a write of the round
+/// can take to land, and how long the observer waits beyond the longest a
+/// write can run: room for a loaded machine.
+const SETTLE_MARGIN_MS: u64 = 150;
+
+/// Late writes for [`Chaos::late_writes`], on top of `patch`: a write latency
+/// of none, half, one and a half or two and a half times the job's request
+/// timeout, so that some nodes answer writes in time and others apply them
+/// after the job gave up (every attempt of theirs times out, retries
+/// included); an injected hang short enough to end soon after the job gave
+/// up on it.
+fn late_writes(rng: &mut SmallRng, patch: FaultsPatch) -> FaultsPatch {
+    const HALVES: [u64; 4] = [0, 1, 3, 5];
+    let halves = HALVES[rng.random_range(0..HALVES.len())];
+    let mild = |rate: Option<f64>| Some(rate.unwrap_or(0.0).min(0.3));
+    FaultsPatch {
+        fail_rate: mild(patch.fail_rate),
+        ambiguous_rate: mild(patch.ambiguous_rate),
+        unavailable_rate: mild(patch.unavailable_rate),
+        write_latency_ms: Some(halves * LATE_REQUEST_TIMEOUT_MS / 2),
+        hang_ms: Some(LATE_REQUEST_TIMEOUT_MS * 3 / 2),
+        ..patch
+    }
+}
+
+/// A node that refuses every create and delete (`500`, nothing applied), so
+/// that the groups it must change roll back while late writes land on the
+/// others.
+fn refusing() -> FaultsPatch {
+    FaultsPatch {
+        fail_rate: Some(1.0),
+        ambiguous_rate: Some(0.0),
+        fail_ops: Some(vec![NodeOp::Create, NodeOp::Delete]),
+        ..FaultsPatch::default()
+    }
+}
+
+/// The longest a write on a node with `faults` can take between its arrival
+/// and the moment it is applied.
+fn longest_landing_ms(faults: &Faults) -> u64 {
+    faults.latency_ms + faults.jitter_ms + faults.write_latency_ms
+}
+
+/// The longest a write on a node with `faults` can run before its answer is
+/// ready (delivered or not): its landing, then an injected hang.
+fn longest_write_ms(faults: &Faults) -> u64 {
+    let hangs = faults.timeout_rate > 0.0 && faults.fail_ops.iter().any(|op| op.is_write());
+    longest_landing_ms(faults) + if hangs { faults.hang_ms } else { 0 }
+}
+
+/// Whether every request the nodes received has ended, answered or not: a
+/// node counts each answer it sends, and each write whose answer found no
+/// client. A read whose client had gone is counted in neither (nor, now and
+/// then, a write whose client went just as its answer was handed over), so
+/// this may stay false after every request has ended: its callers also wait
+/// out the longest a request can run.
+fn idle(nodes: &[SimNode]) -> bool {
+    nodes.iter().all(|node| {
+        let state = node.state();
+        let received: u64 = state.requests.values().sum();
+        let ended: u64 = state.responses.values().sum();
+        received == ended + state.undelivered_writes
+    })
+}
+
+/// Every node's writes whose answer found no client.
+fn undelivered(nodes: &[SimNode]) -> u64 {
+    nodes.iter().map(|n| n.state().undelivered_writes).sum()
 }
 
 /// Kills node `index` after a while and brings it back on the same port.
@@ -296,6 +379,7 @@ impl Chaos {
         let mut totals: BTreeMap<Outcome, u64> = BTreeMap::new();
         let mut prune_transactions = 0u64;
         let mut intentions_left = 0u64;
+        let mut late_landings = 0u64;
         for round in 0..self.rounds {
             let plan = seed_round(&cluster, &mut rng, round).await;
             for node in cluster.nodes() {
@@ -303,8 +387,25 @@ impl Chaos {
                 if self.every_knob {
                     faults = more_knobs(&mut rng, faults);
                 }
+                if self.late_writes {
+                    faults = late_writes(&mut rng, faults);
+                }
                 node.set_faults(faults).expect("faults");
             }
+            if self.late_writes {
+                let refuser = rng.random_range(0..NODES);
+                cluster.nodes()[refuser]
+                    .set_faults(refusing())
+                    .expect("faults");
+            }
+            let round_faults: Vec<Faults> = cluster.nodes().iter().map(SimNode::faults).collect();
+            let landing = round_faults.iter().map(longest_landing_ms).max();
+            let running = round_faults.iter().map(longest_write_ms).max();
+            // Covers every write of the round: the condition under which the
+            // job promises its invariants.
+            let write_settle_ms = (landing.unwrap_or(0) + SETTLE_MARGIN_MS).to_string();
+            let late_timeout_ms = LATE_REQUEST_TIMEOUT_MS.to_string();
+            let undelivered_before = undelivered(cluster.nodes());
             let ids = plan.listed();
             let prune = if plan.kind == Kind::Reconcile {
                 "true"
@@ -332,6 +433,18 @@ impl Chaos {
                 ),
             ];
             let mut extra = extra.to_vec();
+            if self.late_writes {
+                // These override the settings above.
+                extra.extend([
+                    ("REQUEST_TIMEOUT_MS", late_timeout_ms.as_str()),
+                    ("WRITE_SETTLE_MS", write_settle_ms.as_str()),
+                    // Every group at once: the rounds wait out windows, not
+                    // requests.
+                    ("CONCURRENCY", "25"),
+                    ("MAX_RETRIES", "1"),
+                    ("NODE_CONCURRENCY", "25"),
+                ]);
+            }
             // Two-phase rounds keep a journal, one per round (the nodes are
             // reset between rounds): what a round could not release is
             // released by the next run that opens it (below).
@@ -358,11 +471,20 @@ impl Chaos {
             } else {
                 run(&config).await
             };
+            // Every write the nodes received, the late ones included, has
+            // landed and ended before they are observed: the job sent none
+            // after it returned.
+            if self.late_writes {
+                let limit = running.unwrap_or(0) + SETTLE_MARGIN_MS;
+                wait_for(Duration::from_millis(limit), || idle(cluster.nodes())).await;
+            }
             // Read every node as an outside observer, with faults off.
             for node in cluster.nodes() {
                 node.set_faults(no_faults()).expect("faults off");
             }
             let observed = states(&cluster).await;
+            // A restarted node counts from 0 again.
+            late_landings += undelivered(cluster.nodes()).saturating_sub(undelivered_before);
             let after = held(&observed);
             let outcomes = check_round(round, &report, &plan, &after, &urls);
             let left = check_intentions(round, &report, &observed);
@@ -404,6 +526,13 @@ impl Chaos {
         eprintln!("of which prune transactions (reconcile with PRUNE=true): {prune_transactions}");
         if self.two_phase {
             eprintln!("intentions of the job's left on a node, each reported, then released by the journal's next run: {intentions_left}");
+        }
+        if self.late_writes {
+            eprintln!("writes carried out after the job stopped waiting for their answer (undelivered_writes): {late_landings}");
+            assert!(
+                late_landings > 0,
+                "no write landed late: the rounds prove little"
+            );
         }
         if self.rounds >= 12 {
             assert!(prune_transactions > 0, "no reconcile round pruned anything");
@@ -450,6 +579,7 @@ fn no_faults() -> FaultsPatch {
         throttle_rate: Some(0.0),
         timeout_rate: Some(0.0),
         latency_ms: Some(0),
+        write_latency_ms: Some(0),
         jitter_ms: Some(0),
         rate_limit: Some(0),
         ..FaultsPatch::default()
@@ -517,6 +647,7 @@ async fn randomized_transactions_keep_every_invariant() {
         every_knob: false,
         restarts: false,
         two_phase: false,
+        late_writes: false,
     };
     let totals = chaos.run().await;
     assert_eq!(
@@ -537,6 +668,7 @@ async fn chaos_with_every_knob_and_node_restarts_keeps_every_invariant() {
         every_knob: true,
         restarts: true,
         two_phase: false,
+        late_writes: false,
     };
     let totals = chaos.run().await;
     assert_every_path("chaos", &totals);
@@ -551,6 +683,7 @@ async fn randomized_two_phase_transactions_keep_every_invariant() {
         every_knob: false,
         restarts: false,
         two_phase: true,
+        late_writes: false,
     };
     let totals = chaos.run().await;
     assert_every_path("randomized two-phase", &totals);
@@ -566,7 +699,45 @@ async fn chaos_two_phase_with_every_knob_and_node_restarts_keeps_every_invariant
         every_knob: true,
         restarts: true,
         two_phase: true,
+        late_writes: false,
     };
     let totals = chaos.run().await;
     assert_every_path("chaos two-phase", &totals);
+}
+
+/// The randomized rounds with late writes: some nodes apply writes after the
+/// job's request timeout (see [`late_writes`]), one refuses writes so that
+/// groups roll back while late writes land, and `WRITE_SETTLE_MS` covers
+/// every write. `LATE_WRITES_ROUNDS` scales it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_writes_randomized_transactions_keep_every_invariant() {
+    let chaos = Chaos {
+        seed: env_number("LATE_WRITES_SEED", 20_261_202),
+        rounds: env_number("LATE_WRITES_ROUNDS", 80),
+        every_knob: false,
+        restarts: false,
+        two_phase: false,
+        late_writes: true,
+    };
+    let totals = chaos.run().await;
+    assert_eq!(
+        totals.values().sum::<u64>(),
+        chaos.rounds * GROUPS_PER_ROUND as u64
+    );
+    assert_every_path("late writes", &totals);
+}
+
+/// The late-writes rounds against nodes that speak the two-phase protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_writes_randomized_two_phase_transactions_keep_every_invariant() {
+    let chaos = Chaos {
+        seed: env_number("LATE_WRITES_SEED", 20_261_203),
+        rounds: env_number("LATE_WRITES_ROUNDS", 80),
+        every_knob: false,
+        restarts: false,
+        two_phase: true,
+        late_writes: true,
+    };
+    let totals = chaos.run().await;
+    assert_every_path("late writes two-phase", &totals);
 }

@@ -47,6 +47,7 @@
 //! instead of ours; the report then names what was seen.
 
 mod rules;
+mod settle;
 mod standard;
 mod two_phase;
 
@@ -56,6 +57,7 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use self::rules::NodeWork;
+use self::settle::Windows;
 use self::standard::Standard;
 use self::two_phase::TwoPhase;
 use super::control::Control;
@@ -139,6 +141,8 @@ pub struct Transaction<'a> {
     journal: Option<&'a Journal>,
     /// Whether the journal holds an intent of this group awaiting its outcome.
     intent_recorded: AtomicBool,
+    /// Where a write whose answer was lost may still land (see `settle.rs`).
+    windows: Windows,
 }
 
 impl<'a> Transaction<'a> {
@@ -156,6 +160,7 @@ impl<'a> Transaction<'a> {
             control,
             journal,
             intent_recorded: AtomicBool::new(false),
+            windows: Windows::new(client.nodes().len()),
         }
     }
 
@@ -198,8 +203,18 @@ impl<'a> Transaction<'a> {
     /// rolled back to the recorded prior state. `self`'s client must hold
     /// the intent's nodes in the intent's order. With `session`, the nodes
     /// speak the two-phase protocol and may hold that session's intentions
-    /// (docs/TWO_PHASE.md, "The journal").
-    pub async fn recover(self, nodes: &[IntentNode], session: Option<&str>) -> GroupReport {
+    /// (docs/TWO_PHASE.md, "The journal"). A write the killed run sent may
+    /// land until `lands_by`: no node it wrote to is read before then.
+    pub async fn recover(
+        self,
+        nodes: &[IntentNode],
+        session: Option<&str>,
+        lands_by: tokio::time::Instant,
+    ) -> GroupReport {
+        let goal = self.change.goal();
+        for (index, _) in nodes.iter().enumerate().filter(|(_, n)| n.prior != goal) {
+            self.windows.open(index, lands_by, None);
+        }
         let operation = self.change.as_str();
         let span = tracing::info_span!("recovery", group_id = %self.group, operation);
         let started = Instant::now();
@@ -228,7 +243,7 @@ impl<'a> Transaction<'a> {
         let reads = self
             .nodes()
             .iter()
-            .map(|node| async { Some(self.client.read(node, self.group, kill).await) })
+            .map(|node| async { Some(self.read(node, kill).await) })
             .enumerate()
             .collect();
         let answers = each_node_in_order(kill, reads, || None::<ReadAnswer>).await;
@@ -343,13 +358,17 @@ impl<'a> Transaction<'a> {
         });
         let task = Task::Apply(self.change);
         let ended = (outcome.into(), reason);
-        let report = GroupReport::new(self.group, task, ended, started, nodes.collect());
+        let mut report = GroupReport::new(self.group, task, ended, started, nodes.collect());
+        report.unsettled = self.windows.unsettled();
         log_outcome(&report, outcome);
         if let Some(journal) = self.journal {
             // An inconsistent group keeps its intent, so the next run with
-            // the journal tries again to return it to its prior state.
+            // the journal tries again to return it to its prior state; so
+            // does one with a node still unsettled, until the run has read
+            // it once more.
             let recorded = self.intent_recorded.load(Ordering::Relaxed);
-            if recorded && outcome != TransactionOutcome::Inconsistent {
+            let settled = report.unsettled.is_empty();
+            if recorded && settled && outcome != TransactionOutcome::Inconsistent {
                 if let Err(error) = journal.outcome(self.group.as_str(), report.outcome).await {
                     tracing::error!(target: LOG_TARGET, group_id = %self.group, error = %error, "cannot record the outcome in the journal; the next run will check the group again");
                 }

@@ -6,7 +6,6 @@
 //! decision table").
 
 use serde_json::Value;
-use tokio::time::Instant;
 
 use super::TransactionOutcome;
 use crate::domain::{Change, NodeState};
@@ -26,10 +25,6 @@ pub(super) struct NodeWork {
     /// A compensating write was sent to the node.
     pub compensated: bool,
     pub detail: Option<String>,
-    /// Until when a write of this run whose answer was lost may still land
-    /// here, when no read has been taken since: a read before then decides
-    /// nothing (`WRITE_SETTLE_MS`).
-    pub settles_at: Option<Instant>,
 }
 
 impl NodeWork {
@@ -48,7 +43,6 @@ impl NodeWork {
             written: false,
             compensated: false,
             detail: None,
-            settles_at: None,
         }
     }
 
@@ -81,10 +75,9 @@ impl NodeWork {
     }
 
     /// Whether a rollback must work on the node: this run wrote to it and
-    /// it is not known to be back at its prior state, or a lost write may
-    /// still land on it.
+    /// it is not known to be back at its prior state.
     pub fn needs_undo(&self) -> bool {
-        self.written && (self.state != self.prior || self.settles_at.is_some())
+        self.written && self.state != self.prior
     }
 
     /// Records what the rollback did to the node.

@@ -4,7 +4,6 @@
 
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::rules::{
@@ -32,16 +31,13 @@ impl Protocol for Standard {
             |_, w| w.prior != goal,
             |_, node, _| tx.write_and_resolve(node, &cancel),
         );
-        let cut_off = || {
-            let step = Step::maybe_changed(NodeState::Unknown, Some(CUT_OFF.to_string()));
-            (step, None)
-        };
+        let cut_off = || Step::maybe_changed(NodeState::Unknown, Some(CUT_OFF.to_string()));
         let mut done = each_node(&tx.control.kill, writes, cut_off);
         for w in work.iter_mut().filter(|w| w.prior != goal) {
             w.written = true;
         }
         let mut failure = None;
-        while let Some((i, (step, settles_at))) = done.next().await {
+        while let Some((i, step)) = done.next().await {
             let (Some(node), Some(w)) = (tx.nodes().get(i), work.get_mut(i)) else {
                 continue;
             };
@@ -55,7 +51,6 @@ impl Protocol for Standard {
                 cancel.cancel();
             }
             w.settle(step);
-            w.settles_at = settles_at;
         }
         failure
     }
@@ -68,8 +63,8 @@ impl Protocol for Standard {
     ) -> TransactionOutcome {
         let undos = tx.steps(
             work,
-            |_, w| w.needs_undo(),
-            |_, node, w| tx.compensate(node, (w.state, w.settles_at), w.record.clone()),
+            |i, w| w.needs_undo() || w.written && tx.unsettled_at(i),
+            |_, node, w| tx.compensate(node, w.state, w.record.clone()),
         );
         let cut_off = || Compensation::CutOff(CUT_OFF.to_string());
         let mut done = each_node(&tx.control.kill, undos, cut_off);
@@ -97,39 +92,24 @@ impl Protocol for Standard {
 
 impl Transaction<'_> {
     /// One forward write, resolved by a read-back when its answer is not the
-    /// expected success; with when a lost attempt of it may still land, if no
-    /// read was taken after that.
-    async fn write_and_resolve(
-        &self,
-        node: &Node,
-        cancel: &CancellationToken,
-    ) -> (Step, Option<Instant>) {
-        let (answer, attempts) = self
-            .client
-            .write(node, self.change, self.group, None, cancel)
-            .await;
+    /// expected success.
+    async fn write_and_resolve(&self, node: &Node, cancel: &CancellationToken) -> Step {
+        let (answer, attempts) = self.write(node, self.change, None, cancel).await;
         let settled = settle_write(self.change, answer, &attempts, cancel.is_cancelled());
         let (status, detail) = match settled {
             Settled::Step(step) => {
                 if let WriteEffect::Foreign { status } = step.effect {
                     tracing::warn!(target: LOG_TARGET, node = node.name(), status, "node was already at the goal when our write arrived; another writer changed it since it was read, and a rollback will leave it as it is");
                 }
-                return (step, attempts.settles_at);
+                return step;
             }
             Settled::ReadBack { status, detail } => (status, detail),
         };
-        if let Some(at) = attempts.settles_at {
-            if !settle(node, at, cancel).await {
-                let detail = format!("{detail}; cancelled: the group is rolling back");
-                let step = Step::maybe_changed(NodeState::Unknown, Some(detail));
-                return (step, Some(at));
-            }
-        }
-        let read = self.client.read(node, self.group, cancel).await;
+        let read = self.read(node, cancel).await;
         tracing::debug!(target: LOG_TARGET, node = node.name(), status, attempts = attempts.count,
             answer = %detail, state = read.state().as_str(),
             "write answer resolved by reading the node back");
-        (read_back_step(detail, &read), None)
+        read_back_step(detail, &read)
     }
 
     /// Undoes this run's change on one node, if it landed, and reads the
@@ -137,22 +117,21 @@ impl Transaction<'_> {
     async fn compensate(
         &self,
         node: &Node,
-        (known, settles_at): (NodeState, Option<Instant>),
+        known: NodeState,
         record: Option<Value>,
     ) -> Compensation {
         let kill = &self.control.kill;
-        let cut_off = || Compensation::CutOff(CUT_OFF.to_string());
-        // A lost write may land until its window ends: only a read after it
-        // tells where the node is.
-        let known = match settles_at {
-            Some(at) if !settle(node, at, kill).await => return cut_off(),
-            Some(_) => NodeState::Unknown,
-            None => known,
-        };
+        // A write whose answer was lost may land until its window ends: the
+        // undo waits for it, and only a read after it says what to undo.
+        let unsettled = self.index_of(node).is_some_and(|i| self.unsettled_at(i));
+        if !self.wait_out(node, kill).await {
+            return Compensation::CutOff(CUT_OFF.to_string());
+        }
+        let known = if unsettled { NodeState::Unknown } else { known };
         let state = match undo_start(known) {
             UndoStart::Undo => known,
             UndoStart::ReadFirst => {
-                let state = self.client.read(node, self.group, kill).await.state();
+                let state = self.read(node, kill).await.state();
                 if state == self.change.changed_from() {
                     return Compensation::NotNeeded(state);
                 }
@@ -161,16 +140,8 @@ impl Transaction<'_> {
         };
         tracing::info!(target: LOG_TARGET, node = node.name(), state = state.as_str(), "compensating: undoing this run's change");
         let undo = self.change.opposite();
-        let (answer, attempts) = self
-            .client
-            .write(node, undo, self.group, record.as_ref(), kill)
-            .await;
-        if let Some(at) = attempts.settles_at {
-            if !settle(node, at, kill).await {
-                return cut_off();
-            }
-        }
-        let read = self.client.read(node, self.group, kill).await;
+        let (answer, attempts) = self.write(node, undo, record.as_ref(), kill).await;
+        let read = self.read(node, kill).await;
         let done = compensation(self.change, &answer, &read);
         match &done {
             Compensation::Failed { state, detail } => {
@@ -182,21 +153,5 @@ impl Transaction<'_> {
             Compensation::NotNeeded(_) | Compensation::CutOff(_) => {}
         }
         done
-    }
-}
-
-/// Waits until `at`, when this run's lost writes to `node` can no longer
-/// land (`WRITE_SETTLE_MS`); `false` when `cancel` fired first.
-async fn settle(node: &Node, at: Instant, cancel: &CancellationToken) -> bool {
-    let wait = at.saturating_duration_since(Instant::now());
-    if wait.is_zero() {
-        return true;
-    }
-    let wait_ms = wait.as_millis() as u64;
-    tracing::info!(target: LOG_TARGET, node = node.name(), wait_ms, "an answer was lost; waiting until the write can no longer land before reading the node");
-    tokio::select! {
-        biased;
-        _ = cancel.cancelled() => false,
-        _ = tokio::time::sleep_until(at) => true,
     }
 }

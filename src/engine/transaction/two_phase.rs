@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::rules::{outcome_of, Compensation, NodeWork};
 use super::{Protocol, Transaction, TransactionOutcome, CUT_OFF, LOG_TARGET};
-use crate::domain::{Change, NodeState};
+use crate::domain::NodeState;
 use crate::engine::fan_out::{each_node, each_node_in_order};
 use crate::node_api::{Attempts, Node, StepAnswer};
 
@@ -231,23 +231,9 @@ impl Transaction<'_> {
         Some(format!("{node}: {step}: {why}"))
     }
 
-    /// The session's call for `change`.
-    async fn session_call(
-        &self,
-        node: &Node,
-        change: Change,
-        session: &str,
-        cancel: &CancellationToken,
-    ) -> (StepAnswer, Attempts) {
-        let group = self.group;
-        self.client
-            .session_step(node, change, group, session, cancel)
-            .await
-    }
-
     /// Reads the node; `None` when the read failed.
     async fn read_state(&self, node: &Node, cancel: &CancellationToken) -> Option<NodeState> {
-        let state = self.client.read(node, self.group, cancel).await.state();
+        let state = self.read(node, cancel).await.state();
         (state != NodeState::Unknown).then_some(state)
     }
 
@@ -366,15 +352,24 @@ impl Transaction<'_> {
     /// node that held nothing records an intention at that call where the
     /// group allows it; one more call commits that, and it is reversed too.
     async fn release(&self, node: &Node, session: &str, kill: &CancellationToken) -> Compensation {
+        // A late call of the session landing after this one would carry it
+        // a step further than the reads say.
+        if !self.wait_out(node, kill).await {
+            return Compensation::CutOff(CUT_OFF.to_string());
+        }
         let goal = self.change.goal();
         let mut last = String::new();
         let mut state = None;
         for _ in 0..3 {
-            let (answer, _) = self.session_call(node, self.change, session, kill).await;
+            let (answer, attempts) = self.session_call(node, self.change, session, kill).await;
             state = self.read_state(node, kill).await;
+            // The read waited until a call whose answer was lost had landed
+            // or never would: where it landed, it was a step like any other.
+            let lost = attempts.settles_at.is_some();
             match (&answer, state) {
                 (_, Some(now)) if now == goal => return self.reverse(node, session, kill).await,
                 (StepAnswer::Accepted, Some(_)) => {}
+                (StepAnswer::Failed { .. }, Some(_)) if lost => {}
                 // Refused, and not at the goal: nothing of this session's is
                 // left on the node.
                 (StepAnswer::Conflict { .. } | StepAnswer::Absent, Some(now)) => {
@@ -416,15 +411,22 @@ impl Transaction<'_> {
         // node may have applied one of its calls.
         let mut maybe_held = false;
         for _ in 0..2 {
+            // Each call leaves once the one before can no longer land after
+            // it.
+            if !self.wait_out(node, cancel).await {
+                return Compensation::CutOff(CUT_OFF.to_string());
+            }
             let (answer, attempts) = self.session_call(node, opposite, &undo, cancel).await;
             let accepted = matches!(answer, StepAnswer::Accepted);
             maybe_held |= accepted || attempts.maybe_applied;
             last = answer.to_string();
-            if !accepted {
+            // A call whose answer was lost may have been the first: the
+            // second is sent all the same.
+            if !accepted && attempts.settles_at.is_none() {
                 break;
             }
         }
-        let state = self.client.read(node, self.group, cancel).await.state();
+        let state = self.read(node, cancel).await.state();
         if state == self.change.changed_from() {
             tracing::info!(target: LOG_TARGET, node = name, state = state.as_str(), "compensated");
             return Compensation::Undone(state);

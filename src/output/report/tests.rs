@@ -26,6 +26,7 @@ fn group(id: &str, outcome: Outcome, nodes: usize) -> GroupReport {
             })
             .collect(),
         would_write: Vec::new(),
+        unsettled: Vec::new(),
     }
 }
 
