@@ -313,3 +313,24 @@ pub fn env_number(name: &str, default: u64) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// The path of a third-party binary a suite runs against: `env_var` if set,
+/// else the first of `paths` that exists. Without one the suite says so and
+/// passes, except under CI (`CI` set), where it fails: `.ci/run` installs
+/// `package`.
+pub fn installed(env_var: &str, paths: &[&str], package: &str) -> Option<String> {
+    if let Ok(path) = std::env::var(env_var) {
+        return Some(path);
+    }
+    let found = paths
+        .iter()
+        .find(|path| std::path::Path::new(path).exists());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{package} is not installed; CI needs it for these tests"
+        );
+        eprintln!("skipped: {package} is not installed (apt-get install {package}, or {env_var})");
+    }
+    found.map(|path| path.to_string())
+}

@@ -13,12 +13,12 @@ use crate::common::*;
 use crate::two_phase::two_phase_cluster;
 
 /// Writes on nodes 1 and 2 take this long; the job waits a quarter of it.
-const WRITE_LATENCY_MS: u64 = 600;
+pub(crate) const WRITE_LATENCY_MS: u64 = 600;
 
 /// A cluster of three whose first two nodes apply writes after
 /// [`WRITE_LATENCY_MS`] and whose third refuses `refused` (answers `500`,
 /// applying nothing), so that every group rolls back.
-async fn slow_writers_and_a_refusal(refused: NodeOp) -> SimCluster {
+pub(crate) async fn slow_writers_and_a_refusal(refused: NodeOp) -> SimCluster {
     slow_and_refusing(cluster(3).await, refused)
 }
 
@@ -72,17 +72,28 @@ async fn after_late(cluster: &SimCluster, writes: u64) {
     tokio::time::sleep(Duration::from_millis(2 * WRITE_LATENCY_MS)).await;
 }
 
-const IDS: [&str; 6] = ["late-1", "late-2", "late-3", "late-4", "late-5", "late-6"];
+pub(crate) const IDS: [&str; 6] = ["late-1", "late-2", "late-3", "late-4", "late-5", "late-6"];
 
 #[tokio::test]
 async fn a_create_rolled_back_while_its_timed_out_creates_land() {
     let cluster = slow_writers_and_a_refusal(NodeOp::Create).await;
-    let config = config(&cluster.urls(), "create", &IDS, &settings("1500"));
+    create_rolled_back(&cluster, &cluster.urls(), &settings("1500")).await;
+}
+
+/// [`IDS`] created through `urls` (the nodes of `cluster` from
+/// [`slow_writers_and_a_refusal`], or a proxy in front of them) with
+/// `settings`: every group rolls back, and once the late writes have landed
+/// (each slow node: the forward create and its undo) no node holds one.
+pub(crate) async fn create_rolled_back(
+    cluster: &SimCluster,
+    urls: &[String],
+    settings: &[(&str, &str)],
+) {
+    let config = config(urls, "create", &IDS, settings);
     let report = run_bounded(&config).await;
     assert_eq!(report.exit_code, ExitStatus::RolledBack, "{report:#?}");
     assert_eq!(report.totals.rolled_back, IDS.len() as u64);
-    // Each slow node: the forward create and its undo, both answered late.
-    let groups = after_late_writes(&cluster, 2 * IDS.len() as u64).await;
+    let groups = after_late_writes(cluster, 2 * IDS.len() as u64).await;
     assert_eq!(groups, vec![Vec::<String>::new(); 3], "{report:#?}");
     for id in IDS {
         let group = group(&report, id);
@@ -94,30 +105,50 @@ async fn a_create_rolled_back_while_its_timed_out_creates_land() {
 #[tokio::test]
 async fn a_delete_rolled_back_while_its_timed_out_deletes_land() {
     let cluster = slow_writers_and_a_refusal(NodeOp::Delete).await;
+    delete_rolled_back(&cluster, &cluster.urls(), &settings("1500")).await;
+}
+
+/// [`IDS`], held by every node of `cluster`, deleted through `urls` as in
+/// [`create_rolled_back`]: every node keeps them.
+pub(crate) async fn delete_rolled_back(
+    cluster: &SimCluster,
+    urls: &[String],
+    settings: &[(&str, &str)],
+) {
     for id in IDS {
-        seed(&cluster, id, &[0, 1, 2]).await;
+        seed(cluster, id, &[0, 1, 2]).await;
     }
-    let config = config(&cluster.urls(), "delete", &IDS, &settings("1500"));
+    let config = config(urls, "delete", &IDS, settings);
     let report = run_bounded(&config).await;
     assert_eq!(report.exit_code, ExitStatus::RolledBack, "{report:#?}");
     assert_eq!(report.totals.rolled_back, IDS.len() as u64);
-    let groups = after_late_writes(&cluster, 2 * IDS.len() as u64).await;
+    let groups = after_late_writes(cluster, 2 * IDS.len() as u64).await;
     let every: Vec<String> = IDS.iter().map(|id| id.to_string()).collect();
     assert_eq!(groups, vec![every; 3], "{report:#?}");
 }
 
-/// The same create with no window: the rollback reads the slow nodes before
-/// their creates land, leaves them, and reports the groups rolled back while
-/// the creates then land. What `WRITE_SETTLE_MS` is for.
+/// [`IDS`] created through `urls` with no window: the rollback reads the
+/// slow nodes before their creates land and leaves them; the groups are
+/// reported rolled back while the creates land afterwards.
+pub(crate) async fn late_creates_left_behind(
+    cluster: &SimCluster,
+    urls: &[String],
+    settings: &[(&str, &str)],
+) {
+    let config = config(urls, "create", &IDS, settings);
+    let report = run_bounded(&config).await;
+    assert_eq!(report.totals.rolled_back, IDS.len() as u64, "{report:#?}");
+    let groups = after_late_writes(cluster, IDS.len() as u64).await;
+    let every: Vec<String> = IDS.iter().map(|id| id.to_string()).collect();
+    assert_eq!(groups, vec![every.clone(), every, Vec::new()]);
+}
+
+/// The same create with no window: the late creates are left behind. What
+/// `WRITE_SETTLE_MS` is for.
 #[tokio::test]
 async fn without_a_window_the_late_creates_are_left_behind() {
     let cluster = slow_writers_and_a_refusal(NodeOp::Create).await;
-    let config = config(&cluster.urls(), "create", &IDS, &settings("0"));
-    let report = run_bounded(&config).await;
-    assert_eq!(report.totals.rolled_back, IDS.len() as u64, "{report:#?}");
-    let groups = after_late_writes(&cluster, IDS.len() as u64).await;
-    let every: Vec<String> = IDS.iter().map(|id| id.to_string()).collect();
-    assert_eq!(groups, vec![every.clone(), every, Vec::new()]);
+    late_creates_left_behind(&cluster, &cluster.urls(), &settings("0")).await;
 }
 
 /// Two-phase nodes: every prepare, commit and undo call to the slow nodes

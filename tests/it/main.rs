@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod answers;
+mod behind_nginx;
 mod common;
 mod crash;
 mod dry_run;

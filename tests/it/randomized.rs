@@ -59,6 +59,7 @@ fn random_faults(rng: &mut SmallRng) -> FaultsPatch {
         jitter_ms: Some(rng.random_range(0..3)),
         rate_limit: Some(0),
         fail_ops: Some(ops),
+        max_in_flight: Some(0),
         protocol: None,
     };
     // Keep most rounds converging: a 1.0 rate on every call leaves nothing

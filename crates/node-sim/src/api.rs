@@ -108,6 +108,11 @@ pub struct Faults {
     pub rate_limit: u32,
     /// Calls the rates apply to.
     pub fail_ops: Vec<NodeOp>,
+    /// Capacity: with this many node-API calls in progress (0 = no bound),
+    /// the node sheds any further call with an immediate `503`, not applied.
+    /// A write whose client has gone is still in progress until it lands.
+    #[serde(default)]
+    pub max_in_flight: u32,
     /// The protocol of creates and deletes (see [`super::two_phase`]).
     #[serde(default)]
     pub protocol: Protocol,
@@ -128,6 +133,7 @@ impl Default for Faults {
             jitter_ms: 0,
             rate_limit: 0,
             fail_ops: vec![NodeOp::Create, NodeOp::Delete, NodeOp::Get],
+            max_in_flight: 0,
             protocol: Protocol::Standard,
         }
     }
@@ -161,6 +167,8 @@ pub struct FaultsPatch {
     pub rate_limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_ops: Option<Vec<NodeOp>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<Protocol>,
 }

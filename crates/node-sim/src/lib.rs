@@ -21,7 +21,9 @@
 //! have been had the client waited, and counted in
 //! [`SimState::undelivered_writes`]. With
 //! [`write_latency_ms`](Faults::write_latency_ms) writes can outlast a
-//! client's timeout while reads stay fast.
+//! client's timeout while reads stay fast. A node with
+//! [`max_in_flight`](Faults::max_in_flight) sheds load as a server at its
+//! capacity does: every call above the bound gets an immediate `503`.
 //!
 //! A node can be stopped gracefully, killed (open connections dropped, in-flight
 //! answers lost, writes in progress ended where they are) and restarted on the

@@ -12,6 +12,7 @@
 //! `undelivered_writes` instead of `responses`.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -68,6 +69,7 @@ fn patched(faults: &Faults, patch: FaultsPatch) -> Result<Faults, String> {
         jitter_ms,
         rate_limit,
         fail_ops,
+        max_in_flight,
         protocol,
     } = patch;
     next.fail_rate = fail_rate.unwrap_or(next.fail_rate);
@@ -82,6 +84,7 @@ fn patched(faults: &Faults, patch: FaultsPatch) -> Result<Faults, String> {
     next.jitter_ms = jitter_ms.unwrap_or(next.jitter_ms);
     next.rate_limit = rate_limit.unwrap_or(next.rate_limit);
     next.fail_ops = fail_ops.unwrap_or(next.fail_ops);
+    next.max_in_flight = max_in_flight.unwrap_or(next.max_in_flight);
     next.protocol = protocol.unwrap_or(next.protocol);
     validate_faults(&next)?;
     Ok(next)
@@ -103,6 +106,19 @@ pub(crate) struct Node {
     initial_faults: Faults,
     state: Arc<Mutex<NodeMemory>>,
     pub(crate) store: Option<Arc<Store>>,
+    /// Node-API calls in progress, writes whose client has gone included;
+    /// outside [`NodeMemory`] so that a reset does not lose count of calls
+    /// that are still running.
+    in_flight: AtomicU32,
+}
+
+/// One call counted in [`Node::in_flight`] until it is dropped.
+struct InFlight(Arc<Node>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Node {
@@ -128,7 +144,20 @@ impl Node {
             initial_faults,
             state,
             store,
+            in_flight: AtomicU32::new(0),
         }
+    }
+
+    /// Counts a call in progress, unless `max_in_flight` calls already
+    /// are: then `None`, and the call is shed.
+    fn admit(self: &Arc<Self>) -> Option<InFlight> {
+        let bound = self.lock().faults.max_in_flight;
+        let admitted = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                (bound == 0 || now < bound).then_some(now + 1)
+            });
+        admitted.ok().map(|_| InFlight(Arc::clone(self)))
     }
 
     fn lock(&self) -> MutexGuard<'_, NodeMemory> {
@@ -450,14 +479,21 @@ impl App {
     async fn serve(&self, call: Call) -> Response {
         let op = call.op();
         self.node.count_request(op);
+        let Some(in_flight) = self.node.admit() else {
+            let response = error(StatusCode::SERVICE_UNAVAILABLE, "over capacity");
+            self.node.count_response(response.status());
+            return response;
+        };
         let response = if op.is_write() {
-            match self.serve_write(call).await {
+            match self.serve_write(call, in_flight).await {
                 Some(response) => response,
                 // Killed: the connection goes down with the node, unanswered.
                 None => return shutting_down(),
             }
         } else {
-            self.serve_counted(call).await
+            let response = self.serve_counted(call).await;
+            drop(in_flight);
+            response
         };
         self.node.count_response(response.status());
         response
@@ -467,7 +503,7 @@ impl App {
     /// this future (the client has gone) leaves the write running; when its
     /// answer is ready and nobody waits for it any more, it is counted as
     /// undelivered. `None` when the node was killed before the answer.
-    async fn serve_write(&self, call: Call) -> Option<Response> {
+    async fn serve_write(&self, call: Call, in_flight: InFlight) -> Option<Response> {
         let (answer, answered) = oneshot::channel();
         let app = self.clone();
         self.instance.writes.spawn(async move {
@@ -476,6 +512,7 @@ impl App {
                 () = app.instance.killed.cancelled() => return,
                 response = app.serve_counted(call) => response,
             };
+            drop(in_flight);
             if answer.send(response).is_err() {
                 app.node.count_undelivered();
             }

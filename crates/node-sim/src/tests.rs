@@ -1081,3 +1081,54 @@ fn older_state_and_faults_bodies_still_parse() {
         Faults::default()
     );
 }
+
+/// With `max_in_flight` calls in progress the node sheds every further one
+/// with an immediate `503`, applying nothing; a write whose client has gone
+/// holds its place until it lands; below the bound again, calls are served.
+#[tokio::test]
+async fn max_in_flight_sheds_calls_above_the_bound_until_work_ends() {
+    let cluster = start(
+        1,
+        faults(|f| {
+            f.max_in_flight = 2;
+            f.write_latency_ms = 300;
+        }),
+    )
+    .await;
+    let node = &cluster.nodes()[0];
+    // Two writes whose clients give up after 100 ms: still in progress.
+    let slow = [
+        impatient()
+            .post(format!("{}/v1/group/", node.url()))
+            .json(&json!({"groupId": "a"})),
+        impatient()
+            .post(format!("{}/v1/group/", node.url()))
+            .json(&json!({"groupId": "b"})),
+    ];
+    let sent = Instant::now();
+    let abandoned = slow.map(|request| tokio::spawn(request.send()));
+    for request in abandoned {
+        assert!(request.await.unwrap().is_err_and(|e| e.is_timeout()));
+    }
+    let third = status(create(node, "c")).await;
+    let read_while_full = status(read(node, "a")).await;
+    if sent.elapsed() < Duration::from_millis(280) {
+        // Both answered before the abandoned writes could have landed.
+        assert_eq!((third, read_while_full), (503, 503));
+    }
+    let state = settled(node, |s| s.undelivered_writes == 2).await;
+    assert_eq!(state.groups, vec!["a".to_string(), "b".to_string()]);
+    assert_eq!(status(create(node, "c")).await, 201);
+    assert_eq!(status(read(node, "c")).await, 200);
+
+    // The bound changes at runtime; 0 lifts it.
+    node.set_faults(FaultsPatch {
+        max_in_flight: Some(0),
+        write_latency_ms: Some(50),
+        ..FaultsPatch::default()
+    })
+    .unwrap();
+    let ids: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+    let answers = futures::future::join_all(ids.iter().map(|id| create(node, id))).await;
+    assert!(answers.iter().all(|r| r.status() == StatusCode::CREATED));
+}

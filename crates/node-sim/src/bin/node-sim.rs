@@ -86,6 +86,10 @@ struct Args {
     #[arg(long, value_name = "N", env = "NODE_SIM_RATE_LIMIT",
           default_value_t = Faults::default().rate_limit)]
     rate_limit: u32,
+    /// Node-API calls in progress at most; above it 503 at once, not applied; 0 = no bound.
+    #[arg(long, value_name = "K", env = "NODE_SIM_MAX_IN_FLIGHT",
+          default_value_t = Faults::default().max_in_flight)]
+    max_in_flight: u32,
     /// Calls the rates apply to, comma-separated from create,delete,get,list; empty = none.
     #[arg(long, value_name = "OPS", env = "NODE_SIM_FAIL_OPS", value_parser = ops,
           default_value = "create,delete,get")]
@@ -147,6 +151,7 @@ impl Args {
                 jitter_ms: self.jitter_ms,
                 rate_limit: self.rate_limit,
                 fail_ops: self.fail_ops.0,
+                max_in_flight: self.max_in_flight,
                 protocol: self.protocol,
             },
             seed: self.seed,
