@@ -3,7 +3,7 @@
 #
 #   bash bench/run.sh              # every scenario, full size
 #   bash bench/run.sh --quick      # a small, fast version of every scenario
-#   bash bench/run.sh --only S2    # some scenarios (S1..S9, comma-separated)
+#   bash bench/run.sh --only S2    # some scenarios (S1..S11, comma-separated)
 #
 # Builds the release binaries of the main crate (target/release) and the
 # harness (bench/target), then runs the harness: one JSON line per scenario

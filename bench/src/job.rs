@@ -44,6 +44,8 @@ pub struct JobRun {
     pub process: Finished,
     /// Lines written to stdout, the summary included.
     pub log_lines: usize,
+    /// The log lines at level WARN or ERROR, as written.
+    pub warnings: Vec<String>,
 }
 
 impl JobRun {
@@ -153,6 +155,11 @@ impl Job<'_> {
         let output = std::fs::read_to_string(&stdout_path)
             .with_context(|| format!("cannot read {}", stdout_path.display()))?;
         let log_lines = output.lines().filter(|l| !l.trim().is_empty()).count();
+        let warnings = output
+            .lines()
+            .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
+            .map(str::to_owned)
+            .collect();
         let last = output.lines().rev().find(|l| !l.trim().is_empty());
         let summary: Option<Value> = last.and_then(|l| serde_json::from_str(l).ok());
         let summary = match summary {
@@ -190,6 +197,7 @@ impl Job<'_> {
             report,
             process: finished,
             log_lines,
+            warnings,
         })
     }
 }

@@ -12,6 +12,7 @@ mod http;
 mod job;
 mod listing;
 mod lost;
+mod outage;
 mod pipeline;
 mod plot;
 mod process;
@@ -39,7 +40,8 @@ usage: api-consumer-bench [--quick] [--only S1,S2,...] [--root DIR] [--svg PATH]
   --quick      a small, fast version of every scenario (smoke test)
   --only LIST  run only these scenarios (S1 fan-out, S2 throughput,
                S3 rate limit, S4 retries, S5 memory, S6 listing memory,
-               S7 requests per group, S8 slow nodes, S9 lost answers)
+               S7 requests per group, S8 slow nodes, S9 lost answers,
+               S10 node down, S11 load shedding)
   --root DIR   the api-consumer checkout (default: this package's parent);
                uses DIR/target/release/{api-consumer,node-sim} and
                DIR/target/release/examples/http_stack
@@ -50,7 +52,9 @@ Prints one JSON line per scenario on stdout. Exit code 0 when every target
 is met, 1 when one is missed or a scenario fails, 2 on bad usage.
 ";
 
-const SCENARIOS: [&str; 9] = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9"];
+const SCENARIOS: [&str; 11] = [
+    "S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11",
+];
 
 struct Options {
     quick: bool,
@@ -206,7 +210,9 @@ fn run(options: Options) -> Result<bool> {
             "S6" => listing::s6_listing_memory(&bench),
             "S7" => requests::s7_requests_per_group(&bench),
             "S8" => pipeline::s8_slow_nodes(&bench),
-            _ => lost::s9_lost_answers(&bench),
+            "S9" => lost::s9_lost_answers(&bench),
+            "S10" => outage::s10_node_down(&bench),
+            _ => outage::s11_load_shedding(&bench),
         };
         let mut line = match result {
             Ok(line) => line,

@@ -23,10 +23,18 @@ impl NodeSim {
     /// Starts `nodes` nodes with the extra node-sim flags `flags`, and waits
     /// until every URL is printed.
     pub fn start(bin: &Path, nodes: usize, flags: &[&str]) -> Result<Self> {
+        Self::start_on(bin, 0, nodes, flags)
+    }
+
+    /// [`NodeSim::start`] on the ports from `base_port` on (0: free ports),
+    /// as a node restarted where it was needs.
+    pub fn start_on(bin: &Path, base_port: u16, nodes: usize, flags: &[&str]) -> Result<Self> {
         let mut command = Command::new(bin);
         command
             .env_clear()
-            .args(["--host", "127.0.0.1", "--base-port", "0", "--nodes"])
+            .args(["--host", "127.0.0.1", "--base-port"])
+            .arg(base_port.to_string())
+            .arg("--nodes")
             .arg(nodes.to_string())
             .args(flags)
             .stdin(Stdio::null())
@@ -113,6 +121,15 @@ impl NodeSim {
             .collect()
     }
 
+    /// SIGKILL, as a crash: open connections drop, nothing is flushed.
+    pub fn kill(&mut self) -> Result<()> {
+        if self.child.try_wait()?.is_none() {
+            self.child.kill()?;
+            self.child.wait()?;
+        }
+        Ok(())
+    }
+
     /// SIGTERM, up to 5 s to exit, then SIGKILL.
     fn stop(&mut self) -> Result<()> {
         if self.child.try_wait()?.is_some() {
@@ -150,6 +167,7 @@ pub struct NodeState {
     pub requests: u64,
     pub status_429: u64,
     pub status_500: u64,
+    pub status_503: u64,
 }
 
 impl NodeState {
@@ -170,6 +188,7 @@ impl NodeState {
             requests,
             status_429: count("responses", "429"),
             status_500: count("responses", "500"),
+            status_503: count("responses", "503"),
         })
     }
 }
