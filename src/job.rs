@@ -13,7 +13,7 @@ use crate::domain::{
     Outcome, StopReason, Task,
 };
 use crate::engine::phases::{prepare, Request};
-use crate::engine::{run_groups, supervise, Control, RunSettings, Transaction};
+use crate::engine::{run_groups, settle_now, supervise, Control, RunSettings, Transaction};
 use crate::node_api::{ClientError, ClientSettings, NodeClient, RequestTotals, RetrySettings};
 use crate::output::journal::{Intent, Journal, JournalError};
 use crate::output::metrics::{Pusher, Sample};
@@ -279,9 +279,16 @@ async fn recover(
     match (group, client) {
         (Ok(group), Ok(client)) => {
             tracing::warn!(target: LOG_TARGET, group_id = %group, operation = intent.operation.as_str(), "resolving a group a killed run left unfinished");
-            Transaction::new(&client, &group, intent.operation, control, Some(journal))
-                .recover(&intent.nodes, intent.session.as_deref(), lands_by)
+            let transaction =
+                Transaction::new(&client, &group, intent.operation, control, Some(journal));
+            let session = intent.session.as_deref();
+            let report = transaction.recover(&intent.nodes, session, lands_by).await;
+            // Settled before the run's own groups start: one of them may be
+            // this group, and a lost write of the recovery must not land
+            // under it.
+            settle_now(&client, report, control, Some(journal))
                 .await
+                .report
         }
         (group, client) => {
             let problem = group.err().or(client.err()).unwrap_or_default();

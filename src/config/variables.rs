@@ -161,10 +161,11 @@ variables! {
     WRITE_SETTLE_MS: Value("10000"), Number(Some((0, 600_000))),
         "How long a node may take to apply a write whose answer the job did not \
         get (a timeout or a broken connection after the write was sent, or a 5xx), in \
-        milliseconds from that send. Until then a read of the node may be overtaken by \
-        the write, so it decides nothing: reads and undo writes of that node wait the \
-        window out, and the end of the run reads once more a node whose window outlived \
-        its group; a journal's recovery waits it out too. It costs time only for groups \
+        milliseconds from the moment the job stopped waiting for it. Until then a read \
+        of the node may be overtaken by the write, so it decides nothing: reads and undo \
+        writes of that node wait the window out (a read that finds the state the write \
+        would leave is kept at once), and the end of the run reads once more a node \
+        whose window outlived its group; a journal's recovery waits it out too. It costs time only for groups \
         with a lost answer. REQUEST_TIMEOUT_MS is how long the job waits for an answer \
         (short: quick to give up on a hung node); WRITE_SETTLE_MS is how long a node may \
         take to apply a write (long: a safe outcome). Keep ROLLBACK_TIMEOUT_SECS above \

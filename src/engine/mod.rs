@@ -34,5 +34,6 @@ pub mod transaction;
 
 pub use control::Control;
 pub use id_list::GroupIds;
+pub use recheck::{settle_now, Rechecked};
 pub use run::{run_groups, supervise, Phase, RunResult, RunSettings};
 pub use transaction::Transaction;

@@ -26,7 +26,7 @@ use super::control::Control;
 use super::id_list::{Entry, GroupIds};
 use super::inspect;
 use super::prior::{GroupPriors, ListedPriors};
-use super::recheck::{recheck, Rechecked};
+use super::recheck::{close_intent, recheck, settle_now, Rechecked};
 use super::transaction::Transaction;
 use crate::domain::{
     GroupId, GroupReport, NodeProtocol, Operation, Outcome, OutcomeCounts, Shard, StopReason, Task,
@@ -100,10 +100,13 @@ pub struct RunResult {
 ///
 /// Memory follows the list and the work in flight: committed groups are
 /// counted and forgotten, and groups that did not commit go to a
-/// [`FailedGroups`] list, which keeps a bounded sample in memory.
+/// [`FailedGroups`] list, which keeps a bounded sample in memory. A group
+/// with a node where a lost write may still land is kept until the re-check
+/// at the end of the run (one report per such group).
 ///
-/// An id listed again waits until its earlier entry has finished, so that
-/// two transactions never work on one group at the same time.
+/// An id listed again waits until its earlier entry has finished and is
+/// settled, so that two transactions never work on one group at the same
+/// time, nor one while a lost write of the other can still land.
 ///
 /// The stages of `control` are driven by [`supervise`], which the caller
 /// starts (so that it also covers the journal's recovery).
@@ -141,6 +144,7 @@ pub async fn run_groups(
             None => FailedGroups::in_memory(),
         },
         unsettled: Vec::new(),
+        unsettled_ids: HashSet::new(),
         progress: &progress,
         concurrency: settings.concurrency.max(1),
         max_failed: settings.max_failed_groups,
@@ -152,7 +156,13 @@ pub async fn run_groups(
 
     'phases: for phase in phases {
         for entry in phase.ids.entries() {
-            if let Err(reason) = run.admit(&entry.id, &client, &control).await {
+            let mut admitted = run.admit(&entry.id, &client, &control).await;
+            let earlier = (&entry.id, &*client, &*control, journal.as_deref());
+            if admitted.is_ok() && run.settle_earlier(earlier).await {
+                // The wait for the earlier entry may have met the stop.
+                admitted = run.admit(&entry.id, &client, &control).await;
+            }
+            if let Err(reason) = admitted {
                 stopped_by = reason;
                 first_not_attempted = Some(entry);
                 break 'phases;
@@ -240,6 +250,7 @@ struct Dispatch<'a> {
     /// Finished groups with a node where a write whose answer was lost may
     /// still land: counted, and kept for the run's re-check.
     unsettled: Vec<GroupReport>,
+    unsettled_ids: HashSet<GroupId>,
     progress: &'a Progress,
     concurrency: usize,
     /// Failed groups after which no new group starts.
@@ -300,6 +311,7 @@ impl Dispatch<'_> {
             Ok((_, report)) => {
                 let outcome = report.outcome;
                 if !report.unsettled.is_empty() {
+                    self.unsettled_ids.insert(report.group_id.clone());
                     self.unsettled.push(report);
                 } else if outcome.is_reported() {
                     self.failed.push(report);
@@ -320,6 +332,12 @@ impl Dispatch<'_> {
 
     /// Takes what the re-check found of a group [`Dispatch::collect`] kept.
     async fn settle(&mut self, checked: Rechecked, journal: Option<&Journal>) {
+        close_intent(&checked, journal).await;
+        self.count_settled(checked);
+    }
+
+    /// Counts what the re-check of a group found, its intent closed.
+    fn count_settled(&mut self, checked: Rechecked) {
         let Rechecked {
             counted, report, ..
         } = checked;
@@ -327,16 +345,34 @@ impl Dispatch<'_> {
         if outcome != counted {
             self.totals.change(counted, outcome);
         }
-        // The group's intent waited for the re-check (see the transaction's
-        // report); an inconsistent group keeps it.
-        if let Some(journal) = journal.filter(|_| outcome != Outcome::Inconsistent) {
-            if let Err(error) = journal.outcome(report.group_id.as_str(), outcome).await {
-                tracing::error!(target: LOG_TARGET, group_id = %report.group_id, error = %error, "cannot record the outcome in the journal; the next run will check the group again");
-            }
-        }
         if outcome.is_reported() {
             self.failed.push(report);
         }
+    }
+
+    /// An id listed again starts only once its earlier entry is settled: a
+    /// lost write of the earlier transaction could otherwise land while the
+    /// later one reads and writes the same nodes (the windows are each
+    /// transaction's own). The earlier entry is re-checked now, after its
+    /// windows, instead of at the end of the run; starting groups waits
+    /// meanwhile, as it waits for an id still in flight.
+    /// `true` when there was an earlier entry to settle.
+    async fn settle_earlier(
+        &mut self,
+        (id, client, control, journal): (&GroupId, &NodeClient, &Control, Option<&Journal>),
+    ) -> bool {
+        if !self.unsettled_ids.remove(id) {
+            return false;
+        }
+        let (earlier, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unsettled)
+            .into_iter()
+            .partition(|report| &report.group_id == id);
+        self.unsettled = rest;
+        for report in earlier {
+            let checked = settle_now(client, report, control, journal).await;
+            self.count_settled(checked);
+        }
+        true
     }
 }
 

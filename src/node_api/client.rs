@@ -253,14 +253,17 @@ impl NodeClient {
                     stats: node.stats.clone(),
                     body_limit,
                 });
-                let sent = Instant::now();
                 let result = self
                     .http
                     .execute_with_extensions(attempt, &mut extensions)
                     .await;
+                // The node cannot have received the attempt after the job
+                // stopped waiting for it, however long connecting and
+                // sending took: a lost write's window counts from here.
+                let ended = Instant::now();
                 drop(slot);
                 body = extensions.remove::<AnswerBody>().unwrap_or_default();
-                attempts.add(&result, sent, self.write_settle);
+                attempts.add(&result, ended, self.write_settle);
                 let answer = result.as_ref().ok();
                 let retry_after =
                     answer.and_then(|a| parse_retry_after(a.headers(), SystemTime::now()));

@@ -37,7 +37,8 @@ pub struct Attempts {
     /// Whether any attempt, the last included, may have been applied.
     pub maybe_applied: bool,
     /// When the last attempt whose answer was lost may still land, at the
-    /// latest: its send plus `WRITE_SETTLE_MS`. An answer is lost when the
+    /// latest: the moment the job stopped waiting for it (the latest the
+    /// node can have received it) plus `WRITE_SETTLE_MS`. An answer is lost when the
     /// node may still be working on the attempt: a timeout or a broken
     /// connection after it was sent, or a `5xx` (from the node or a gateway
     /// in front of it). `None` when every attempt was answered for good.
@@ -45,19 +46,19 @@ pub struct Attempts {
 }
 
 impl Attempts {
-    /// Counts one more attempt, sent at `sent`, which got `result`; `settle`
-    /// is how long a node may take to apply it (`WRITE_SETTLE_MS`).
+    /// Counts one more attempt, which got `result` at `ended`; `settle` is
+    /// how long a node may take to apply it (`WRITE_SETTLE_MS`).
     pub(super) fn add(
         &mut self,
         result: &reqwest_middleware::Result<Response>,
-        sent: Instant,
+        ended: Instant,
         settle: Duration,
     ) {
         self.count += 1;
         self.earlier_maybe_applied = self.maybe_applied;
         self.maybe_applied |= !proves_not_applied(result);
         if answer_lost(result) {
-            self.settles_at = self.settles_at.max(Some(sent + settle));
+            self.settles_at = self.settles_at.max(Some(ended + settle));
         }
     }
 }

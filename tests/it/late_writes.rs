@@ -361,12 +361,7 @@ async fn the_end_of_the_run_reads_again_a_node_whose_window_outlived_its_group()
 /// whole waits out the window and reads node 0 once more before it ends.
 #[tokio::test]
 async fn a_lost_answer_whose_read_back_finds_the_goal_does_not_hold_up_its_group() {
-    let cluster = cluster(3).await;
-    let applied_then_500 = FaultsPatch {
-        ambiguous_rate: Some(1.0),
-        ..on(&[NodeOp::Create])
-    };
-    fault(&cluster, 0, applied_then_500);
+    let cluster = applying_creates_then_500().await;
     let nodes = cluster.urls().join(",");
     let ids = IDS.join(",");
     let mut vars = settings("15000");
@@ -376,19 +371,7 @@ async fn a_lost_answer_whose_read_back_finds_the_goal_does_not_hold_up_its_group
         ("OPERATION", "create"),
         ("GROUP_IDS", ids.as_str()),
     ]);
-    let dir = tempfile::tempdir().expect("a directory");
-    let mut job = command(&dir, &vars);
-    let output = tokio::task::spawn_blocking(move || job.output()).await;
-    let output = output.expect("join").expect("run api-consumer");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}");
-    let lines = json_lines(&output.stdout);
-    let message = |line: &serde_json::Map<String, serde_json::Value>| {
-        line.get("message")
-            .and_then(|m| m.as_str())
-            .unwrap_or("")
-            .to_string()
-    };
+    let lines = run_to_success(&vars).await;
     let committed: Vec<_> = lines
         .iter()
         .filter(|l| message(l) == "group committed")
@@ -407,4 +390,80 @@ async fn a_lost_answer_whose_read_back_finds_the_goal_does_not_hold_up_its_group
     assert_eq!(state.requests.get("get"), Some(&(3 * IDS.len() as u64)));
     let every: Vec<String> = IDS.iter().map(|id| id.to_string()).collect();
     assert_eq!(groups_by_node(&cluster).await, vec![every; 3]);
+}
+
+type Line = serde_json::Map<String, serde_json::Value>;
+
+/// Runs the binary with `vars`, asserts exit 0, and returns its log lines.
+async fn run_to_success(vars: &[(&str, &str)]) -> Vec<Line> {
+    let dir = tempfile::tempdir().expect("a directory");
+    let mut job = command(&dir, vars);
+    let output = tokio::task::spawn_blocking(move || job.output()).await;
+    let output = output.expect("join").expect("run api-consumer");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    json_lines(&output.stdout)
+}
+
+fn message(line: &Line) -> String {
+    let text = line.get("message").and_then(|m| m.as_str());
+    text.unwrap_or("").to_string()
+}
+
+/// An id listed twice: its first entry commits with a window still open on
+/// node 0 (the create applied there, its answer a `500`), so the second
+/// entry starts only once that window has ended and node 0 has been read
+/// again. A lost write of the first transaction cannot land under the
+/// second one.
+#[tokio::test]
+async fn an_id_listed_again_waits_until_the_earlier_entry_is_settled() {
+    let cluster = applying_creates_then_500().await;
+    let nodes = cluster.urls().join(",");
+    let mut vars = settings("1500");
+    vars.retain(|(key, _)| *key != "REQUEST_TIMEOUT_MS" && *key != "MAX_RETRIES");
+    vars.extend([
+        ("NODES", nodes.as_str()),
+        ("OPERATION", "create"),
+        ("GROUP_IDS", "twice,twice"),
+        ("MAX_RETRIES", "2"),
+    ]);
+    let lines = run_to_success(&vars).await;
+    let at = |wanted: &str| -> Vec<usize> {
+        let found = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| message(l) == wanted);
+        found.map(|(i, _)| i).collect()
+    };
+    let committed = at("group committed");
+    let rechecks: Vec<usize> = (0..lines.len())
+        .filter(|&i| message(&lines[i]).starts_with("re-checking nodes"))
+        .collect();
+    assert_eq!(committed.len(), 2, "{lines:#?}");
+    assert_eq!(rechecks.len(), 1, "{lines:#?}");
+    assert!(
+        committed[0] < rechecks[0] && rechecks[0] < committed[1],
+        "the second entry started before the first was settled: {lines:#?}"
+    );
+    let state = cluster.nodes()[0].state();
+    // The first entry's create and its two retries, each answered 500
+    // (the first applied); the second entry finds the group and writes none.
+    assert_eq!(state.requests.get("create"), Some(&3));
+    // Its prior read and read-back, the re-check, the second's prior read.
+    assert_eq!(state.requests.get("get"), Some(&4));
+    assert_eq!(
+        groups_by_node(&cluster).await,
+        vec![vec!["twice".to_string()]; 3]
+    );
+}
+
+/// Three nodes, the first of which applies every create and answers `500`.
+async fn applying_creates_then_500() -> SimCluster {
+    let cluster = cluster(3).await;
+    let applied_then_500 = FaultsPatch {
+        ambiguous_rate: Some(1.0),
+        ..on(&[NodeOp::Create])
+    };
+    fault(&cluster, 0, applied_then_500);
+    cluster
 }

@@ -3,7 +3,7 @@
 //! A node may still be working on a write whose answer the job lost (a
 //! timeout or a broken connection after it was sent, or a `5xx`), and apply
 //! it after any read the job takes. So each (group, node) cell of a
-//! transaction keeps a window: the send of the last such attempt plus
+//! transaction keeps a window: the end of the last such attempt plus
 //! `WRITE_SETTLE_MS`. Every write and read of a transaction goes through
 //! here: a write opens the window when its answer was lost; a read, and a
 //! compensating write, wait until the window has ended, and a read taken
