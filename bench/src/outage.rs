@@ -25,6 +25,9 @@ use crate::sim::NodeSim;
 use crate::{env, http, ids, round, Bench};
 
 const LATENCY_MS: &str = "20";
+/// The job's default `CONCURRENCY`: the targets allow twice as many groups
+/// rolled back.
+const CONCURRENCY: u64 = 16;
 /// When node 3 goes down, and how long it stays down when it comes back
 /// (`--quick`: a batch too short for a second).
 fn down_after(quick: bool) -> Duration {
@@ -186,13 +189,13 @@ pub fn s10_node_down(bench: &Bench) -> Result<Value> {
         let rolled_back = v["groups_rolled_back"].as_u64().unwrap_or(u64::MAX);
         let exit = v["outcomes"]["exit_code"].as_u64();
         v["duration_ms"].as_u64().unwrap_or(u64::MAX) <= limit_ms
-            && rolled_back <= 2 * 16
+            && rolled_back <= 2 * CONCURRENCY
             && v["requests"].as_u64().unwrap_or(u64::MAX) <= 12_000
             && matches!(exit, Some(1) | Some(3))
             && v["names_node_down"] == json!(true)
     };
     let back_ok = back["outcomes"]["exit_code"] == json!(0)
-        && back["groups_rolled_back"].as_u64().unwrap_or(u64::MAX) <= 2 * 16
+        && back["groups_rolled_back"].as_u64().unwrap_or(u64::MAX) <= 2 * CONCURRENCY
         && back["groups_held_after"] == json!([back_groups, back_groups, back_groups]);
     let pass = bounded(&killed, 20_000) && bounded(&black_holed, 60_000) && back_ok;
     Ok(json!({

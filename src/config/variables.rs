@@ -165,11 +165,11 @@ variables! {
         of the node may be overtaken by the write, so it decides nothing: reads and undo \
         writes of that node wait the window out (a read that finds the state the write \
         would leave is kept at once), and the end of the run reads once more a node \
-        whose window outlived its group; a journal's recovery waits it out too. It costs time only for groups \
-        with a lost answer. REQUEST_TIMEOUT_MS is how long the job waits for an answer \
-        (short: quick to give up on a hung node); WRITE_SETTLE_MS is how long a node may \
-        take to apply a write (long: a safe outcome). Keep ROLLBACK_TIMEOUT_SECS above \
-        it. 0 takes every read at once.";
+        whose window outlived its group; a journal's recovery waits it out too. It \
+        costs time only for groups with a lost answer. REQUEST_TIMEOUT_MS is how long \
+        the job waits for an answer (short: quick to give up on a hung node); \
+        WRITE_SETTLE_MS is how long a node may take to apply a write (long: a safe \
+        outcome). Keep ROLLBACK_TIMEOUT_SECS above it. 0 takes every read at once.";
     CONNECT_TIMEOUT_MS: Value("2000"), Number(Some((1, 600_000))),
         "Time limit for opening a TCP (and TLS) connection to a node, in \
         milliseconds.";

@@ -356,6 +356,7 @@ impl Dispatch<'_> {
     /// transaction's own). The earlier entry is re-checked now, after its
     /// windows, instead of at the end of the run; starting groups waits
     /// meanwhile, as it waits for an id still in flight.
+    ///
     /// `true` when there was an earlier entry to settle.
     async fn settle_earlier(
         &mut self,

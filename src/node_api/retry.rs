@@ -38,10 +38,11 @@ pub struct Attempts {
     pub maybe_applied: bool,
     /// When the last attempt whose answer was lost may still land, at the
     /// latest: the moment the job stopped waiting for it (the latest the
-    /// node can have received it) plus `WRITE_SETTLE_MS`. An answer is lost when the
-    /// node may still be working on the attempt: a timeout or a broken
-    /// connection after it was sent, or a `5xx` (from the node or a gateway
-    /// in front of it). `None` when every attempt was answered for good.
+    /// node can have received it) plus `WRITE_SETTLE_MS`. An answer is lost
+    /// when the node may still be working on the attempt: a timeout or a
+    /// broken connection after it was sent, or a `5xx` (from the node or a
+    /// gateway in front of it). `None` when every attempt was answered for
+    /// good.
     pub settles_at: Option<Instant>,
 }
 

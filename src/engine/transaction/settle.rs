@@ -5,10 +5,12 @@
 //! it after any read the job takes. So each (group, node) cell of a
 //! transaction keeps a window: the end of the last such attempt plus
 //! `WRITE_SETTLE_MS`. Every write and read of a transaction goes through
-//! here: a write opens the window when its answer was lost; a read, and a
-//! compensating write, wait until the window has ended, and a read taken
-//! after it closes the window. A cell still open when its group ends is
-//! read once more at the end of the run ([`crate::engine::run`]).
+//! here: a write opens the window when its answer was lost; a compensating
+//! write waits until the window has ended, and so does a read, unless it
+//! finds the state every lost write of the window would leave (the early
+//! read); a read taken after the window closes it. A cell still open when
+//! its group ends is read once more at the end of the run
+//! ([`crate::engine::run`]).
 
 use std::sync::Mutex;
 
