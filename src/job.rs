@@ -14,7 +14,9 @@ use crate::domain::{
 };
 use crate::engine::phases::{prepare, Request};
 use crate::engine::{run_groups, settle_now, supervise, Control, RunSettings, Transaction};
-use crate::node_api::{ClientError, ClientSettings, NodeClient, RequestTotals, RetrySettings};
+use crate::node_api::{
+    ClientError, ClientSettings, HealthSettings, NodeClient, RequestTotals, RetrySettings,
+};
 use crate::output::journal::{Intent, Journal, JournalError};
 use crate::output::metrics::{Pusher, Sample};
 use crate::output::progress::ProgressDisplay;
@@ -41,6 +43,10 @@ impl From<&Config> for ClientSettings {
             auth_token: config.auth_token.clone(),
             node_concurrency: config.node_concurrency,
             node_rate_limit: config.node_rate_limit,
+            health: HealthSettings {
+                down_after: config.node_down_after_failures,
+                down_wait: config.node_down_wait,
+            },
             ca_certificates: config.ca_certificates.clone(),
         }
     }

@@ -18,7 +18,7 @@ REAL_NODES = ("--set", "demo.enabled=false", "--set-json", 'config.nodes=["http:
 JOB_VARIABLES = {
     "NODES", "OPERATION", "DRY_RUN", "PRUNE", "PRUNE_MAX", "PRIOR_STATE", "GROUP_IDS", "GROUP_IDS_FILE", "REQUEST_TIMEOUT_MS", "WRITE_SETTLE_MS", "CONNECT_TIMEOUT_MS",
     "MAX_RETRIES", "RETRY_BASE_DELAY_MS", "RETRY_MAX_DELAY_MS", "RUN_TIMEOUT_SECS",
-    "ROLLBACK_TIMEOUT_SECS", "CONCURRENCY", "NODE_CONCURRENCY", "NODE_RATE_LIMIT", "MAX_FAILED_GROUPS",
+    "ROLLBACK_TIMEOUT_SECS", "CONCURRENCY", "NODE_CONCURRENCY", "NODE_RATE_LIMIT", "NODE_DOWN_AFTER_FAILURES", "NODE_DOWN_WAIT_SECS", "MAX_FAILED_GROUPS",
     "PROGRESS_INTERVAL_SECS", "AUTH_TOKEN", "LOG_FORMAT", "LOG_LEVEL", "REPORT_PATH",
     "TERMINATION_MESSAGE_PATH", "CA_CERT_PATH", "JOURNAL_PATH", "SHARD_COUNT", "SHARD_INDEX",
     "JOB_COMPLETION_INDEX", "METRICS_PUSHGATEWAY_URL", "METRICS_JOB", "NODE_PROTOCOL",
@@ -429,6 +429,18 @@ def test_environment_holds_only_job_variables_and_no_empty_value(render, values)
     for key, value in env.items():
         assert value.strip(), key
     assert {"NODES", "OPERATION", "GROUP_IDS_FILE"} <= set(env)
+
+
+def test_node_health_settings_reach_the_pod(render):
+    env = render().env()
+    assert (env["NODE_DOWN_AFTER_FAILURES"], env["NODE_DOWN_WAIT_SECS"]) == ("5", "60")
+    env = render("--set", "config.nodeDownWaitSecs=0", "--set", "config.nodeDownAfterFailures=0").env()
+    assert (env["NODE_DOWN_AFTER_FAILURES"], env["NODE_DOWN_WAIT_SECS"]) == ("0", "0")
+
+
+@pytest.mark.parametrize("key,value", [("nodeDownWaitSecs", "-1"), ("nodeDownWaitSecs", "86401"), ("nodeDownAfterFailures", "1001")])
+def test_node_health_settings_out_of_range_are_refused(render_error, key, value):
+    assert key in render_error("--set", f"config.{key}={value}")
 
 
 def test_operations_dry_run_and_prune_reach_the_pod(render):

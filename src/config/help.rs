@@ -44,9 +44,10 @@ pub fn help_text() -> String {
          \x20   0  every group is at its goal on every node (already being there counts);\n\
          \x20      verify: every group is on every node or on none; dry run: no change\n\
          \x20   1  at least one group was rolled back cleanly, or not attempted because of\n\
-         \x20      the run deadline, a signal or MAX_FAILED_GROUPS, or could not be read\n\
-         \x20      (verify, dry run); or a node's list could not be had, or a reconcile\n\
-         \x20      refused to prune; no group is inconsistent\n\
+         \x20      the run deadline, a signal, MAX_FAILED_GROUPS or a node down past\n\
+         \x20      NODE_DOWN_WAIT_SECS, or could not be read (verify, dry run); or a node's\n\
+         \x20      list could not be had, or a reconcile refused to prune; no group is\n\
+         \x20      inconsistent\n\
          \x20   2  configuration or input error; no request was sent\n\
          \x20   3  at least one group is inconsistent (on some nodes only); see the logs\n\
          \x20      and the run report for the group, node and state\n\

@@ -98,6 +98,11 @@ pub struct Config {
     /// Requests per second per node; `None` = unlimited.
     #[serde(deserialize_with = "p::zero_is_off")]
     pub node_rate_limit: Option<NonZeroU32>,
+    /// Failed attempts in a row that take a node down; 0 = never.
+    pub node_down_after_failures: u32,
+    /// How long the run waits for a down node.
+    #[serde(rename = "node_down_wait_secs", deserialize_with = "p::secs")]
+    pub node_down_wait: Duration,
     /// Failed groups after which no new group starts; `None` = no limit.
     #[serde(deserialize_with = "p::zero_is_off")]
     pub max_failed_groups: Option<NonZeroU64>,

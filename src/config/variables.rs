@@ -193,11 +193,26 @@ variables! {
     CONCURRENCY: Value("16"), Number(Some((1, 10_000))),
         "Groups processed at the same time.";
     NODE_CONCURRENCY: Value("8"), Number(Some((1, 1_000))),
-        "Requests in flight to one node at the same time.";
+        "Most requests in flight to one node at the same time: the ceiling of \
+        the node's limit, which starts there, shrinks on 503s, 429s and timeouts and \
+        grows back while answers succeed (AIMD, docs/FLOW_CONTROL.md).";
     NODE_RATE_LIMIT: Value("0"), Number(Some((0, 1_000_000))),
         "Requests per second sent to one node, spread evenly (no bursts); 0 \
         turns the limit off. A 429 from a node also pauses every request to it until its \
         Retry-After has passed.";
+    NODE_DOWN_AFTER_FAILURES: Value("5"), Number(Some((0, 1_000))),
+        "Failed attempts in a row (connection errors, timeouts, 5xx answers; \
+        a 503 soon after a success is shed load and does not count) that take a node \
+        down; half of at least 20 attempts failing within 10 s does too. While a node is \
+        down no new group starts, requests to it wait, and a read probes it with backoff \
+        (250 ms doubling to 5 s) until it answers. 0: nodes never go down, every request \
+        is retried on its own.";
+    NODE_DOWN_WAIT_SECS: Value("60"), Number(Some((0, 86_400))),
+        "How long the run waits for a down node to come back, in seconds from \
+        the moment it went down. When it runs out, requests to the node fail unsent, no \
+        new group starts and groups in flight finish or roll back; the run exits 1 (3 if \
+        a group is left in doubt), naming the node and its last errors. 0 stops at once. \
+        Keep RUN_TIMEOUT_SECS, and the Job's activeDeadlineSeconds, above it.";
     MAX_FAILED_GROUPS: Value("0"), Number(Some((0, u32::MAX as u64))),
         "Stop starting new groups once this many have failed (rolled back, \
         inconsistent, or not readable by verify or a dry run); groups in flight still \

@@ -70,6 +70,9 @@ pub enum StopReason {
     FailureLimit,
     /// `PRIOR_STATE=list`, and a node's list could not be had.
     ListsUnavailable,
+    /// A node stayed down past `NODE_DOWN_WAIT_SECS` (groups in flight
+    /// still finish).
+    NodeDown,
 }
 
 impl StopReason {
@@ -80,6 +83,7 @@ impl StopReason {
             StopReason::Certificate => "a node's TLS certificate was rejected (see CA_CERT_PATH)",
             StopReason::FailureLimit => "MAX_FAILED_GROUPS groups failed",
             StopReason::ListsUnavailable => "a node's list could not be had (PRIOR_STATE=list)",
+            StopReason::NodeDown => "a node stayed down past NODE_DOWN_WAIT_SECS",
         }
     }
 }

@@ -134,6 +134,7 @@ pub async fn run_groups(
         ))),
         _ => None,
     };
+    let watching = tokio::spawn(name_nodes_down(client.clone(), progress.tally()));
     let mut run = Dispatch {
         running: JoinSet::new(),
         in_flight: HashMap::new(),
@@ -206,6 +207,7 @@ pub async fn run_groups(
         }
     });
     progress.finish();
+    watching.abort();
     if let Some(pushing) = pushing {
         pushing.abort();
     }
@@ -286,6 +288,7 @@ impl Dispatch<'_> {
         if control.stop.is_cancelled() {
             return Err(None);
         }
+        self.wait_for_nodes(client, control).await?;
         if let Some(failure) = client.tls_failure() {
             tracing::error!(target: LOG_TARGET, reason = failure, "a node's TLS certificate was rejected; no new group starts");
             control.stop(StopReason::Certificate);
@@ -299,6 +302,47 @@ impl Dispatch<'_> {
                 Err(Some(StopReason::FailureLimit))
             }
             _ => Ok(()),
+        }
+    }
+
+    /// While a node is down no group starts (every group needs every node):
+    /// waits until every node is up, collecting finished groups meanwhile.
+    /// The error: the run stopped, or a node stayed down past
+    /// `NODE_DOWN_WAIT_SECS` (then no group starts any more, and those in
+    /// flight finish).
+    async fn wait_for_nodes(
+        &mut self,
+        client: &NodeClient,
+        control: &Control,
+    ) -> Result<(), Option<StopReason>> {
+        if !client.any_down() {
+            return Ok(());
+        }
+        let mut changes = client.health_changes();
+        loop {
+            changes.borrow_and_update();
+            let down = client.nodes_down();
+            if let Some((node, reason)) = down.given_up.first() {
+                tracing::error!(target: LOG_TARGET, node, reason = reason.as_str(),
+                    nodes_down = down.given_up.len(),
+                    "a node stayed down past NODE_DOWN_WAIT_SECS; no new group starts, groups in flight finish");
+                return Err(Some(StopReason::NodeDown));
+            }
+            if down.waiting.is_empty() {
+                return Ok(());
+            }
+            tokio::select! {
+                biased;
+                _ = control.stop.cancelled() => return Err(None),
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                }
+                Some(done) = self.running.join_next_with_id(), if !self.running.is_empty() => {
+                    self.collect(done);
+                }
+            }
         }
     }
 
@@ -374,6 +418,21 @@ impl Dispatch<'_> {
             self.count_settled(checked);
         }
         true
+    }
+}
+
+/// Keeps the progress lines' list of down nodes current.
+async fn name_nodes_down(client: Arc<NodeClient>, tally: Tally) {
+    let mut changes = client.health_changes();
+    loop {
+        let down = client.nodes_down();
+        let names: Vec<&str> = (down.waiting.iter().copied())
+            .chain(down.given_up.iter().map(|(node, _)| *node))
+            .collect();
+        tally.set_nodes_down((!names.is_empty()).then(|| names.join(" ")));
+        if changes.changed().await.is_err() {
+            return;
+        }
     }
 }
 

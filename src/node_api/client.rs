@@ -1,13 +1,16 @@
 //! [`NodeClient`]: the node API over HTTP, one answer class per call, and
 //! the one path every request takes (`NodeClient::send`):
 //!
-//! 1. a slot of the node's `NodeGate` (its `429` pause, rate limit and
-//!    concurrency), taken before the request is built;
+//! 1. a slot of the node's `NodeGate` (its health, `429` pause, rate limit
+//!    and adaptive concurrency), taken before the request is built;
 //! 2. the attempt, through reqwest-middleware's chain, whose one layer
 //!    (`ReadAndCount`) reads the capped body and counts the attempt;
-//! 3. the retry decision (`Retry`: the retry crate's classification and
-//!    backoff, and the node's `Retry-After`), unless the caller's stop
-//!    token has fired;
+//! 3. the answer handed to the node's health and limit, and the retry
+//!    decision (`Retry`: the retry crate's classification and backoff, and
+//!    the node's `Retry-After`), unless the caller's stop token has fired; an
+//!    attempt that failed while its node is down does not count against
+//!    `MAX_RETRIES` (up to `MAX_RETRIES` such attempts): the request waits
+//!    for the node instead (the gate);
 //! 4. what the caller gets: the last attempt's answer and body, or the
 //!    transport error that ended the request in words (the first TLS failure
 //!    also kept for the run), and what the attempts were (`Attempts`); each
@@ -39,11 +42,14 @@ use super::answers::{
     classify_read, classify_step, classify_write, plain_record, ReadAnswer, StepAnswer, WriteAnswer,
 };
 use super::attempt::{AnswerBody, AttemptOf, ReadAndCount, MAX_BODY_BYTES};
+use super::capacity::Signal;
 use super::errors::{
     describe_error, install_tls_provider, is_tls_error, same_origin, MAX_REDIRECTS,
 };
 use super::gate::NodeGate;
+use super::health::{probe_delay, HealthSettings, NodeHealth, NodeState, Unusable, Verdict};
 use super::listing::{classify_list, ListAnswer, LIST_MAX_BYTES};
+use super::retry::is_transient_error;
 use super::retry::{parse_retry_after, Attempts, Retry, RetrySettings};
 use super::stats::{NodeStats, NodeStatsSnapshot};
 use crate::domain::{Change, GroupId, NodeAddress, Secret};
@@ -64,6 +70,8 @@ pub struct ClientSettings {
     pub auth_token: Option<Secret>,
     pub node_concurrency: usize,
     pub node_rate_limit: Option<NonZeroU32>,
+    /// When nodes go down and how long the run waits for them.
+    pub health: HealthSettings,
     /// Trust anchors added to the system's for https nodes.
     pub ca_certificates: Vec<reqwest::Certificate>,
 }
@@ -114,9 +122,46 @@ struct Sent {
     attempts: Attempts,
 }
 
-/// The error of a request whose run stopped while it waited for its node.
-fn cancelled_before_sending() -> reqwest_middleware::Error {
-    reqwest_middleware::Error::Middleware(anyhow::anyhow!("cancelled before sending"))
+/// The error of a request that was not sent: its run stopped while it
+/// waited for its node, or the node is down and the run no longer waits.
+fn not_sent(why: Unusable) -> reqwest_middleware::Error {
+    let error = match why {
+        Unusable::Stopped => anyhow::anyhow!("cancelled before sending"),
+        Unusable::Down(text) => anyhow::anyhow!(text),
+    };
+    reqwest_middleware::Error::Middleware(error)
+}
+
+/// The group a probe of a down node reads: any answer but a `5xx` (`404`
+/// most likely) shows the node serves again.
+pub const PROBE_GROUP: &str = "api-consumer-probe";
+
+/// What an attempt's result says of its node's health and capacity.
+fn judge(result: &reqwest_middleware::Result<Response>, latency: Duration) -> (Verdict, Signal) {
+    match result {
+        Ok(response) => {
+            let status = response.status();
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                (Verdict::Unavailable(status.to_string()), Signal::Dropped)
+            } else if status.is_server_error() {
+                (Verdict::Failure(status.to_string()), Signal::None)
+            } else if status == StatusCode::TOO_MANY_REQUESTS {
+                (Verdict::Success, Signal::Dropped)
+            } else {
+                (Verdict::Success, Signal::Answered { latency })
+            }
+        }
+        Err(reqwest_middleware::Error::Middleware(_)) => (Verdict::Neutral, Signal::None),
+        Err(error) => {
+            let timeout = matches!(error, reqwest_middleware::Error::Reqwest(e) if e.is_timeout());
+            let signal = if timeout {
+                Signal::Dropped
+            } else {
+                Signal::None
+            };
+            (Verdict::Failure(describe_error(error)), signal)
+        }
+    }
 }
 
 /// The shortest time one attempt of a list may take: up to
@@ -133,6 +178,25 @@ pub struct NodeClient {
     list_timeout: Duration,
     write_settle: Duration,
     tls_failure: OnceLock<String>,
+    /// Bumped on every state change of any node's health.
+    health_changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Ends the probes of down nodes when the client goes.
+    probes: CancellationToken,
+}
+
+impl Drop for NodeClient {
+    fn drop(&mut self) {
+        self.probes.cancel();
+    }
+}
+
+/// The nodes of a run that are not up.
+#[derive(Debug, Default)]
+pub struct NodesDown<'a> {
+    /// Down, and the run waits for them.
+    pub waiting: Vec<&'a str>,
+    /// Down, and the run no longer waits (node, why it went down).
+    pub given_up: Vec<(&'a str, String)>,
 }
 
 impl NodeClient {
@@ -173,6 +237,7 @@ impl NodeClient {
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
         let http = ClientBuilder::new(inner).with(ReadAndCount).build();
+        let health_changes = Arc::new(tokio::sync::watch::Sender::new(0));
         let nodes = nodes
             .iter()
             .map(|address| {
@@ -185,7 +250,15 @@ impl NodeClient {
                     collection: join(GROUP_COLLECTION_PATH)?,
                     list: join(GROUP_LIST_PATH)?,
                     session: join(SESSION_CREATE_PATH)?,
-                    gate: NodeGate::new(settings.node_concurrency, settings.node_rate_limit),
+                    gate: NodeGate::new(
+                        settings.node_concurrency,
+                        settings.node_rate_limit,
+                        Arc::new(NodeHealth::new(
+                            &address.name,
+                            settings.health,
+                            health_changes.clone(),
+                        )),
+                    ),
                     stats: Arc::default(),
                 })
             })
@@ -197,7 +270,51 @@ impl NodeClient {
             list_timeout: settings.request_timeout.max(LIST_MIN_TIMEOUT),
             write_settle: settings.write_settle,
             tls_failure: OnceLock::new(),
+            health_changes,
+            probes: CancellationToken::new(),
         })
+    }
+
+    /// A receiver that sees every state change of any node's health.
+    pub fn health_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.health_changes.subscribe()
+    }
+
+    /// Whether any node is down now (no lock taken).
+    pub fn any_down(&self) -> bool {
+        self.nodes.iter().any(|node| node.gate.health().is_down())
+    }
+
+    /// The nodes that are down now.
+    pub fn nodes_down(&self) -> NodesDown<'_> {
+        let mut down = NodesDown::default();
+        for node in &self.nodes {
+            let health = node.gate.health();
+            if health.given_up() {
+                let reason = health.snapshot().down_reason.unwrap_or_default();
+                down.given_up.push((node.name(), reason));
+            } else if health.is_down() {
+                down.waiting.push(node.name());
+            }
+        }
+        down
+    }
+
+    /// Probes a node that just went down with a read, after a jittered
+    /// backoff, one probe at a time, until it answers (the node is up) or the
+    /// run stops waiting for it.
+    fn start_probe(&self, node: &Node) {
+        let health = node.gate.health().clone();
+        let http = self.http.clone();
+        let url = group_url(&node.collection, &GroupId::unchecked(PROBE_GROUP), "/");
+        let stats = node.stats.clone();
+        let closing = self.probes.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = closing.cancelled() => {}
+                _ = probe(&health, &http, url, stats) => {}
+            }
+        });
     }
 
     /// Every node, in the configuration's order.
@@ -208,7 +325,12 @@ impl NodeClient {
     pub fn stats(&self) -> Vec<NodeStatsSnapshot> {
         self.nodes
             .iter()
-            .map(|node| node.stats.snapshot(node.name()))
+            .map(|node| {
+                let mut snapshot = node.stats.snapshot(node.name());
+                let health = node.gate.health().snapshot();
+                snapshot.health = (health.times_down > 0).then_some(health);
+                snapshot
+            })
             .collect()
     }
 
@@ -234,14 +356,18 @@ impl NodeClient {
         let result = 'sent: {
             // The first attempt's slot is taken before the request is built:
             // a request waiting for its node holds nothing but this wait.
-            let Some(mut slot) = node.gate.admit(stop).await else {
-                break 'sent Err(cancelled_before_sending());
+            let mut slot = match node.gate.admit(stop).await {
+                Ok(slot) => slot,
+                Err(why) => break 'sent Err(not_sent(why)),
             };
             let request = match build().build() {
                 Ok(request) => request,
                 Err(error) => break 'sent Err(error.into()),
             };
             let started = SystemTime::now();
+            // Attempts that failed while the node was down: not retries the
+            // budget pays for.
+            let mut waited_out = 0;
             loop {
                 // Bodies are JSON bytes, so a request always clones.
                 let Some(attempt) = request.try_clone() else {
@@ -261,7 +387,10 @@ impl NodeClient {
                 // stopped waiting for it, however long connecting and
                 // sending took: a lost write's window counts from here.
                 let ended = Instant::now();
-                drop(slot);
+                let (verdict, signal) = judge(&result, ended - slot.sent());
+                if slot.answered(verdict, signal, ended) {
+                    self.start_probe(node);
+                }
                 body = extensions.remove::<AnswerBody>().unwrap_or_default();
                 attempts.add(&result, ended, self.write_settle);
                 let answer = result.as_ref().ok();
@@ -274,22 +403,41 @@ impl NodeClient {
                 if stop.is_cancelled() {
                     break result;
                 }
-                let retries = attempts.count - 1;
-                let Some(wait) = self.retry.wait(started, retries, &result, retry_after) else {
-                    break result;
+                let transient = match &result {
+                    Ok(response) => super::retry::is_transient_status(response.status()),
+                    Err(error) => is_transient_error(error),
                 };
-                log_retry(node, &request, &attempts, &result, wait, retry_after);
+                let free = waited_out < self.retry.max_retries();
+                let wait = if transient && free && node.gate.health().is_down() {
+                    // The gate holds the next attempt until the node is back
+                    // (or the run stops waiting for it). At most
+                    // `MAX_RETRIES` such attempts per request, so that a node
+                    // that goes down and up again and again cannot keep one
+                    // request going for ever.
+                    waited_out += 1;
+                    Duration::ZERO
+                } else {
+                    let retries = attempts.count - 1 - waited_out;
+                    let Some(wait) = self.retry.wait(started, retries, &result, retry_after) else {
+                        break result;
+                    };
+                    log_retry(node, &request, &attempts, &result, wait, retry_after);
+                    wait
+                };
                 tokio::select! {
                     _ = stop.cancelled() => break result,
                     _ = tokio::time::sleep(wait) => {}
                 }
-                let Some(next) = node.gate.admit(stop).await else {
-                    // The attempt that could not start is counted, unapplied.
-                    let result = Err(cancelled_before_sending());
-                    attempts.add(&result, Instant::now(), self.write_settle);
-                    break result;
+                slot = match node.gate.admit(stop).await {
+                    Ok(next) => next,
+                    Err(why) => {
+                        // The attempt that could not start is counted,
+                        // unapplied.
+                        let result = Err(not_sent(why));
+                        attempts.add(&result, Instant::now(), self.write_settle);
+                        break result;
+                    }
                 };
-                slot = next;
             }
         };
         node.stats
@@ -398,6 +546,53 @@ impl NodeClient {
         match self.send(node, build, stop, LIST_MAX_BYTES).await.result {
             Ok((response, body)) => classify_list(response.status(), body.bytes, body.truncated),
             Err(detail) => ListAnswer::failed(None, detail),
+        }
+    }
+}
+
+/// The probe loop of [`NodeClient::start_probe`].
+async fn probe(health: &NodeHealth, http: &ClientWithMiddleware, url: Url, stats: Arc<NodeStats>) {
+    let mut probes = 0;
+    loop {
+        let Some(deadline) = health.deadline() else {
+            return;
+        };
+        let delay = probe_delay(probes, rand::random());
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep_until(deadline) => return health.give_up(),
+        }
+        if !health.probe_sent(delay) {
+            return;
+        }
+        probes += 1;
+        let mut extensions = Extensions::new();
+        extensions.insert(AttemptOf {
+            stats: stats.clone(),
+            body_limit: MAX_BODY_BYTES,
+        });
+        let request = match http.get(url.clone()).build() {
+            Ok(request) => request,
+            Err(error) => {
+                let next = probe_delay(probes, 1.0);
+                health.probe_answered(Err(error.to_string()), next);
+                continue;
+            }
+        };
+        let result = tokio::select! {
+            result = http.execute_with_extensions(request, &mut extensions) => result,
+            _ = tokio::time::sleep_until(deadline) => return health.give_up(),
+        };
+        let answer = match &result {
+            Ok(response) if !response.status().is_server_error() => {
+                Ok(response.status().to_string())
+            }
+            Ok(response) => Err(response.status().to_string()),
+            Err(error) => Err(describe_error(error)),
+        };
+        health.probe_answered(answer, probe_delay(probes, 1.0));
+        if health.state() == NodeState::Up {
+            return;
         }
     }
 }

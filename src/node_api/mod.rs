@@ -3,7 +3,10 @@
 //!
 //! - [`client`]: [`NodeClient`], one call per method over typed [`Node`]
 //!   handles, and the one path every request takes (gate, attempt, retry);
-//! - [`gate`]: a node's limits (429 pause, rate, concurrency);
+//! - [`gate`]: a node's limits (health, 429 pause, rate, concurrency);
+//! - [`health`]: whether a node is up, down or being probed (a circuit
+//!   breaker), and how long the run waits for it;
+//! - [`capacity`]: a node's adaptive concurrency limit (AIMD);
 //! - [`attempt`]: the middleware that reads each answer's capped body and
 //!   counts the attempt;
 //! - [`retry`]: when to retry and how long to wait (backoff, full jitter,
@@ -18,9 +21,11 @@
 
 pub mod answers;
 pub mod attempt;
+pub mod capacity;
 pub mod client;
 pub mod errors;
 pub mod gate;
+pub mod health;
 pub mod listing;
 pub mod retry;
 pub mod stats;
@@ -28,8 +33,9 @@ pub mod stats;
 pub use answers::{
     classify_read, classify_write, plain_record, ReadAnswer, StepAnswer, WriteAnswer,
 };
-pub use client::{ClientError, ClientSettings, Node, NodeClient};
+pub use client::{ClientError, ClientSettings, Node, NodeClient, NodesDown, PROBE_GROUP};
 pub use errors::install_tls_provider;
+pub use health::{HealthSettings, HealthSnapshot, NodeState};
 pub use listing::{ListAnswer, LIST_MAX_BYTES};
 pub use retry::{parse_retry_after, Attempts, RetrySettings, MAX_RETRY_AFTER};
 pub use stats::{Latency, NodeStatsSnapshot, RequestTotals};

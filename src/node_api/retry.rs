@@ -143,6 +143,7 @@ pub struct RetrySettings {
 /// The retry policy of every request.
 pub(super) struct Retry {
     policy: ExponentialBackoff,
+    max_retries: u32,
 }
 
 impl Retry {
@@ -151,7 +152,15 @@ impl Retry {
             .retry_bounds(settings.base_delay, settings.max_delay)
             .jitter(Jitter::Full)
             .build_with_max_retries(settings.max_retries);
-        Self { policy }
+        Self {
+            policy,
+            max_retries: settings.max_retries,
+        }
+    }
+
+    /// `MAX_RETRIES`.
+    pub(super) fn max_retries(&self) -> u32 {
+        self.max_retries
     }
 
     /// The wait before the next attempt of a request that started at

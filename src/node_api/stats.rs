@@ -11,6 +11,8 @@ use hdrhistogram::Histogram;
 use reqwest::Response;
 use serde::Serialize;
 
+use super::health::HealthSnapshot;
+
 /// Per-node counters for the run report.
 #[derive(Debug, Default)]
 pub struct NodeStats {
@@ -83,6 +85,9 @@ pub struct NodeStatsSnapshot {
     /// run took them from node lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prior_state: Option<String>,
+    /// Whether and for how long the node was down, when it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSnapshot>,
     #[serde(skip)]
     histogram: Option<Arc<Histogram<u32>>>,
 }
@@ -164,6 +169,7 @@ impl NodeStats {
             statuses,
             latency: histogram.as_deref().map(Latency::of).unwrap_or_default(),
             prior_state: None,
+            health: None,
             histogram,
         }
     }

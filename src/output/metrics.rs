@@ -163,6 +163,12 @@ pub fn encode(sample: &Sample<'_>, last_success: Option<f64>) -> prometheus::Res
     let requests = gauges("api_consumer_requests", help, &["node", "status"])?;
     let help = "Attempts of this run after the first of a request, by node.";
     let retries = gauges("api_consumer_retries", help, &["node"])?;
+    let help = "Whether the node is up (1) or down (0), as the run last saw it.";
+    let up = gauges("api_consumer_node_up", help, &["node"])?;
+    let help = "Time this run has spent with the node down, in seconds.";
+    let down_seconds = gauges("api_consumer_node_down_seconds", help, &["node"])?;
+    let help = "How many times this run saw the node go down.";
+    let downs = gauges("api_consumer_node_downs", help, &["node"])?;
     for node in sample.nodes {
         let name = node.node.as_str();
         for (status, count) in &node.statuses {
@@ -174,6 +180,14 @@ pub fn encode(sample: &Sample<'_>, last_success: Option<f64>) -> prometheus::Res
             .with_label_values(&[name, "transport_error"])
             .set(node.transport_errors as f64);
         retries.with_label_values(&[name]).set(node.retries as f64);
+        let health = node.health.clone().unwrap_or_default();
+        let is_up = if health.down_at_end { 0.0 } else { 1.0 };
+        up.with_label_values(&[name]).set(is_up);
+        let seconds = health.down_ms as f64 / 1000.0;
+        down_seconds.with_label_values(&[name]).set(seconds);
+        downs
+            .with_label_values(&[name])
+            .set(health.times_down.into());
     }
     let gauge = |name: &str, help: &str, value: f64| -> prometheus::Result<()> {
         let gauge = Gauge::with_opts(Opts::new(name, help))?;

@@ -38,12 +38,19 @@ pub struct Counts {
     started: Instant,
     /// One short lock per finished group.
     finished: Mutex<OutcomeCounts>,
+    /// The nodes down now, named in every line while there are any.
+    nodes_down: Mutex<Option<String>>,
 }
 
 impl Counts {
     /// The groups finished so far, by outcome.
     pub fn finished(&self) -> OutcomeCounts {
         *lock(&self.finished)
+    }
+
+    /// Names the nodes that are down now (none: `None`).
+    pub fn set_nodes_down(&self, nodes: Option<String>) {
+        *lock(&self.nodes_down) = nodes;
     }
 }
 
@@ -71,6 +78,7 @@ impl Progress {
             shard: shard.is_split().then_some(shard),
             started: Instant::now(),
             finished: Mutex::default(),
+            nodes_down: Mutex::default(),
         });
         let bar = (display == ProgressDisplay::Bar).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
@@ -144,6 +152,7 @@ async fn report_every(counts: Tally, interval: Duration) {
         ticks.tick().await;
         let now = counts.finished();
         let (rate, eta_secs) = pace(now.groups, counts.total, counts.started.elapsed());
+        let nodes_down = lock(&counts.nodes_down).clone();
         tracing::info!(
             target: "api_consumer::progress",
             shard = counts.shard.map(|s| s.index()),
@@ -155,6 +164,7 @@ async fn report_every(counts: Tally, interval: Duration) {
             would_change = nonzero(now.would_change),
             groups_per_sec = (rate * 10.0).round() / 10.0,
             eta_secs,
+            nodes_down,
             "progress"
         );
     }

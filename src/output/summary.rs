@@ -24,6 +24,10 @@ pub fn log_summary(report: &RunReport) {
             latency_p50_ms = node.latency.p50_ms, latency_p99_ms = node.latency.p99_ms,
             latency_max_ms = node.latency.max_ms,
             prior_state = node.prior_state.as_deref(),
+            times_down = node.health.as_ref().map(|h| h.times_down),
+            down_ms = node.health.as_ref().map(|h| h.down_ms),
+            down_at_end = node.health.as_ref().map(|h| h.down_at_end),
+            down_reason = node.health.as_ref().and_then(|h| h.down_reason.as_deref()),
             "node summary"
         );
     }

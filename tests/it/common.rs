@@ -108,8 +108,11 @@ pub fn failing(ops: &[NodeOp]) -> FaultsPatch {
 /// timeout long enough that a `node-sim` slowed by a loaded machine does not
 /// decide a case, and a short window for lost answers (`node-sim` applies a
 /// write at once unless a test gives it write latency). What [`config`] sets
-/// unless told otherwise.
+/// unless told otherwise. Nodes never go down unless a test turns the
+/// breaker on (node_health.rs): the other suites exercise each request's own
+/// retries against nodes that fail everything.
 pub const FAST: &[(&str, &str)] = &[
+    ("NODE_DOWN_AFTER_FAILURES", "0"),
     ("MAX_RETRIES", "3"),
     ("WRITE_SETTLE_MS", "0"),
     ("RETRY_BASE_DELAY_MS", "5"),
@@ -251,9 +254,11 @@ pub fn command(dir: &tempfile::TempDir, vars: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_api-consumer"));
     // A clean environment in an empty directory: no stray `.env`. No window
     // for lost answers unless a test sets one: `node-sim` applies a write
-    // before it answers unless it is given write latency.
+    // before it answers unless it is given write latency. Nodes never go
+    // down unless a test turns the breaker on, as in [`FAST`].
     cmd.env_clear().current_dir(dir.path());
     cmd.env("WRITE_SETTLE_MS", "0");
+    cmd.env("NODE_DOWN_AFTER_FAILURES", "0");
     for (key, value) in vars {
         cmd.env(key, value);
     }

@@ -14,6 +14,7 @@ mod hostile_nodes;
 mod ids_and_secrets;
 mod late_writes;
 mod metrics;
+mod node_health;
 mod prior_state;
 mod process;
 mod randomized;

@@ -176,6 +176,52 @@ async fn a_failed_run_keeps_the_last_success_of_the_run_before() {
     );
 }
 
+/// A node that went down and was given up: its `api_consumer_node_up` is 0
+/// and its time down is pushed; the other nodes' are 1 and 0.
+#[tokio::test]
+async fn a_node_down_is_pushed_as_down() {
+    let Some(gateway) = gateway().await else {
+        return;
+    };
+    let cluster = cluster(2).await;
+    let dead = dead_node();
+    let mut urls = cluster.urls();
+    urls.push(dead.clone());
+    let job = unique_job("it-down");
+    let vars = [
+        ("METRICS_PUSHGATEWAY_URL", gateway.url.as_str()),
+        ("METRICS_JOB", job.as_str()),
+        ("NODE_DOWN_AFTER_FAILURES", "5"),
+        ("NODE_DOWN_WAIT_SECS", "1"),
+    ];
+    let report = run(&config(&urls, "create", &["d1", "d2", "d3"], &vars)).await;
+    assert_eq!(u8::from(report.exit_code), 1);
+    let pushed = scrape(&gateway, &job).await;
+    assert_eq!(
+        value(&pushed, "api_consumer_node_up", &[("node", &dead)]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&pushed, "api_consumer_node_downs", &[("node", &dead)]),
+        Some(1.0)
+    );
+    let down = value(
+        &pushed,
+        "api_consumer_node_down_seconds",
+        &[("node", &dead)],
+    );
+    assert!(down.is_some_and(|s| s >= 1.0), "{down:?}");
+    let up = &cluster.urls()[0];
+    assert_eq!(
+        value(&pushed, "api_consumer_node_up", &[("node", up)]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&pushed, "api_consumer_node_down_seconds", &[("node", up)]),
+        Some(0.0)
+    );
+}
+
 #[tokio::test]
 async fn a_sharded_run_pushes_under_its_shard_and_while_it_runs() {
     let Some(gateway) = gateway().await else {

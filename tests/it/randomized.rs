@@ -159,6 +159,8 @@ fn check_round(
         .iter()
         .map(|g| (g.group_id.as_str(), g))
         .collect();
+    let not_attempted = report.not_attempted.as_ref().map_or(0, |n| n.count);
+    let (mut absent, mut left_as_they_were) = (0u64, 0u64);
     for (id, prior) in &plan.priors {
         let operation = plan.operations[id];
         let goal = operation == Change::Create;
@@ -187,6 +189,17 @@ fn check_round(
         let outcome = detailed
             .get(id.as_str())
             .map_or(Outcome::Committed, |g| g.outcome);
+        if outcome == Outcome::Committed && not_attempted > 0 {
+            // Not in the report: committed, or not attempted (a node stayed
+            // down); either way all or nothing, and no more left at their
+            // prior state than were not attempted.
+            absent += 1;
+            if !actual.iter().all(|&p| p == goal) {
+                assert_eq!(&actual, prior, "I1 not attempted: {ctx}");
+                left_as_they_were += 1;
+            }
+            continue;
+        }
         *outcomes.entry(outcome).or_insert(0) += 1;
         match outcome {
             Outcome::Committed => {
@@ -226,6 +239,14 @@ fn check_round(
             }
         }
     }
+    if not_attempted > 0 {
+        assert!(
+            left_as_they_were <= not_attempted && not_attempted <= absent,
+            "round {round}: {left_as_they_were} groups unchanged and {absent} not reported, {not_attempted} not attempted"
+        );
+        *outcomes.entry(Outcome::NotStarted).or_insert(0) += not_attempted;
+        *outcomes.entry(Outcome::Committed).or_insert(0) += absent - not_attempted;
+    }
     outcomes
 }
 
@@ -260,6 +281,10 @@ struct Chaos {
     /// Writes that land after the job stopped waiting for them: see
     /// [`late_writes`].
     late_writes: bool,
+    /// Node health on (docs/FLOW_CONTROL.md), and one node killed in each
+    /// round: back with its data within the run's `NODE_DOWN_WAIT_SECS`,
+    /// or not before the run ends. Needs `restarts`.
+    outages: bool,
 }
 
 /// Latency, rate limit and throttling for [`Chaos::every_knob`]: small
@@ -349,13 +374,21 @@ fn undelivered(nodes: &[SimNode]) -> u64 {
     nodes.iter().map(|n| n.state().undelivered_writes).sum()
 }
 
-/// Kills node `index` after a while and brings it back on the same port.
-async fn kill_and_restart(cluster: &SimCluster, index: usize, after: Duration, down: Duration) {
+/// Kills node `index` after a while and brings it back on the same port
+/// after `down` (`None`: left down; the round restarts it after the run).
+async fn kill_and_restart(
+    cluster: &SimCluster,
+    index: usize,
+    after: Duration,
+    down: Option<Duration>,
+) {
     tokio::time::sleep(after).await;
     let node = &cluster.nodes()[index];
     node.kill().await;
-    tokio::time::sleep(down).await;
-    node.restart().await.expect("restart");
+    if let Some(down) = down {
+        tokio::time::sleep(down).await;
+        node.restart().await.expect("restart");
+    }
 }
 
 impl Chaos {
@@ -381,6 +414,8 @@ impl Chaos {
         let mut prune_transactions = 0u64;
         let mut intentions_left = 0u64;
         let mut late_landings = 0u64;
+        let mut outages_given_up = 0u64;
+        let mut nodes_down = 0u64;
         for round in 0..self.rounds {
             let plan = seed_round(&cluster, &mut rng, round).await;
             for node in cluster.nodes() {
@@ -454,6 +489,21 @@ impl Chaos {
             if self.two_phase {
                 extra.push(("JOURNAL_PATH", journal));
             }
+            // An outage the run rides out, or one it gives up on: the node
+            // stays down past a wait of 0 or 1 s.
+            let outage = self.outages.then(|| {
+                let back = rng.random_bool(0.6);
+                let waits: &[&'static str] = if back { &["1", "3"] } else { &["0", "1"] };
+                let wait = waits[rng.random_range(0..waits.len())];
+                let down = Duration::from_millis(rng.random_range(10..600));
+                (back.then_some(down), wait)
+            });
+            if let Some((_, wait)) = outage {
+                extra.extend([
+                    ("NODE_DOWN_AFTER_FAILURES", "5"),
+                    ("NODE_DOWN_WAIT_SECS", wait),
+                ]);
+            }
             let config = config(&urls, plan.kind.as_str(), &ids, &extra);
             let report = if self.restarts {
                 let victim = rng.random_range(0..NODES);
@@ -466,9 +516,19 @@ impl Chaos {
                 } else {
                     Duration::from_millis(rng.random_range(0..40))
                 };
-                let down = Duration::from_millis(rng.random_range(10..120));
+                let down = match outage {
+                    Some((down, _)) => down,
+                    None => Some(Duration::from_millis(rng.random_range(10..120))),
+                };
                 let restart = kill_and_restart(&cluster, victim, after, down);
-                tokio::join!(run(&config), restart).0
+                let report = tokio::join!(run(&config), restart).0;
+                if !cluster.nodes()[victim].is_running().await {
+                    cluster.nodes()[victim].restart().await.expect("restart");
+                }
+                if down.is_none() {
+                    outages_given_up += 1;
+                }
+                report
             } else {
                 run(&config).await
             };
@@ -508,6 +568,12 @@ impl Chaos {
                 }
             }
             intentions_left += left;
+            nodes_down += report
+                .nodes
+                .iter()
+                .filter_map(|n| n.health.as_ref())
+                .map(|h| u64::from(h.times_down))
+                .sum::<u64>();
             assert_eq!(report.exit_code, expected_exit(&report), "round {round}");
             let pruned = report
                 .unlisted
@@ -534,6 +600,10 @@ impl Chaos {
                 late_landings > 0,
                 "no write landed late: the rounds prove little"
             );
+        }
+        if self.outages {
+            eprintln!("nodes gone down: {nodes_down}; outages not over before the run ended: {outages_given_up}");
+            assert!(nodes_down > 0, "no node went down: the rounds prove little");
         }
         if self.rounds >= 12 {
             assert!(prune_transactions > 0, "no reconcile round pruned anything");
@@ -649,6 +719,7 @@ async fn randomized_transactions_keep_every_invariant() {
         restarts: false,
         two_phase: false,
         late_writes: false,
+        outages: false,
     };
     let totals = chaos.run().await;
     assert_eq!(
@@ -670,6 +741,7 @@ async fn chaos_with_every_knob_and_node_restarts_keeps_every_invariant() {
         restarts: true,
         two_phase: false,
         late_writes: false,
+        outages: false,
     };
     let totals = chaos.run().await;
     assert_every_path("chaos", &totals);
@@ -685,6 +757,7 @@ async fn randomized_two_phase_transactions_keep_every_invariant() {
         restarts: false,
         two_phase: true,
         late_writes: false,
+        outages: false,
     };
     let totals = chaos.run().await;
     assert_every_path("randomized two-phase", &totals);
@@ -701,9 +774,44 @@ async fn chaos_two_phase_with_every_knob_and_node_restarts_keeps_every_invariant
         restarts: true,
         two_phase: true,
         late_writes: false,
+        outages: false,
     };
     let totals = chaos.run().await;
     assert_every_path("chaos two-phase", &totals);
+}
+
+/// Node health on, and one node killed in every round (on top of every
+/// knob): back with its data within the wait, or not before the run ends
+/// with a wait of 0 or 1 s. `OUTAGE_ROUNDS` scales it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_outages_keep_every_invariant() {
+    let chaos = Chaos {
+        seed: env_number("OUTAGE_SEED", 20_261_203),
+        rounds: env_number("OUTAGE_ROUNDS", 24),
+        every_knob: true,
+        restarts: true,
+        two_phase: false,
+        late_writes: false,
+        outages: true,
+    };
+    let totals = chaos.run().await;
+    assert_every_path("node outages", &totals);
+}
+
+/// The node outages against two-phase nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_outages_two_phase_keep_every_invariant() {
+    let chaos = Chaos {
+        seed: env_number("OUTAGE_SEED", 20_261_204),
+        rounds: env_number("OUTAGE_ROUNDS", 24),
+        every_knob: true,
+        restarts: true,
+        two_phase: true,
+        late_writes: false,
+        outages: true,
+    };
+    let totals = chaos.run().await;
+    assert_every_path("node outages two-phase", &totals);
 }
 
 /// The randomized rounds with late writes: some nodes apply writes after the
@@ -719,6 +827,7 @@ async fn late_writes_randomized_transactions_keep_every_invariant() {
         restarts: false,
         two_phase: false,
         late_writes: true,
+        outages: false,
     };
     let totals = chaos.run().await;
     assert_eq!(
@@ -738,6 +847,7 @@ async fn late_writes_randomized_two_phase_transactions_keep_every_invariant() {
         restarts: false,
         two_phase: true,
         late_writes: true,
+        outages: false,
     };
     let totals = chaos.run().await;
     assert_every_path("late writes two-phase", &totals);

@@ -58,6 +58,27 @@ pub fn termination_message(report: &RunReport) -> String {
     if let Some(from) = report.not_attempted.as_ref().and_then(|n| n.from) {
         head["not_attempted_from"] = from.to_string().into();
     }
+    // The nodes that went down (at most four, each with its time down and
+    // why), for a run that was held up or stopped by one.
+    const DOWN_NODES: usize = 4;
+    let down: Vec<serde_json::Value> = report
+        .nodes
+        .iter()
+        .filter_map(|n| n.health.as_ref().map(|h| (n, h)))
+        .take(DOWN_NODES)
+        .map(|(node, health)| {
+            serde_json::json!({
+                "node": node.node,
+                "down_ms": health.down_ms,
+                "times_down": health.times_down,
+                "down_at_end": health.down_at_end,
+                "reason": truncate(health.down_reason.as_deref().unwrap_or_default(), 120),
+            })
+        })
+        .collect();
+    if !down.is_empty() {
+        head["nodes_down"] = down.into();
+    }
     let mut failed: Vec<&GroupReport> = report.recovered.iter().chain(&report.groups).collect();
     failed.sort_by_key(|g| g.outcome != Outcome::Inconsistent);
     let mut message = head.to_string();
