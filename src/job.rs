@@ -138,7 +138,8 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
         shard_count = shard.is_split().then(|| shard.count()),
         list_entries = shard.is_split().then(|| config.group_ids.listed()),
         concurrency = config.concurrency, node_concurrency = config.node_concurrency,
-        unfinished_in_journal = unfinished.len(), "run started");
+        unfinished_in_journal = unfinished.len(), version = env!("CARGO_PKG_VERSION"),
+        "run started");
     let pusher = config.metrics.as_ref().and_then(|metrics| {
         match Pusher::new(metrics, config.shard, &config.ca_certificates) {
             Ok(pusher) => Some(Arc::new(pusher)),
@@ -153,9 +154,13 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
     let supervisor = supervise(control.clone(), run_settings.clone());
     let mut recovered = Vec::new();
     if let Some(journal) = &journal {
+        // One client per node list, so that a node found down by one
+        // entry's recovery is known down to the next (and waited for once).
+        let mut clients = RecoveryClients::default();
         for intent in unfinished {
             let unfinished = (intent, lands_by);
-            recovered.push(recover(&settings, journal, unfinished, &control).await);
+            let report = recover((&settings, &mut clients), journal, unfinished, &control).await;
+            recovered.push(report);
         }
     }
     let request = Request {
@@ -224,7 +229,7 @@ pub async fn run_job(config: &Config, control: Arc<Control>) -> Result<RunReport
     };
     if let Some(path) = &config.report_path {
         if let Err(error) = write_report(path, &report, report.groups_spool.as_deref()) {
-            tracing::error!(target: LOG_TARGET, path = %path.display(), error = %error, "cannot write the run report");
+            tracing::error!(target: LOG_TARGET, path = %path.display(), error_message = %error, "cannot write the run report");
         }
     }
     write_termination_message(&config.termination_message_path, &report);
@@ -269,7 +274,7 @@ const JOURNAL_WAIT_MARGIN: Duration = Duration::from_secs(30);
 /// Resolves one unfinished intent over the nodes it names (which may differ
 /// from this run's `NODES`).
 async fn recover(
-    settings: &ClientSettings,
+    (settings, clients): (&ClientSettings, &mut RecoveryClients),
     journal: &Journal,
     (intent, lands_by): (Intent, tokio::time::Instant),
     control: &Control,
@@ -280,8 +285,15 @@ async fn recover(
         .map(|n| NodeAddress::parse(&n.node))
         .collect();
     let group = GroupId::new(intent.group_id.clone());
-    let client =
-        nodes.and_then(|nodes| NodeClient::new(settings, &nodes).map_err(|e| e.to_string()));
+    let client = nodes.and_then(|nodes| {
+        let key: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = Arc::new(NodeClient::new(settings, &nodes).map_err(|e| e.to_string())?);
+        clients.insert(key, client.clone());
+        Ok(client)
+    });
     match (group, client) {
         (Ok(group), Ok(client)) => {
             tracing::warn!(target: LOG_TARGET, group_id = %group, operation = intent.operation.as_str(), "resolving a group a killed run left unfinished");
@@ -303,6 +315,9 @@ async fn recover(
         }
     }
 }
+
+/// The clients of a journal's recovery, by the node list of the intents.
+type RecoveryClients = std::collections::HashMap<Vec<String>, Arc<NodeClient>>;
 
 /// A journal intent that names an id or node this build cannot parse:
 /// reported inconsistent, with every node in doubt, and left in the journal.

@@ -19,7 +19,7 @@ JOB_VARIABLES = {
     "NODES", "OPERATION", "DRY_RUN", "PRUNE", "PRUNE_MAX", "PRIOR_STATE", "GROUP_IDS", "GROUP_IDS_FILE", "REQUEST_TIMEOUT_MS", "WRITE_SETTLE_MS", "CONNECT_TIMEOUT_MS",
     "MAX_RETRIES", "RETRY_BASE_DELAY_MS", "RETRY_MAX_DELAY_MS", "RUN_TIMEOUT_SECS",
     "ROLLBACK_TIMEOUT_SECS", "CONCURRENCY", "NODE_CONCURRENCY", "NODE_RATE_LIMIT", "NODE_DOWN_AFTER_FAILURES", "NODE_DOWN_WAIT_SECS", "MAX_FAILED_GROUPS",
-    "PROGRESS_INTERVAL_SECS", "AUTH_TOKEN", "LOG_FORMAT", "LOG_LEVEL", "REPORT_PATH",
+    "PROGRESS_INTERVAL_SECS", "AUTH_TOKEN", "AUTH_TOKEN_FILE", "LOG_FORMAT", "LOG_LEVEL", "REPORT_PATH",
     "TERMINATION_MESSAGE_PATH", "CA_CERT_PATH", "JOURNAL_PATH", "SHARD_COUNT", "SHARD_INDEX",
     "JOB_COMPLETION_INDEX", "METRICS_PUSHGATEWAY_URL", "METRICS_JOB", "NODE_PROTOCOL",
 }
@@ -156,7 +156,7 @@ def test_pod_failure_policy_maps_the_exit_codes(render, values):
     assert spec["podReplacementPolicy"] == "Failed"
     retries = "backoffLimitPerIndex" if spec.get("completionMode") == "Indexed" else "backoffLimit"
     assert spec[retries] >= 0
-    assert spec["ttlSecondsAfterFinished"] >= 0
+    assert spec.get("ttlSecondsAfterFinished", 0) >= 0
 
 
 def test_rolled_back_and_inconsistent_are_retried_by_default(render):
@@ -216,17 +216,46 @@ def test_shard_settings_are_passed_through(render):
     assert render("--set", "job.shards=2", "--set", "job.parallelism=9", *SHARED_JOURNAL).job_spec()["parallelism"] == 2
 
 
-def test_shards_running_together_need_a_journal_every_pod_can_mount(render, render_error):
-    error = render_error("--set", "job.shards=4")
+def test_shards_on_the_defaults_run_one_after_another_on_the_journal_claim(render):
+    # The default claim is ReadWriteOnce: one node at a time may mount it, so
+    # the shards take turns, and the deadline covers every turn.
+    spec = render("--set", "job.shards=4").job_spec()
+    assert (spec["completions"], spec["parallelism"]) == (4, 1)
+    budget = 3600 + 20
+    assert spec["activeDeadlineSeconds"] == 4 * budget + 300
+    # Without a journal nothing is shared: every shard at once.
+    spec = render("--set", "job.shards=4", "--set", "journal.enabled=false").job_spec()
+    assert (spec["completions"], spec["parallelism"]) == (4, 4)
+    assert spec["activeDeadlineSeconds"] == budget + 300
+
+
+@pytest.mark.parametrize("parallelism, waves", [(1, 4), (2, 2), (3, 2), (4, 1)])
+def test_the_sharded_deadline_covers_every_wave_of_pods(render, parallelism, waves):
+    spec = render(
+        "--set", "job.shards=4", "--set", f"job.parallelism={parallelism}", *SHARED_JOURNAL,
+        "--set", "config.runTimeoutSecs=100", "--set", "config.rollbackTimeoutSecs=50",
+        "--set", "job.activeDeadlineMarginSecs=60",
+    ).job_spec()
+    assert spec["parallelism"] == parallelism
+    assert spec["activeDeadlineSeconds"] == waves * (100 + 50) + 60
+
+
+def test_shards_at_once_on_a_one_node_claim_are_refused_with_a_clean_message(render_error):
+    error = render_error("--set", "job.shards=4", "--set", "job.parallelism=2")
+    assert 'job.parallelism="2"' in error
+    assert '"ReadWriteOnce"' in error
     assert "journal.accessMode=ReadWriteMany" in error
-    assert "job.parallelism=1" in error
-    # One pod at a time can share a ReadWriteOnce claim; without a journal
-    # nothing is shared.
-    assert render("--set", "job.shards=4", "--set", "job.parallelism=1").job_spec()["parallelism"] == 1
-    assert render("--set", "job.shards=4", "--set", "journal.enabled=false").job_spec()["completions"] == 4
+    assert "%!" not in error
+    error = render_error("--set", "job.shards=2", "--set", "job.maxFailedIndexes=3", *SHARED_JOURNAL)
+    assert 'job.maxFailedIndexes="3" cannot exceed job.shards="2"' in error
+    assert "%!" not in error
+
+
+def test_shards_at_once_share_a_read_write_many_claim(render):
     # Each shard writes its own file on the shared claim: the job appends
     # .shard-<index>-of-<count> to JOURNAL_PATH.
     rendered = render("--set", "job.shards=4", *SHARED_JOURNAL)
+    assert rendered.job_spec()["parallelism"] == 4
     assert rendered.one("PersistentVolumeClaim")["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
@@ -281,6 +310,43 @@ def test_the_schema_refuses_a_metrics_job_the_gateway_cannot_take(render_error):
     assert "metrics" in render_error("--set", "metrics.job=a/b")
 
 
+# ------------------------------------------------------------- subchart
+
+
+def test_an_umbrella_chart_can_depend_on_this_one_with_global_and_enabled(helm, tmp_path):
+    import shutil
+    import subprocess
+
+    umbrella = tmp_path / "umbrella"
+    (umbrella / "charts").mkdir(parents=True)
+    shutil.copytree(CHART, umbrella / "charts" / "api-consumer")
+    (umbrella / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: umbrella\nversion: 0.1.0\n"
+        "dependencies:\n  - name: api-consumer\n    version: '>=0.0.0'\n    condition: api-consumer.enabled\n"
+    )
+    (umbrella / "values.yaml").write_text(
+        "global:\n  imageRegistry: registry.example.com\napi-consumer:\n  enabled: true\n"
+    )
+    result = subprocess.run([helm, "template", "u", str(umbrella)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert any(doc["kind"] == "Job" for doc in docs)
+    # Turned off by the umbrella's condition: nothing of this chart.
+    result = subprocess.run(
+        [helm, "template", "u", str(umbrella), "--set", "api-consumer.enabled=false"],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    # Unknown keys under this chart are still refused.
+    result = subprocess.run(
+        [helm, "template", "u", str(umbrella), "--set", "api-consumer.bogus=1"],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode != 0
+    assert "bogus" in result.stderr
+
+
 # ------------------------------------------------------------- CronJob
 
 
@@ -295,6 +361,19 @@ def test_cronjob_forbids_overlap_and_keeps_history(render):
     assert cron["schedule"] == "0 3 * * *"
     assert cron["timeZone"] == "Europe/Berlin"
     assert cron["suspend"] is False
+
+
+def test_cronjob_jobs_have_no_ttl_unless_set_so_the_history_limits_govern(render):
+    template = render("--set", "cronJob.enabled=true").one("CronJob")["spec"]["jobTemplate"]["spec"]
+    assert "ttlSecondsAfterFinished" not in template
+    template = render("--set", "cronJob.enabled=true", "--set", "cronJob.ttlSecondsAfterFinished=604800").one("CronJob")["spec"]["jobTemplate"]["spec"]
+    assert template["ttlSecondsAfterFinished"] == 604800
+    # The one-off Job keeps its own.
+    assert render().job_spec()["ttlSecondsAfterFinished"] == 86400
+
+
+def test_cronjob_ttl_must_be_a_count_of_seconds(render_error):
+    assert "ttlSecondsAfterFinished" in render_error("--set", "cronJob.enabled=true", "--set", "cronJob.ttlSecondsAfterFinished=-1")
 
 
 def test_cronjob_without_time_zone_leaves_it_to_the_cluster(render):
@@ -313,6 +392,12 @@ def test_cronjob_example_values(render):
 def test_job_and_cronjob_share_one_job_spec(render, values):
     job = render(*values, "--set", "cronJob.enabled=false").one("Job")
     cron = render(*values, "--set", "cronJob.enabled=true").one("CronJob")
+    # The one difference: a scheduled Job has no TTL unless one is set, so
+    # the history limits govern.
+    job_ttl = job["spec"].pop("ttlSecondsAfterFinished")
+    assert job_ttl >= 0
+    cron_ttl = cron["spec"]["jobTemplate"]["spec"].pop("ttlSecondsAfterFinished", None)
+    assert cron_ttl is None
     assert cron["spec"]["jobTemplate"]["spec"] == job["spec"]
     assert cron["spec"]["jobTemplate"]["metadata"]["labels"] == job["metadata"]["labels"]
 
@@ -613,6 +698,33 @@ def test_private_ca_from_the_values(render):
     assert ca["data"][item["key"]] == PEM
 
 
+@pytest.mark.parametrize("source", [("--set", "auth.token=tok-123"), ("--set", "auth.existingSecret=vault-token", "--set", "auth.existingSecretKey=bearer")])
+def test_the_token_can_be_a_mounted_file_instead_of_a_variable(render, source):
+    rendered = render(*source, "--set", "auth.asFile=true")
+    container = job_container(rendered)
+    env = {e["name"]: e for e in container.get("env", [])}
+    assert "AUTH_TOKEN" not in env
+    path = env["AUTH_TOKEN_FILE"]["value"]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["auth"]["readOnly"] is True
+    assert path == mounts["auth"]["mountPath"] + "/token"
+    pod = rendered.job_spec()["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "auth"]
+    key = "bearer" if "auth.existingSecretKey=bearer" in source else "token"
+    assert volume["secret"]["items"] == [{"key": key, "path": "token"}]
+    assert volume["secret"]["secretName"] == ("vault-token" if key == "bearer" else rendered.one("Secret")["metadata"]["name"])
+    # By default the token stays a variable from the Secret.
+    container = job_container(render(*source))
+    assert {e["name"] for e in container["env"]} == {"AUTH_TOKEN"}
+    assert "auth" not in {m["name"] for m in container["volumeMounts"]}
+
+
+def test_as_file_without_a_token_mounts_nothing(render):
+    container = job_container(render("--set", "auth.asFile=true"))
+    assert "env" not in container or not container["env"]
+    assert "auth" not in {m["name"] for m in container["volumeMounts"]}
+
+
 def test_private_ca_from_an_existing_config_map(render):
     rendered = render("--set", "tls.existingConfigMap=internal-ca", "--set", "tls.existingConfigMapKey=bundle.pem")
     _, volume = mounts_by_path(rendered)[rendered.env()["CA_CERT_PATH"].rsplit("/", 1)[0]]
@@ -729,7 +841,10 @@ def test_schema_covers_every_value_and_rejects_unknown_keys():
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert schema["additionalProperties"] is False
-    assert schema_keys(schema) == values_keys(values)
+    # An umbrella chart's `global` and `enabled` are accepted, and not values
+    # of this chart's own.
+    assert {"global", "enabled"} <= set(schema["properties"])
+    assert schema_keys(schema) - {"global", "enabled"} == values_keys(values)
 
 
 def test_every_value_is_commented():

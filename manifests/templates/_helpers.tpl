@@ -148,6 +148,22 @@ The ConfigMap holding CA_CERT_PATH's PEM, and its key; empty without one.
 {{- end }}
 
 {{/*
+The token's key in its Secret, and whether (and where) it is mounted as the
+file AUTH_TOKEN_FILE instead of the variable AUTH_TOKEN.
+*/}}
+{{- define "api-consumer.authSecretKey" -}}
+{{- .Values.auth.existingSecret | empty | ternary "token" .Values.auth.existingSecretKey }}
+{{- end }}
+
+{{- define "api-consumer.authFile" -}}
+{{- if and .Values.auth.asFile (or .Values.auth.token .Values.auth.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{- define "api-consumer.authDir" -}}
+/var/run/secrets/api-consumer/auth
+{{- end }}
+
+{{/*
 The journal's claim: the existing one, or the chart's own.
 */}}
 {{- define "api-consumer.journalClaimName" -}}
@@ -160,7 +176,32 @@ Kubernetes stops the Job only after the job's run deadline and rollback budget
 have passed, and kills a terminating pod only after its rollback budget.
 */}}
 {{- define "api-consumer.activeDeadlineSeconds" -}}
-{{- add .Values.config.runTimeoutSecs .Values.config.rollbackTimeoutSecs .Values.job.activeDeadlineMarginSecs }}
+{{- $budget := add .Values.config.runTimeoutSecs .Values.config.rollbackTimeoutSecs -}}
+{{- add (mul $budget (include "api-consumer.waves" . | int)) .Values.job.activeDeadlineMarginSecs }}
+{{- end }}
+
+{{/*
+How many pods of the Job run one after another: 1, or with shards,
+ceil(shards / parallelism). The deadline covers every wave's budget.
+*/}}
+{{- define "api-consumer.waves" -}}
+{{- $shards := int .Values.job.shards -}}
+{{- if gt $shards 1 -}}
+{{- $parallelism := int (include "api-consumer.parallelism" .) -}}
+{{- div (add $shards (sub $parallelism 1)) $parallelism -}}
+{{- else -}}
+1
+{{- end -}}
+{{- end }}
+
+{{/*
+Whether the shards' pods share a journal claim that only one node may mount
+at a time: the chart's own claim, not ReadWriteMany.
+*/}}
+{{- define "api-consumer.journalOnOneNode" -}}
+{{- if and .Values.journal.enabled (not .Values.journal.existingClaim) (ne .Values.journal.accessMode "ReadWriteMany") -}}
+true
+{{- end -}}
 {{- end }}
 
 {{- define "api-consumer.terminationGracePeriodSeconds" -}}
@@ -220,21 +261,25 @@ Checks across values that the schema cannot express.
 {{- if lt (int .Values.config.retryMaxDelayMs) (int .Values.config.retryBaseDelayMs) }}
 {{- fail "config.retryMaxDelayMs must be at least config.retryBaseDelayMs." }}
 {{- end }}
-{{- if and (gt (int .Values.job.shards) 1) .Values.journal.enabled (not .Values.journal.existingClaim) (gt (int (include "api-consumer.parallelism" .)) 1) (ne .Values.journal.accessMode "ReadWriteMany") }}
-{{- fail (printf "job.shards=%d runs %s pods at once, and each mounts the journal's claim: set journal.accessMode=ReadWriteMany (a storage class that offers it), or job.parallelism=1 (one pod at a time), or journal.enabled=false." (int .Values.job.shards | toString) (include "api-consumer.parallelism" .)) }}
+{{- if and (gt (int .Values.job.shards) 1) (include "api-consumer.journalOnOneNode" .) (gt (int .Values.job.parallelism) 1) }}
+{{- fail (printf "job.parallelism=%q runs that many shards at once, and each pod mounts the journal's claim, which is %q (one node at a time): set journal.accessMode=ReadWriteMany (a storage class that offers it), or leave job.parallelism at 0 (one shard after another), or set journal.enabled=false." (toString .Values.job.parallelism) .Values.journal.accessMode) }}
 {{- end }}
 {{- if gt (int .Values.job.maxFailedIndexes) (int .Values.job.shards) }}
-{{- fail "job.maxFailedIndexes cannot exceed job.shards." }}
+{{- fail (printf "job.maxFailedIndexes=%q cannot exceed job.shards=%q." (toString .Values.job.maxFailedIndexes) (toString .Values.job.shards)) }}
 {{- end }}
 {{- end }}
 
 {{/*
-Pods of a sharded Job that run at once: job.parallelism, or every shard.
+Pods of a sharded Job that run at once: job.parallelism (at most every
+shard); 0 means every shard, except with a journal claim that one node at a
+time may mount, where the shards run one after another.
 */}}
 {{- define "api-consumer.parallelism" -}}
 {{- $shards := int .Values.job.shards -}}
 {{- $parallelism := int .Values.job.parallelism -}}
-{{- if or (eq $parallelism 0) (gt $parallelism $shards) }}{{ $shards }}{{ else }}{{ $parallelism }}{{ end -}}
+{{- if and (eq $parallelism 0) (include "api-consumer.journalOnOneNode" .) }}1
+{{- else if or (eq $parallelism 0) (gt $parallelism $shards) }}{{ $shards }}
+{{- else }}{{ $parallelism }}{{ end -}}
 {{- end }}
 
 {{/*
@@ -257,7 +302,13 @@ maxFailedIndexes: {{ .Values.job.maxFailedIndexes | int64 }}
 backoffLimit: {{ .Values.job.backoffLimit | int64 }}
 {{- end }}
 activeDeadlineSeconds: {{ include "api-consumer.activeDeadlineSeconds" . }}
+{{- if .Values.cronJob.enabled }}
+{{- with .Values.cronJob.ttlSecondsAfterFinished }}
+ttlSecondsAfterFinished: {{ . | int64 }}
+{{- end }}
+{{- else }}
 ttlSecondsAfterFinished: {{ .Values.job.ttlSecondsAfterFinished | int64 }}
+{{- end }}
 # A replacement pod starts only once the failed one has stopped, so two runs
 # never write the same groups at the same time (the only value allowed with a
 # podFailurePolicy, stated for the reader).
@@ -368,16 +419,28 @@ template:
               name: {{ include "api-consumer.envConfigMapName" . }}
         {{- if or .Values.auth.token .Values.auth.existingSecret }}
         env:
+          {{- if .Values.auth.asFile }}
+          # The token as a file (the Secret mounted below), not in the
+          # container's environment.
+          - name: AUTH_TOKEN_FILE
+            value: {{ printf "%s/token" (include "api-consumer.authDir" .) | quote }}
+          {{- else }}
           - name: AUTH_TOKEN
             valueFrom:
               secretKeyRef:
                 name: {{ include "api-consumer.authSecretName" . }}
-                key: {{ .Values.auth.existingSecret | empty | ternary "token" .Values.auth.existingSecretKey }}
+                key: {{ include "api-consumer.authSecretKey" . }}
+          {{- end }}
         {{- end }}
         volumeMounts:
           - name: group-ids
             mountPath: {{ include "api-consumer.groupIdsDir" . }}
             readOnly: true
+          {{- if include "api-consumer.authFile" . }}
+          - name: auth
+            mountPath: {{ include "api-consumer.authDir" . }}
+            readOnly: true
+          {{- end }}
           {{- if include "api-consumer.caConfigMapName" . }}
           - name: ca
             mountPath: {{ include "api-consumer.caDir" . }}
@@ -403,6 +466,16 @@ template:
       - name: group-ids
         configMap:
           name: {{ include "api-consumer.groupIdsConfigMapName" . }}
+      {{- if include "api-consumer.authFile" . }}
+      - name: auth
+        secret:
+          secretName: {{ include "api-consumer.authSecretName" . }}
+          # Readable by the job's group (fsGroup), not by others.
+          defaultMode: 0440
+          items:
+            - key: {{ include "api-consumer.authSecretKey" . }}
+              path: token
+      {{- end }}
       {{- with include "api-consumer.caConfigMapName" . }}
       - name: ca
         configMap:

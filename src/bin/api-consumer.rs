@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            tracing::error!(target: LOG_TARGET, error = %error,
+            tracing::error!(target: LOG_TARGET, error_message = %error,
                 exit_code = u8::from(ExitStatus::CannotStart),
                 "cannot start the async runtime; no request was sent");
             return exit(ExitStatus::CannotStart);

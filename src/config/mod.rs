@@ -111,6 +111,9 @@ pub struct Config {
     pub progress_interval: Option<Duration>,
     #[serde(default, deserialize_with = "p::auth_token")]
     pub auth_token: Option<Secret>,
+    /// The token read from `AUTH_TOKEN_FILE`, moved into `auth_token`.
+    #[serde(default, deserialize_with = "p::auth_token_file")]
+    auth_token_file: Option<Secret>,
     /// Extra trust anchors from `CA_CERT_PATH` (empty = system store only).
     #[serde(rename = "ca_cert_path", default)]
     #[serde(deserialize_with = "p::ca_certificates")]
@@ -207,6 +210,13 @@ impl Config {
                 self.retry_base_delay.as_millis(),
                 self.retry_max_delay.as_millis()
             )));
+        }
+        if let Some(token) = self.auth_token_file.take() {
+            if self.auth_token.is_some() {
+                return Err(variables::AUTH_TOKEN_FILE
+                    .error("cannot be set together with AUTH_TOKEN: give the token one way"));
+            }
+            self.auth_token = Some(token);
         }
         self.shard = p::shard(
             self.shard_count,

@@ -13,9 +13,10 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
 use super::variables::{
-    DefaultValue, Kind, VariableDoc, AUTH_TOKEN, CA_CERT_PATH, GROUP_IDS, GROUP_IDS_FILE,
-    JOB_COMPLETION_INDEX, LOG_LEVEL, MAX_NODES, METRICS_JOB, METRICS_PUSHGATEWAY_URL, NODES,
-    REPORT_PATH, SHARD_COUNT, SHARD_INDEX, TERMINATION_MESSAGE_PATH, VARIABLES,
+    DefaultValue, Kind, VariableDoc, AUTH_TOKEN, AUTH_TOKEN_FILE, CA_CERT_PATH, GROUP_IDS,
+    GROUP_IDS_FILE, JOB_COMPLETION_INDEX, LOG_LEVEL, MAX_NODES, METRICS_JOB,
+    METRICS_PUSHGATEWAY_URL, NODES, REPORT_PATH, SHARD_COUNT, SHARD_INDEX,
+    TERMINATION_MESSAGE_PATH, VARIABLES,
 };
 use super::ConfigError;
 use crate::domain::{quote, GroupId, NodeAddress, Operation, Secret, Shard};
@@ -153,7 +154,8 @@ macro_rules! text_fields {
 
 text_fields! {
     nodes: Vec<NodeAddress> = parse_nodes;
-    auth_token: Option<Secret> = parse_auth_token;
+    auth_token: Option<Secret> = |token| parse_token(&AUTH_TOKEN, token);
+    auth_token_file: Option<Secret> = read_auth_token_file;
     ca_certificates: Vec<reqwest::Certificate> = read_ca_certificates;
     log_level: String = |level| validate_log_level(level).map(|()| level.to_owned());
     report_path: Option<PathBuf> = |path| writable_file_path(&REPORT_PATH, path);
@@ -371,17 +373,51 @@ fn read_ca_certificates(path: &str) -> Result<Vec<reqwest::Certificate>, ConfigE
     Ok(certificates)
 }
 
+/// The longest token file read: far more than any bearer token.
+const MAX_TOKEN_FILE_BYTES: u64 = 16 * 1024;
+
+/// The token in the file at `path`: a regular file of at most
+/// [`MAX_TOKEN_FILE_BYTES`], UTF-8, trimmed, then [`parse_token`]'s rules.
+/// Errors name the file, never its content.
+fn read_auth_token_file(path: &str) -> Result<Secret, ConfigError> {
+    let shown = quote(path);
+    let error = |message: String| AUTH_TOKEN_FILE.error(message);
+    let metadata = std::fs::metadata(path)
+        .map_err(|e| error(format!("cannot read {shown}: {}: {e}", e.kind())))?;
+    if !metadata.is_file() {
+        return Err(error(format!("{shown} is not a regular file")));
+    }
+    if metadata.len() > MAX_TOKEN_FILE_BYTES {
+        return Err(error(format!(
+            "{shown} is longer than {MAX_TOKEN_FILE_BYTES} bytes"
+        )));
+    }
+    let bytes = std::fs::read(path)
+        .map_err(|e| error(format!("cannot read {shown}: {}: {e}", e.kind())))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        error(format!(
+            "{shown} is not UTF-8 text (the content is not shown)"
+        ))
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(error(format!("{shown} is empty")));
+    }
+    parse_token(&AUTH_TOKEN_FILE, token)
+}
+
 /// The token must fit an HTTP header value after `Bearer `: visible ASCII
-/// only. Errors say what is wrong and where, never what the token is.
-fn parse_auth_token(token: &str) -> Result<Secret, ConfigError> {
+/// only. Errors name `doc` (where the token came from) and say what is
+/// wrong and where, never what the token is.
+fn parse_token(doc: &VariableDoc, token: &str) -> Result<Secret, ConfigError> {
     let lower = token.to_ascii_lowercase();
     if lower.starts_with("bearer ") || lower.starts_with("bearer\t") {
-        return Err(AUTH_TOKEN.error(
+        return Err(doc.error(
             "must be the token alone, without the \"Bearer \" prefix (the value is not shown)",
         ));
     }
     if let Some(at) = token.bytes().position(|b| !(0x21..=0x7e).contains(&b)) {
-        return Err(AUTH_TOKEN.error(format!(
+        return Err(doc.error(format!(
             "must be visible ASCII without spaces; byte {} is not (the value is not shown)",
             at + 1
         )));

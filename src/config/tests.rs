@@ -674,6 +674,46 @@ fn secrets_never_shown() {
 }
 
 #[test]
+fn auth_token_file_is_read_once_trimmed_and_checked_like_the_variable() {
+    const TOKEN: &str = "file-token-5c1d";
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, content: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let good = write("token", format!("{TOKEN}\n").as_bytes());
+    let config = ok(with(&[("AUTH_TOKEN_FILE", &good)]));
+    assert_eq!(config.auth_token.as_ref().map(Secret::expose), Some(TOKEN));
+    assert!(!format!("{config:?}").contains(TOKEN));
+    let missing = dir.path().join("missing").to_str().unwrap().to_owned();
+    let empty = write("empty", b" \n");
+    let spaced = write("spaced", format!("{TOKEN} {TOKEN}").as_bytes());
+    let bearer = write("bearer", format!("Bearer {TOKEN}").as_bytes());
+    let not_utf8 = write("not-utf8", &[b'a', 0xff, b'b']);
+    let huge = write("huge", &vec![b'a'; 20_000]);
+    let directory = dir.path().to_str().unwrap().to_owned();
+    for (path, says) in [
+        (&missing, "cannot read"),
+        (&empty, "is empty"),
+        (&spaced, "visible ASCII"),
+        (&bearer, "Bearer"),
+        (&not_utf8, "not UTF-8"),
+        (&huge, "longer than"),
+        (&directory, "not a regular file"),
+    ] {
+        let e = err(with(&[("AUTH_TOKEN_FILE", path)]));
+        assert_eq!(e.variable, "AUTH_TOKEN_FILE", "{path}");
+        assert!(e.to_string().contains(says), "{path}: {e}");
+        assert!(!e.to_string().contains(TOKEN), "{e}");
+    }
+    // One way only.
+    let e = err(with(&[("AUTH_TOKEN_FILE", &good), ("AUTH_TOKEN", "other")]));
+    assert_eq!(e.variable, "AUTH_TOKEN_FILE");
+    assert!(e.to_string().contains("AUTH_TOKEN"), "{e}");
+}
+
+#[test]
 fn node_credentials_never_shown() {
     for entry in [
         "http://admin:hunter2@node1",

@@ -224,6 +224,11 @@ variables! {
     AUTH_TOKEN: Unset("no Authorization header is sent"), Text,
         "Token sent to every node as `Authorization: Bearer <token>` (the token \
         alone, visible ASCII without spaces). Never logged or shown in errors.";
+    AUTH_TOKEN_FILE: Unset("the token, if any, comes from AUTH_TOKEN"), Text,
+        "Path of a file that holds the token (as a Vault agent or the secrets-store \
+        CSI driver delivers it), read once at start; surrounding whitespace (a final \
+        newline) is ignored, and the token follows AUTH_TOKEN's rules. Never logged. \
+        Setting both AUTH_TOKEN and AUTH_TOKEN_FILE is an error.";
     CA_CERT_PATH: Unset("the system's trust store only"), Text,
         "PEM file with the certificate(s) of a private CA that signs the nodes' \
         https certificates; trusted in addition to the system's trust store. A \

@@ -3,6 +3,7 @@
 //! transaction write? the dry run). Both read every node once, as a
 //! transaction's first step does, under the run's abort and kill.
 
+use crate::output::telemetry::json_field;
 use std::time::Instant;
 
 use super::control::Control;
@@ -100,11 +101,12 @@ pub async fn verify(client: &NodeClient, group: &GroupId, control: &Control) -> 
         tracing::info!(target: LOG_TARGET, group_id, outcome = "consistent_absent", "group on no node");
         (Outcome::ConsistentAbsent, None)
     } else {
-        // One flat log field each: the names, space-separated.
-        let present_on = found.names(|state| state == NodeState::Present).join(" ");
-        let absent_on = found.names(|state| state == NodeState::Absent).join(" ");
+        // Lists of node names: JSON arrays in the log line.
+        let holders = found.names(|state| state == NodeState::Present);
+        let absent = found.names(|state| state == NodeState::Absent);
+        let (present_on, absent_on) = (holders.join(" "), absent.join(" "));
         tracing::error!(target: LOG_TARGET, group_id, outcome = "inconsistent",
-            present_on = present_on.as_str(), absent_on = absent_on.as_str(),
+            present_on = json_field(&holders).as_str(), absent_on = json_field(&absent).as_str(),
             "group inconsistent: on some nodes only");
         let reason = format!(
             "on {present} of {} nodes: present on {present_on}; absent on {absent_on}",

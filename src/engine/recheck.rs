@@ -89,7 +89,7 @@ pub(super) async fn close_intent(checked: &Rechecked, journal: Option<&Journal>)
         .outcome(report.group_id.as_str(), report.outcome)
         .await
     {
-        tracing::error!(target: LOG_TARGET, group_id = %report.group_id, error = %error, "cannot record the outcome in the journal; the next run will check the group again");
+        tracing::error!(target: LOG_TARGET, group_id = %report.group_id, error_message = %error, "cannot record the outcome in the journal; the next run will check the group again");
     }
 }
 

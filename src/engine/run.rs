@@ -366,7 +366,7 @@ impl Dispatch<'_> {
                 // A panicking transaction may have left nodes in any state:
                 // count it as inconsistent so the exit code never
                 // understates it.
-                tracing::error!(target: LOG_TARGET, error = %error, "a group's transaction panicked");
+                tracing::error!(target: LOG_TARGET, error_message = %error, "a group's transaction panicked");
                 Outcome::Inconsistent
             }
         };

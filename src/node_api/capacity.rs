@@ -10,8 +10,10 @@
 //! `1 / (`[`GROWTH_ROUNDS`]` × limit)`, about one more request in flight
 //! every [`GROWTH_ROUNDS`] round trips, as long as the limit is in use (at
 //! least half of it in flight) and the answer came no slower than
-//! [`LATENCY_TOLERANCE`] times the quickest seen (a node that queues instead
-//! of shedding stops the growth before it sheds). The limit never goes
+//! [`LATENCY_TOLERANCE`] times the quickest seen since the last decrease (a
+//! node that queues instead of shedding stops the growth before it sheds;
+//! the baseline is taken again at the lower load after each decrease, so a
+//! node slower under load still grows back). The limit never goes
 //! below 1 nor above the ceiling.
 //!
 //! Why these constants: against a node that sheds above a fixed capacity
@@ -54,6 +56,7 @@ pub struct Aimd {
     limit: f64,
     ceiling: f64,
     decreased_at: Instant,
+    decreases: u64,
 }
 
 impl Aimd {
@@ -63,12 +66,18 @@ impl Aimd {
             limit: ceiling,
             ceiling,
             decreased_at: Instant::now(),
+            decreases: 0,
         }
     }
 
     /// The limit in whole requests.
     pub fn limit(&self) -> usize {
         self.limit.floor().max(1.0) as usize
+    }
+
+    /// How many times the limit was decreased.
+    pub fn decreases(&self) -> u64 {
+        self.decreases
     }
 
     /// Whether the limit is at its ceiling, where an answer cannot raise it.
@@ -90,6 +99,7 @@ impl Aimd {
             Signal::Dropped if sent >= self.decreased_at => {
                 self.limit = (self.limit * BACKOFF).max(1.0);
                 self.decreased_at = Instant::now();
+                self.decreases += 1;
             }
             Signal::Answered { latency } => {
                 let holds = latency.as_secs_f64() <= quickest.as_secs_f64() * LATENCY_TOLERANCE;

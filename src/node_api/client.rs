@@ -305,14 +305,27 @@ impl NodeClient {
     /// run stops waiting for it.
     fn start_probe(&self, node: &Node) {
         let health = node.gate.health().clone();
+        if !health.claim_probe() {
+            // The node's probe task is still running: it probes this time
+            // down too.
+            return;
+        }
         let http = self.http.clone();
         let url = group_url(&node.collection, &GroupId::unchecked(PROBE_GROUP), "/");
         let stats = node.stats.clone();
         let closing = self.probes.clone();
         tokio::spawn(async move {
-            tokio::select! {
-                _ = closing.cancelled() => {}
-                _ = probe(&health, &http, url, stats) => {}
+            loop {
+                tokio::select! {
+                    _ = closing.cancelled() => return health.release_probe(),
+                    _ = probe(&health, &http, url.clone(), stats.clone()) => {}
+                }
+                health.release_probe();
+                // Down again between the probe's last look and its release:
+                // this task probes that time too.
+                if !(health.is_down() && !health.given_up() && health.claim_probe()) {
+                    return;
+                }
             }
         });
     }
@@ -432,7 +445,16 @@ impl NodeClient {
                     Ok(next) => next,
                     Err(why) => {
                         // The attempt that could not start is counted,
-                        // unapplied.
+                        // unapplied; the words keep what the last one sent
+                        // got.
+                        let why = match why {
+                            Unusable::Down(text) => Unusable::Down(format!(
+                                "{text}; {} attempts were sent before, the last answered: {}",
+                                attempts.count,
+                                answer_text(&result)
+                            )),
+                            Unusable::Stopped => Unusable::Stopped,
+                        };
                         let result = Err(not_sent(why));
                         attempts.add(&result, Instant::now(), self.write_settle);
                         break result;
@@ -553,11 +575,18 @@ impl NodeClient {
 /// The probe loop of [`NodeClient::start_probe`].
 async fn probe(health: &NodeHealth, http: &ClientWithMiddleware, url: Url, stats: Arc<NodeStats>) {
     let mut probes = 0;
+    let mut episode = health.times_down();
+    let mut delay = probe_delay(probes, rand::random());
     loop {
         let Some(deadline) = health.deadline() else {
             return;
         };
-        let delay = probe_delay(probes, rand::random());
+        if health.times_down() != episode {
+            // Down again since the last probe: the backoff starts over.
+            episode = health.times_down();
+            probes = 0;
+            delay = probe_delay(probes, rand::random());
+        }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = tokio::time::sleep_until(deadline) => return health.give_up(),
@@ -571,11 +600,12 @@ async fn probe(health: &NodeHealth, http: &ClientWithMiddleware, url: Url, stats
             stats: stats.clone(),
             body_limit: MAX_BODY_BYTES,
         });
+        let next = probe_delay(probes, rand::random());
         let request = match http.get(url.clone()).build() {
             Ok(request) => request,
             Err(error) => {
-                let next = probe_delay(probes, 1.0);
                 health.probe_answered(Err(error.to_string()), next);
+                delay = next;
                 continue;
             }
         };
@@ -590,10 +620,19 @@ async fn probe(health: &NodeHealth, http: &ClientWithMiddleware, url: Url, stats
             Ok(response) => Err(response.status().to_string()),
             Err(error) => Err(describe_error(error)),
         };
-        health.probe_answered(answer, probe_delay(probes, 1.0));
+        health.probe_answered(answer, next);
         if health.state() == NodeState::Up {
             return;
         }
+        delay = next;
+    }
+}
+
+/// An attempt's answer in words: its status, or its transport error.
+fn answer_text(result: &reqwest_middleware::Result<Response>) -> String {
+    match result {
+        Ok(response) => response.status().to_string(),
+        Err(error) => describe_error(error),
     }
 }
 
@@ -606,13 +645,8 @@ fn log_retry(
     wait: Duration,
     retry_after: Option<Duration>,
 ) {
-    let (status, reason) = match result {
-        Ok(response) => (
-            Some(response.status().as_u16()),
-            response.status().to_string(),
-        ),
-        Err(error) => (None, describe_error(error)),
-    };
+    let status = result.as_ref().ok().map(|r| r.status().as_u16());
+    let reason = answer_text(result);
     let retry_after_ms = retry_after.map(|d| d.as_millis() as u64);
     tracing::info!(target: RETRY_LOG_TARGET, node = node.name(), method = %request.method(),
         attempt = attempts.count, status, reason = %reason, retry_after_ms,

@@ -31,7 +31,8 @@ pub struct NodeGate {
     /// them in use.
     debt: AtomicUsize,
     in_flight: AtomicUsize,
-    /// The quickest answer seen, in microseconds (`u64::MAX`: none yet).
+    /// The quickest answer seen since the limit last decreased, in
+    /// microseconds (`u64::MAX`: none yet).
     quickest_us: AtomicU64,
     /// Whether the limit is at `NODE_CONCURRENCY`: an answer then can only
     /// lower it, and a success is not taken under the capacity lock.
@@ -66,7 +67,12 @@ impl Slot<'_> {
         if !skip {
             if let Ok(mut capacity) = gate.capacity.lock() {
                 let quickest = Duration::from_micros(gate.quickest_us.load(Ordering::Relaxed));
+                let decreases = capacity.decreases();
                 let limit = capacity.update(signal, self.sent, in_flight, quickest);
+                if capacity.decreases() != decreases {
+                    // The baseline is taken again at the lower load.
+                    gate.quickest_us.store(u64::MAX, Ordering::Relaxed);
+                }
                 gate.at_ceiling
                     .store(capacity.at_ceiling(), Ordering::Relaxed);
                 gate.resize(limit);

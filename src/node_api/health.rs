@@ -201,6 +201,8 @@ pub struct NodeHealth {
     notify: watch::Sender<u64>,
     /// Bumped on every state change of every node of the run.
     changes: Arc<watch::Sender<u64>>,
+    /// Whether the node's probe task runs: at most one does.
+    probe_task: AtomicBool,
 }
 
 impl NodeHealth {
@@ -214,7 +216,23 @@ impl NodeHealth {
             given_up: AtomicBool::new(false),
             notify: watch::Sender::new(0),
             changes,
+            probe_task: AtomicBool::new(false),
         }
+    }
+
+    /// Claims the node's one probe task; `false` when it already runs.
+    pub fn claim_probe(&self) -> bool {
+        !self.probe_task.swap(true, Ordering::AcqRel)
+    }
+
+    /// The probe task has ended.
+    pub fn release_probe(&self) {
+        self.probe_task.store(false, Ordering::Release);
+    }
+
+    /// How many times the node went down.
+    pub fn times_down(&self) -> u32 {
+        self.lock().times_down
     }
 
     pub fn state(&self) -> NodeState {

@@ -194,6 +194,11 @@ pub fn encode(sample: &Sample<'_>, last_success: Option<f64>) -> prometheus::Res
         gauge.set(value);
         registry.register(Box::new(gauge))
     };
+    let help = "Always 1; the version of api-consumer that pushed, as a label.";
+    let build = gauges("api_consumer_build_info", help, &["version"])?;
+    build
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1.0);
     let help = "Time since this run started (its whole duration once it ended).";
     let duration = sample.duration.as_secs_f64();
     gauge("api_consumer_duration_seconds", help, duration)?;

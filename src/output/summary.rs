@@ -107,11 +107,8 @@ fn log_findings(report: &RunReport) {
     }
 }
 
-/// Answers per status as one flat field, e.g. `201:3000 429:2`.
+/// Answers per status, a JSON object in the log line
+/// (`{"201":3000,"429":2}`).
 fn statuses_text(statuses: &BTreeMap<String, u64>) -> String {
-    statuses
-        .iter()
-        .map(|(status, count)| format!("{status}:{count}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    super::telemetry::json_field(statuses)
 }

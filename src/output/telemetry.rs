@@ -3,12 +3,16 @@
 //!
 //! A JSON line is one flat object whose first keys are always, in order:
 //! `timestamp` (RFC 3339 UTC with milliseconds, e.g.
-//! `2026-11-23T06:01:02.345Z`), `level` and `severity` (the same value, e.g.
-//! `INFO`; collectors differ in which key they read), `message` and
-//! `target`. The event's fields follow at the top level, then the fields of
-//! the spans around it that the event does not already have (inner spans
-//! win). Numbers and booleans stay JSON numbers and booleans. A field whose
-//! name is one of the five fixed keys is written as `fields.<name>`.
+//! `2026-11-23T06:01:02.345Z`), `level` (tracing's: `TRACE`, `DEBUG`,
+//! `INFO`, `WARN`, `ERROR`), `severity` (the same in Cloud Logging's names:
+//! `DEBUG`, `DEBUG`, `INFO`, `WARNING`, `ERROR`; collectors differ in which
+//! key they read), `message` and `target`. The event's fields follow at the
+//! top level, then the fields of the spans around it that the event does
+//! not already have (inner spans win). Numbers and booleans stay JSON
+//! numbers and booleans; the fields in [`JSON_FIELDS`], which the code
+//! records as JSON text, are written as the arrays or objects they hold. A
+//! field whose name is one of the five fixed keys is written as
+//! `fields.<name>`.
 //!
 //! Each line reaches stdout in one write, so lines from concurrent tasks
 //! never interleave, and strings are escaped by `serde_json`, so a value
@@ -195,6 +199,27 @@ pub struct JsonLine;
 /// Keys every line starts with; fields with these names are renamed.
 const FIXED_KEYS: [&str; 5] = ["timestamp", "level", "severity", "message", "target"];
 
+/// Fields recorded as JSON text (with [`json_field`]) and written as the
+/// JSON they hold: lists of nodes and answers per status, which log queries
+/// can then treat as arrays and maps.
+pub const JSON_FIELDS: [&str; 3] = ["present_on", "absent_on", "statuses"];
+
+/// A value for one of the [`JSON_FIELDS`].
+pub fn json_field(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// A level in Cloud Logging's `LogSeverity` names, which have no `TRACE` or
+/// `WARN`.
+pub fn severity(level: &tracing::Level) -> &'static str {
+    match *level {
+        tracing::Level::TRACE | tracing::Level::DEBUG => "DEBUG",
+        tracing::Level::INFO => "INFO",
+        tracing::Level::WARN => "WARNING",
+        tracing::Level::ERROR => "ERROR",
+    }
+}
+
 impl<S, N> FormatEvent<S, N> for JsonLine
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -214,7 +239,7 @@ where
         let fixed: [Value; 5] = [
             rfc3339(SystemTime::now()).into(),
             level.into(),
-            level.into(),
+            severity(meta.level()).into(),
             fields.message.unwrap_or_default().into(),
             target.into(),
         ];
@@ -234,9 +259,14 @@ where
         }
         let mut seen = HashSet::new();
         values.retain(|(name, _)| seen.insert(name.clone()));
-        for (name, _) in &mut values {
+        for (name, value) in &mut values {
             if FIXED_KEYS.contains(&name.as_str()) {
                 *name = format!("fields.{name}");
+            }
+            if JSON_FIELDS.contains(&name.as_str()) {
+                if let Some(parsed) = value.as_str().and_then(|t| serde_json::from_str(t).ok()) {
+                    *value = parsed;
+                }
             }
         }
         let fixed = FIXED_KEYS.map(String::from).into_iter().zip(fixed);
@@ -549,7 +579,10 @@ mod tests {
                 6
             );
             tracing::warn!(
-                error = &Outer(Inner) as &(dyn std::error::Error + 'static),
+                error_message = &Outer(Inner) as &(dyn std::error::Error + 'static),
+                present_on = json_field(&["http://a:1", "http://b:2"]).as_str(),
+                statuses = json_field(&std::collections::BTreeMap::from([("201", 9), ("404", 9)]))
+                    .as_str(),
                 target = "shadowed",
                 "with \"quotes\"\nnewline and \u{1b}[31mescape"
             );
@@ -605,12 +638,18 @@ mod tests {
 
         let second = parse(&lines[1]);
         assert_eq!(second["level"], "WARN");
-        assert_eq!(second["severity"], "WARN");
+        // Cloud Logging's name.
+        assert_eq!(second["severity"], "WARNING");
+        assert_eq!(
+            second["present_on"],
+            serde_json::json!(["http://a:1", "http://b:2"])
+        );
+        assert_eq!(second["statuses"], serde_json::json!({"201": 9, "404": 9}));
         assert_eq!(
             second["message"],
             "with \"quotes\"\nnewline and \u{1b}[31mescape"
         );
-        assert_eq!(second["error"], "request failed: connection reset");
+        assert_eq!(second["error_message"], "request failed: connection reset");
         assert_eq!(second["target"], module_path!());
         assert_eq!(second["fields.target"], "shadowed");
         assert!(!lines[1].contains('\u{1b}'), "raw escape in {:?}", lines[1]);
@@ -645,9 +684,21 @@ mod tests {
         assert_eq!(lines.len(), 1, "{lines:#?}");
         let line = parse(&lines[0]);
         assert_eq!(line["level"], "DEBUG");
+        assert_eq!(line["severity"], "DEBUG");
         assert_eq!(line["group_id"], "g7");
         assert_eq!(line["outcome"], "committed");
         assert_eq!(line["duration_ms"], 12);
+    }
+
+    #[test]
+    fn trace_is_debug_in_cloud_loggings_names() {
+        let lines = render("trace", || tracing::trace!("fine detail"));
+        assert_eq!(lines.len(), 1);
+        let line = parse(&lines[0]);
+        assert_eq!(
+            (line["level"].as_str(), line["severity"].as_str()),
+            (Some("TRACE"), Some("DEBUG"))
+        );
     }
 
     #[test]

@@ -146,6 +146,12 @@ impl Fixtures {
             ),
             ("empty.pem", b""),
         ];
+        std::fs::write(dir.path().join("token"), format!("{SECRET}\n")).unwrap();
+        std::fs::write(
+            dir.path().join("bearer-token"),
+            format!("Bearer {SECRET}\n"),
+        )
+        .unwrap();
         for (name, content) in files {
             std::fs::write(dir.path().join(name), content).unwrap();
         }
@@ -339,6 +345,13 @@ fn cases(fixtures: &Fixtures) -> Vec<Case> {
         set("TERMINATION_MESSAGE_PATH", " "),
         set("TERMINATION_MESSAGE_PATH", path(fixtures.dir.path())),
         set("CA_CERT_PATH", ""),
+        set("AUTH_TOKEN_FILE", fixtures.file("missing-token")),
+        set("AUTH_TOKEN_FILE", fixtures.file("empty.pem")),
+        set("AUTH_TOKEN_FILE", path(fixtures.dir.path())),
+        set("AUTH_TOKEN_FILE", fixtures.file("fifo")),
+        set("AUTH_TOKEN_FILE", fixtures.file("bearer-token")),
+        set("AUTH_TOKEN_FILE", fixtures.file("not-utf8.txt")),
+        set("AUTH_TOKEN_FILE", fixtures.file("token")).and("AUTH_TOKEN", SECRET),
         set("CA_CERT_PATH", fixtures.file("missing.pem")),
         set("CA_CERT_PATH", path(fixtures.dir.path())),
         set("CA_CERT_PATH", fixtures.file("not-a-cert.pem")),

@@ -207,6 +207,8 @@ struct Scenario {
     /// A node with nothing listening follows the others.
     unreachable_node: bool,
     echo_rejects: bool,
+    /// The token comes from `AUTH_TOKEN_FILE` instead of `AUTH_TOKEN`.
+    token_file: bool,
     extra: &'static [(&'static str, &'static str)],
     exit: i32,
 }
@@ -218,6 +220,7 @@ const BASE: Scenario = Scenario {
     prior_everywhere: false,
     unreachable_node: false,
     echo_rejects: false,
+    token_file: false,
     extra: &[],
     exit: 0,
 };
@@ -271,6 +274,18 @@ fn paths() -> Vec<Scenario> {
             ..BASE
         },
         Scenario {
+            name: "token from AUTH_TOKEN_FILE",
+            token_file: true,
+            ..BASE
+        },
+        Scenario {
+            name: "token from AUTH_TOKEN_FILE, a rollback",
+            faults: [None, Some(failing(&[NodeOp::Create]))],
+            token_file: true,
+            exit: 1,
+            ..BASE
+        },
+        Scenario {
             name: "configuration error elsewhere",
             extra: &[("CONCURRENCY", "many")],
             exit: 2,
@@ -317,6 +332,12 @@ async fn run_path(path: &Scenario, cluster: &SimCluster, echo: &RawNode) -> [Str
         ("MAX_RETRIES", "1"),
         ("RETRY_BASE_DELAY_MS", "5"),
     ];
+    let token_file = dir.path().join("token");
+    if path.token_file {
+        std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+        vars.retain(|(key, _)| *key != "AUTH_TOKEN");
+        vars.push(("AUTH_TOKEN_FILE", token_file.to_str().unwrap()));
+    }
     vars.extend_from_slice(path.extra);
     let output = command(&dir, &vars).output().unwrap();
     assert_eq!(

@@ -140,6 +140,11 @@ async fn a_failed_run_keeps_the_last_success_of_the_run_before() {
         Some(2.0)
     );
     assert!(value(&first, "api_consumer_duration_seconds", &[]).is_some());
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        value(&first, "api_consumer_build_info", &[("version", version)]),
+        Some(1.0)
+    );
     let success = value(&first, "api_consumer_last_success_timestamp_seconds", &[])
         .expect("a successful run pushes its time");
     // No pod or instance in the grouping key: the gateway fills in an empty

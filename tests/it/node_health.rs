@@ -556,3 +556,51 @@ async fn shards_each_wait_for_a_node_killed_under_both() {
     assert_eq!(a.totals.committed + b.totals.committed, 400);
     assert_everywhere(&cluster, &ids, true).await;
 }
+
+/// A journal's recovery over a node that is still down waits for it once,
+/// not once per unfinished group: the recovery's entries share one client,
+/// so the first finds the node down and the others know it.
+#[tokio::test]
+async fn a_journal_recovery_waits_for_a_down_node_once() {
+    let cluster = cluster(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let journal = journal.to_str().unwrap();
+    fault(
+        &cluster,
+        2,
+        FaultsPatch {
+            timeout_rate: Some(1.0),
+            hang_ms: Some(1_000),
+            ..on(&[NodeOp::Create])
+        },
+    );
+    let ids = ids(64, "once");
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut extra = breaker("0");
+    extra.extend([
+        ("REQUEST_TIMEOUT_MS", "200"),
+        ("NODE_DOWN_AFTER_FAILURES", "2"),
+        ("CONCURRENCY", "16"),
+        ("JOURNAL_PATH", journal),
+    ]);
+    let first = run_bounded(&config(&cluster.urls(), "create", &refs, &extra)).await;
+    let in_doubt = first.totals.inconsistent;
+    assert!(in_doubt >= 6, "{:?}", first.totals);
+    // Node 2 now refuses connections; the next run waits 1 s for it.
+    cluster.nodes()[2].kill().await;
+    extra[1] = ("NODE_DOWN_WAIT_SECS", "1");
+    let started = std::time::Instant::now();
+    let second = run_bounded(&config(&cluster.urls(), "create", &refs[..1], &extra)).await;
+    let took = started.elapsed();
+    assert_eq!(second.recovered.len() as u64, in_doubt);
+    // Once for the recovery and once for the run's own group: far less
+    // than a wait per recovered group.
+    assert!(
+        took < Duration::from_secs(in_doubt / 2),
+        "{took:?} for {in_doubt} recovered groups"
+    );
+    for report in &second.recovered {
+        assert_eq!(report.outcome, Outcome::Inconsistent, "{report:#?}");
+    }
+}

@@ -160,7 +160,12 @@ async fn a_run_logs_json_lines_ending_with_the_summary() {
         .count();
     assert_eq!(committed, 3);
     assert_eq!(last["requests"], 18);
-    assert_eq!(last["statuses"], "201:9 404:9");
+    assert_eq!(last["statuses"], serde_json::json!({"201": 9, "404": 9}));
+    let started = lines
+        .iter()
+        .find(|l| l["message"] == "run started")
+        .unwrap();
+    assert_eq!(started["version"], env!("CARGO_PKG_VERSION"));
     // One line per node, just before the summary, in node order.
     let per_node: Vec<_> = lines
         .iter()
@@ -171,7 +176,7 @@ async fn a_run_logs_json_lines_ending_with_the_summary() {
         assert_eq!(line["node"], url.as_str());
         assert_eq!(line["requests"], 6);
         assert_eq!(line["retries"], 0);
-        assert_eq!(line["statuses"], "201:3 404:3");
+        assert_eq!(line["statuses"], serde_json::json!({"201": 3, "404": 3}));
         assert!(line["latency_p50_ms"].as_f64().unwrap() > 0.0);
     }
     assert_eq!(lines[lines.len() - 2]["message"], "node summary");

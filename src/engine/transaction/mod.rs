@@ -370,7 +370,7 @@ impl<'a> Transaction<'a> {
             let settled = report.unsettled.is_empty();
             if recorded && settled && outcome != TransactionOutcome::Inconsistent {
                 if let Err(error) = journal.outcome(self.group.as_str(), report.outcome).await {
-                    tracing::error!(target: LOG_TARGET, group_id = %self.group, error = %error, "cannot record the outcome in the journal; the next run will check the group again");
+                    tracing::error!(target: LOG_TARGET, group_id = %self.group, error_message = %error, "cannot record the outcome in the journal; the next run will check the group again");
                 }
             }
         }

@@ -51,7 +51,7 @@ impl FailedGroups {
         let spool = match File::create(&path) {
             Ok(file) => Some((path, BufWriter::new(file))),
             Err(error) => {
-                tracing::error!(target: LOG_TARGET, path = %path.display(), error = %error, "cannot write the report's group list; the report will list only the groups kept in memory");
+                tracing::error!(target: LOG_TARGET, path = %path.display(), error_message = %error, "cannot write the report's group list; the report will list only the groups kept in memory");
                 None
             }
         };
@@ -68,7 +68,7 @@ impl FailedGroups {
                 .map_err(std::io::Error::from)
                 .and_then(|()| writer.write_all(b"\n"));
             if let Err(error) = written {
-                tracing::error!(target: LOG_TARGET, path = %path.display(), error = %error, "cannot write the report's group list; the report will list only the groups kept in memory");
+                tracing::error!(target: LOG_TARGET, path = %path.display(), error_message = %error, "cannot write the report's group list; the report will list only the groups kept in memory");
                 let _ = std::fs::remove_file(path);
                 self.spool = None;
             }
@@ -103,7 +103,7 @@ impl FailedGroups {
         let spool = self.spool.and_then(|(path, mut writer)| match writer.flush() {
             Ok(()) => Some(path),
             Err(error) => {
-                tracing::error!(target: LOG_TARGET, path = %path.display(), error = %error, "cannot write the report's group list");
+                tracing::error!(target: LOG_TARGET, path = %path.display(), error_message = %error, "cannot write the report's group list");
                 let _ = std::fs::remove_file(&path);
                 None
             }

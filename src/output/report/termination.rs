@@ -17,7 +17,7 @@ pub fn write_termination_message(path: &Path, report: &RunReport) {
         return;
     }
     if let Err(error) = std::fs::write(path, termination_message(report)) {
-        tracing::warn!(target: LOG_TARGET, path = %path.display(), error = %error, "cannot write the termination message");
+        tracing::warn!(target: LOG_TARGET, path = %path.display(), error_message = %error, "cannot write the termination message");
     }
 }
 
