@@ -310,6 +310,88 @@ def test_the_schema_refuses_a_metrics_job_the_gateway_cannot_take(render_error):
     assert "metrics" in render_error("--set", "metrics.job=a/b")
 
 
+# ------------------------------------------------------------- extension points
+
+
+def test_extra_env_volumes_and_mounts_reach_the_job_container(render):
+    rendered = render(
+        "--set-json", 'extraEnv=[{"name":"HTTPS_PROXY","value":"http://proxy:3128"},{"name":"LOG_LEVEL","value":"debug"}]',
+        "--set-json", 'extraEnvFrom=[{"secretRef":{"name":"more-settings"}}]',
+        "--set-json", 'extraVolumes=[{"name":"extra","emptyDir":{}}]',
+        "--set-json", 'extraVolumeMounts=[{"name":"extra","mountPath":"/extra"}]',
+    )
+    container = job_container(rendered)
+    env = [e["name"] for e in container["env"]]
+    assert env == ["HTTPS_PROXY", "LOG_LEVEL"]
+    assert container["envFrom"][1] == {"secretRef": {"name": "more-settings"}}
+    assert {"name": "extra", "mountPath": "/extra"} in container["volumeMounts"]
+    assert {"name": "extra", "emptyDir": {}} in rendered.job_spec()["template"]["spec"]["volumes"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ("--set-json", 'extraEnv=[{"value":"no name"}]'),
+        ("--set-json", 'extraEnv={"A":"b"}'),
+        ("--set-json", 'extraVolumes=[{"emptyDir":{}}]'),
+        ("--set-json", 'extraVolumeMounts=[{"name":"x","mountPath":"relative"}]'),
+        ("--set-json", 'extraEnvFrom=[{}]'),
+        ("--set", "image.digest=latest"),
+        ("--set", "config.reportPath=relative/report.json"),
+        ("--set", "config.reportPath=/reports/"),
+        ("--set", "demo.networkPolicy.enabled=yes"),
+    ],
+    ids=lambda value: " ".join(value),
+)
+def test_malformed_extension_points_are_refused(render_error, bad):
+    assert render_error(*bad)
+
+
+def test_image_by_digest(render):
+    digest = "sha256:" + "a" * 64
+    container = job_container(render("--set", f"image.digest={digest}"))
+    assert container["image"] == f"api-consumer@{digest}"
+
+
+def test_security_contexts_are_overridable_and_run_as_user_omittable(render):
+    rendered = render("--set", "podSecurityContext.runAsUser=null", "--set", "podSecurityContext.runAsGroup=null", "--set", "podSecurityContext.fsGroup=null")
+    pod = rendered.job_spec()["template"]["spec"]["securityContext"]
+    assert "runAsUser" not in pod and "runAsGroup" not in pod and "fsGroup" not in pod
+    # The rest of the restricted profile stays.
+    assert pod["runAsNonRoot"] is True
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert job_container(rendered)["securityContext"]["readOnlyRootFilesystem"] is True
+    # The defaults are the restricted profile with the image's user.
+    pod = render().job_spec()["template"]["spec"]["securityContext"]
+    assert (pod["runAsUser"], pod["runAsGroup"], pod["fsGroup"]) == (65532, 65532, 65532)
+
+
+def test_report_path_lands_on_a_volume(render):
+    rendered = render("--set", "config.reportPath=/var/run/api-consumer/report.json")
+    assert rendered.env()["REPORT_PATH"] == "/var/run/api-consumer/report.json"
+    container = job_container(rendered)
+    assert {"name": "report", "mountPath": "/var/run/api-consumer"} in container["volumeMounts"]
+    assert {"name": "report", "emptyDir": {}} in rendered.job_spec()["template"]["spec"]["volumes"]
+    assert "REPORT_PATH" not in render().env()
+
+
+def test_a_network_policy_admits_only_the_job_and_test_pods_to_the_demo_nodes(render):
+    assert not render().kind("NetworkPolicy")
+    rendered = render("--set", "demo.networkPolicy.enabled=true")
+    policy = rendered.one("NetworkPolicy")["spec"]
+    nodes = rendered.one("StatefulSet")["spec"]["template"]["metadata"]["labels"]
+    assert all(nodes[k] == v for k, v in policy["podSelector"]["matchLabels"].items())
+    [rule] = policy["ingress"]
+    [peer] = rule["from"]
+    expressions = {e["key"]: e["values"] for e in peer["podSelector"]["matchExpressions"]}
+    assert expressions["app.kubernetes.io/component"] == ["job", "test"]
+    job_labels = rendered.job_spec()["template"]["metadata"]["labels"]
+    assert job_labels["app.kubernetes.io/component"] in expressions["app.kubernetes.io/component"]
+    assert job_labels["app.kubernetes.io/instance"] in expressions["app.kubernetes.io/instance"]
+    # Without the demo there is nothing to protect.
+    assert not render(*REAL_NODES, "--set", "demo.networkPolicy.enabled=true").kind("NetworkPolicy")
+
+
 # ------------------------------------------------------------- subchart
 
 
@@ -832,7 +914,8 @@ def values_keys(values, path=""):
     keys = set()
     for key, value in values.items():
         keys.add(path + key)
-        if isinstance(value, dict) and value and key not in ("resources",):
+        # Objects of Kubernetes' own shapes, which the schema leaves open.
+        if isinstance(value, dict) and value and key not in ("resources", "podSecurityContext", "containerSecurityContext", "reportVolume"):
             keys |= values_keys(value, f"{path}{key}.")
     return keys
 
@@ -857,8 +940,9 @@ def test_every_value_is_commented():
             continue
         indent, key = len(match.group(1)), match.group(2)
         if inside_resources is not None and indent > inside_resources:
-            continue  # Kubernetes' own resources fields
-        inside_resources = indent if key == "resources" else None
+            continue  # Kubernetes' own fields (resources, security contexts, a volume)
+        kubernetes_shaped = ("resources", "podSecurityContext", "containerSecurityContext", "reportVolume")
+        inside_resources = indent if key in kubernetes_shaped else None
         previous = lines[number - 1].strip() if number else ""
         if not previous.startswith("#"):
             uncommented.append(key)

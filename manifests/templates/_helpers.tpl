@@ -94,7 +94,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "api-consumer.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
 {{- end }}
 
 {{- define "api-consumer.toolsImage" -}}
@@ -215,23 +219,11 @@ claim, and the termination-message file that the kubelet creates writable for
 any user), so the root filesystem is read-only.
 */}}
 {{- define "api-consumer.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-# Makes a mounted volume (the journal's claim) writable for that user.
-fsGroup: 65532
-fsGroupChangePolicy: OnRootMismatch
-seccompProfile:
-  type: RuntimeDefault
+{{- toYaml .Values.podSecurityContext }}
 {{- end }}
 
 {{- define "api-consumer.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-runAsNonRoot: true
-capabilities:
-  drop:
-    - ALL
+{{- toYaml .Values.containerSecurityContext }}
 {{- end }}
 
 {{/*
@@ -417,8 +409,12 @@ template:
         envFrom:
           - configMapRef:
               name: {{ include "api-consumer.envConfigMapName" . }}
-        {{- if or .Values.auth.token .Values.auth.existingSecret }}
+          {{- with .Values.extraEnvFrom }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        {{- if or .Values.auth.token .Values.auth.existingSecret .Values.extraEnv }}
         env:
+          {{- if or .Values.auth.token .Values.auth.existingSecret }}
           {{- if .Values.auth.asFile }}
           # The token as a file (the Secret mounted below), not in the
           # container's environment.
@@ -430,6 +426,10 @@ template:
               secretKeyRef:
                 name: {{ include "api-consumer.authSecretName" . }}
                 key: {{ include "api-consumer.authSecretKey" . }}
+          {{- end }}
+          {{- end }}
+          {{- with .Values.extraEnv }}
+          {{- toYaml . | nindent 10 }}
           {{- end }}
         {{- end }}
         volumeMounts:
@@ -449,6 +449,13 @@ template:
           {{- if .Values.journal.enabled }}
           - name: journal
             mountPath: {{ include "api-consumer.journalDir" . }}
+          {{- end }}
+          {{- if .Values.config.reportPath }}
+          - name: report
+            mountPath: {{ dir .Values.config.reportPath }}
+          {{- end }}
+          {{- with .Values.extraVolumeMounts }}
+          {{- toYaml . | nindent 10 }}
           {{- end }}
         resources:
           {{- toYaml .Values.resources | nindent 10 }}
@@ -488,6 +495,14 @@ template:
       - name: journal
         persistentVolumeClaim:
           claimName: {{ include "api-consumer.journalClaimName" . }}
+      {{- end }}
+      {{- if .Values.config.reportPath }}
+      # Where REPORT_PATH lands (the root filesystem is read-only).
+      - name: report
+        {{- toYaml .Values.reportVolume | nindent 8 }}
+      {{- end }}
+      {{- with .Values.extraVolumes }}
+      {{- toYaml . | nindent 6 }}
       {{- end }}
     {{- with .Values.nodeSelector }}
     nodeSelector:
