@@ -49,8 +49,7 @@ use super::errors::{
 use super::gate::NodeGate;
 use super::health::{probe_delay, HealthSettings, NodeHealth, NodeState, Unusable, Verdict};
 use super::listing::{classify_list, ListAnswer, LIST_MAX_BYTES};
-use super::retry::is_transient_error;
-use super::retry::{parse_retry_after, Attempts, Retry, RetrySettings};
+use super::retry::{is_transient, parse_retry_after, Attempts, Retry, RetrySettings};
 use super::stats::{NodeStats, NodeStatsSnapshot};
 use crate::domain::{Change, GroupId, NodeAddress, Secret};
 
@@ -416,12 +415,8 @@ impl NodeClient {
                 if stop.is_cancelled() {
                     break result;
                 }
-                let transient = match &result {
-                    Ok(response) => super::retry::is_transient_status(response.status()),
-                    Err(error) => is_transient_error(error),
-                };
                 let free = waited_out < self.retry.max_retries();
-                let wait = if transient && free && node.gate.health().is_down() {
+                let wait = if free && is_transient(&result) && node.gate.health().is_down() {
                     // The gate holds the next attempt until the node is back
                     // (or the run stops waiting for it). At most
                     // `MAX_RETRIES` such attempts per request, so that a node
@@ -613,13 +608,9 @@ async fn probe(health: &NodeHealth, http: &ClientWithMiddleware, url: Url, stats
             result = http.execute_with_extensions(request, &mut extensions) => result,
             _ = tokio::time::sleep_until(deadline) => return health.give_up(),
         };
-        let answer = match &result {
-            Ok(response) if !response.status().is_server_error() => {
-                Ok(response.status().to_string())
-            }
-            Ok(response) => Err(response.status().to_string()),
-            Err(error) => Err(describe_error(error)),
-        };
+        let text = answer_text(&result);
+        let served = result.as_ref().is_ok_and(|r| !r.status().is_server_error());
+        let answer = if served { Ok(text) } else { Err(text) };
         health.probe_answered(answer, next);
         if health.state() == NodeState::Up {
             return;

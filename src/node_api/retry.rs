@@ -131,6 +131,12 @@ impl RetryableStrategy for NodeRetryStrategy {
     }
 }
 
+/// Whether an attempt's result is worth another attempt (see
+/// [`NodeRetryStrategy`]).
+pub(super) fn is_transient(result: &reqwest_middleware::Result<Response>) -> bool {
+    NodeRetryStrategy.handle(result) == Some(Retryable::Transient)
+}
+
 /// Retry policy settings (from `MAX_RETRIES`, `RETRY_BASE_DELAY_MS`,
 /// `RETRY_MAX_DELAY_MS`).
 #[derive(Debug, Clone, Copy)]
@@ -174,7 +180,7 @@ impl Retry {
         result: &reqwest_middleware::Result<Response>,
         retry_after: Option<Duration>,
     ) -> Option<Duration> {
-        if NodeRetryStrategy.handle(result) != Some(Retryable::Transient) {
+        if !is_transient(result) {
             return None;
         }
         let RetryDecision::Retry { execute_after } = self.policy.should_retry(started, retries)

@@ -39,6 +39,30 @@ async fn slow_cluster(count: usize, protocol: Protocol) -> SimCluster {
     cluster_with(count, options).await
 }
 
+/// Creates on node `index` hang past the request timeout of
+/// [`in_doubt_settings`] and are never applied: the job cannot know that.
+fn silent_creates(cluster: &SimCluster, index: usize) {
+    let patch = FaultsPatch {
+        timeout_rate: Some(1.0),
+        hang_ms: Some(1_000),
+        ..on(&[NodeOp::Create])
+    };
+    fault(cluster, index, patch);
+}
+
+/// The breaker with `NODE_DOWN_WAIT_SECS=0`, two timeouts taking a node
+/// down, `CONCURRENCY` at `concurrency`, and the journal at `journal`.
+fn in_doubt_settings<'a>(journal: &'a str, concurrency: &'a str) -> Vec<(&'a str, &'a str)> {
+    let mut extra: Vec<(&'a str, &'a str)> = breaker("0");
+    extra.extend([
+        ("REQUEST_TIMEOUT_MS", "200"),
+        ("NODE_DOWN_AFTER_FAILURES", "2"),
+        ("CONCURRENCY", concurrency),
+        ("JOURNAL_PATH", journal),
+    ]);
+    extra
+}
+
 /// Three nodes like [`slow_cluster`]'s that keep their groups in a data
 /// file in `data` across a kill and a restart.
 async fn restartable_cluster(data: &tempfile::TempDir) -> SimCluster {
@@ -387,25 +411,10 @@ async fn groups_left_in_doubt_by_a_down_node_are_resolved_by_the_next_run() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal");
     let journal = journal.to_str().unwrap();
-    // Creates on node 2 hang past the request timeout: the job cannot know
-    // whether they were applied.
-    fault(
-        &cluster,
-        2,
-        FaultsPatch {
-            timeout_rate: Some(1.0),
-            hang_ms: Some(1_000),
-            ..on(&[NodeOp::Create])
-        },
-    );
+    silent_creates(&cluster, 2);
     let ids = ids(40, "doubt");
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let mut extra = breaker("0");
-    extra.extend([
-        ("REQUEST_TIMEOUT_MS", "200"),
-        ("NODE_DOWN_AFTER_FAILURES", "2"),
-        ("JOURNAL_PATH", journal),
-    ]);
+    let extra = in_doubt_settings(journal, "4");
     let first = run_bounded(&config(&cluster.urls(), "create", &refs, &extra)).await;
     assert_eq!(first.stop_reason, Some(StopReason::NodeDown));
     assert_eq!(u8::from(first.exit_code), 3, "{first:#?}");
@@ -566,24 +575,10 @@ async fn a_journal_recovery_waits_for_a_down_node_once() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal");
     let journal = journal.to_str().unwrap();
-    fault(
-        &cluster,
-        2,
-        FaultsPatch {
-            timeout_rate: Some(1.0),
-            hang_ms: Some(1_000),
-            ..on(&[NodeOp::Create])
-        },
-    );
+    silent_creates(&cluster, 2);
     let ids = ids(64, "once");
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let mut extra = breaker("0");
-    extra.extend([
-        ("REQUEST_TIMEOUT_MS", "200"),
-        ("NODE_DOWN_AFTER_FAILURES", "2"),
-        ("CONCURRENCY", "16"),
-        ("JOURNAL_PATH", journal),
-    ]);
+    let mut extra = in_doubt_settings(journal, "16");
     let first = run_bounded(&config(&cluster.urls(), "create", &refs, &extra)).await;
     let in_doubt = first.totals.inconsistent;
     assert!(in_doubt >= 6, "{:?}", first.totals);
