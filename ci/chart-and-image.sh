@@ -8,13 +8,15 @@
 #   2. chart: `helm lint --strict` with both helms and every values file;
 #      `helm template | kubernetes-validate --strict` for every Kubernetes minor
 #      from 1.29 to 1.37; the chart tests (ci/chart_tests, pytest), among them
-#      the values that the schema must reject;
+#      the values that the schema must reject; the PrometheusRule's rules under
+#      `promtool test rules` (promtool from the Debian package prometheus);
 #   3. image: static binaries built on the host, the Dockerfile's runtime stage
 #      built by buildah around them, then run by podman: the job against
 #      node-sim (exit codes 0, 1 and 2, JSON logs, read-only and non-root), and
 #      the chart's own pod specs played with `podman kube play`: the Job's pod
 #      against real-node-style NODES with a token Secret and the journal's
-#      claim; the sharded Job's four indexed pods at once, which together must
+#      claim, then the `helm test` verify pod against the same nodes; the
+#      sharded Job's four indexed pods at once, which together must
 #      create every group once on every node; and the demo cluster (node pods,
 #      the job with its init container, the `helm test` pod).
 #
@@ -152,6 +154,37 @@ validate_chart() {
         echo "Kubernetes 1.$minor: ${#values_files[@]} values files valid (strict)"
     done
     rm -f "$rendered"
+}
+
+# promtool from the Debian package `prometheus`, unpacked into the cache (the
+# package's service is not wanted here, only its promtool binary).
+install_promtool() {
+    [ -x "$bin/promtool" ] && return
+    local deb
+    deb=$(mktemp -d)
+    (cd "$deb" && { apt-get download prometheus >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get download prometheus >/dev/null; }; })
+    dpkg-deb -x "$deb"/prometheus_*.deb "$deb/x"
+    cp "$deb/x/usr/bin/promtool" "$bin/promtool"
+    rm -rf "$deb"
+}
+
+# The chart's PrometheusRule: its rule groups rendered into a rule file,
+# checked, then unit-tested by ci/alerts/rules-test.yaml.
+test_alert_rules() {
+    install_promtool
+    "$bin/promtool" --version 2>&1 | sed -n 1p
+    "$bin/helm4" template api-consumer manifests --set metrics.prometheusRule.enabled=true \
+        --show-only templates/prometheusrule.yaml >"$work/prometheusrule.yaml"
+    "$venv/bin/python" -c '
+import sys, yaml
+rule = yaml.safe_load(open(sys.argv[1]))
+yaml.safe_dump({"groups": rule["spec"]["groups"]}, open(sys.argv[2], "w"), sort_keys=False)
+' "$work/prometheusrule.yaml" ci/alerts/rules.yaml
+    local status=0
+    "$bin/promtool" check rules ci/alerts/rules.yaml && "$bin/promtool" test rules ci/alerts/rules-test.yaml || status=$?
+    rm -f ci/alerts/rules.yaml
+    return "$status"
 }
 
 chart_tests() {
@@ -403,6 +436,17 @@ play_real_nodes_job() {
     [ -s "$journal" ] || { echo "FAIL: no journal at $journal" >&2; return 1; }
     echo "played pod $pod: exit 0, user $user, read-only root $read_only, AUTH_TOKEN from the Secret," \
         "journal $(wc -l <"$journal") line(s) on the claim"
+    # `helm test` against the same nodes: the job's image, a read-only verify
+    # of the groups the job just created.
+    local test_pod
+    test_pod=$("$venv/bin/python" ci/kube_play.py test "$rendered" "$work/real-test.yaml")
+    podman kube play --network "$net" "$work/real-test.yaml" >/dev/null
+    expect_exit 0 "$test_pod-verify"
+    "$venv/bin/python" ci/kube_play.py logs "$work/$test_pod-verify.log" 0
+    grep -q '"message":"verify: all' "$work/$test_pod-verify.log" ||
+        { echo "FAIL: the verify test pod did not verify the groups" >&2; return 1; }
+    echo "played the helm test pod $test_pod: a verify of every group, exit 0"
+    podman pod rm --force "$test_pod" >/dev/null
     remove_pods
 }
 
@@ -521,6 +565,8 @@ phase "chart: kubernetes-validate 1.29-1.37"
 validate_chart
 phase "chart: tests (pytest)"
 chart_tests
+phase "chart: alert rules (promtool test rules)"
+test_alert_rules
 phase "image: static release build"
 build_binaries
 phase "image: buildah"

@@ -392,6 +392,53 @@ def test_a_network_policy_admits_only_the_job_and_test_pods_to_the_demo_nodes(re
     assert not render(*REAL_NODES, "--set", "demo.networkPolicy.enabled=true").kind("NetworkPolicy")
 
 
+# ------------------------------------------------------------- alert rules
+
+
+def test_the_prometheus_rule_alerts_per_job_and_shard_with_its_thresholds_and_labels(render):
+    assert not render().kind("PrometheusRule")
+    rendered = render(
+        "--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.job=nightly",
+        "--set", "metrics.prometheusRule.noRecentSuccessSecs=7200",
+        "--set", "metrics.prometheusRule.labels.release=kube-prometheus-stack",
+        "--set", "metrics.prometheusRule.alertLabels.team=storage",
+    )
+    rule = rendered.one("PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    [group] = rule["spec"]["groups"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    assert set(alerts) == {"ApiConsumerNoRecentSuccess", "ApiConsumerInconsistent", "ApiConsumerLastRunFailed"}
+    assert alerts["ApiConsumerNoRecentSuccess"]["expr"].endswith("> 7200")
+    for alert in alerts.values():
+        assert 'job="nightly"' in alert["expr"]
+        assert "by (job, shard)" in alert["expr"]
+        assert alert["labels"] == {"severity": "warning", "team": "storage"}
+
+
+# ------------------------------------------------------------- helm test
+
+
+def test_helm_test_against_real_nodes_is_a_read_only_verify_with_the_jobs_image(render):
+    rendered = render(*REAL_NODES, "--set", "job.shards=2", "--set", "auth.token=t0k", "--set", "auth.asFile=true")
+    pod = rendered.named("Pod", "api-consumer-test-verify")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    [container] = pod["spec"]["containers"]
+    job = job_container(rendered)
+    assert container["image"] == job["image"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["OPERATION"], env["DRY_RUN"], env["PRUNE"], env["SHARD_COUNT"]) == ("verify", "false", "false", "1")
+    assert env["AUTH_TOKEN_FILE"].endswith("/token")
+    assert container["envFrom"] == job["envFrom"][:1]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    # The journal's directory exists (a verify never opens the journal).
+    assert "/var/lib/api-consumer" in mounts
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # With the demo, the demo check runs instead; and it can be turned off.
+    assert not [p for p in render().kind("Pod") if p["metadata"]["name"].endswith("-test-verify")]
+    assert not [p for p in render(*REAL_NODES, "--set", "verifyTest.enabled=false").kind("Pod") if p["metadata"]["name"].endswith("-test-verify")]
+
+
 # ------------------------------------------------------------- subchart
 
 
@@ -705,7 +752,11 @@ def test_demo_job_waits_for_the_nodes_and_has_a_helm_test(render):
 
 def test_real_nodes_need_no_demo_helpers(render):
     rendered = render(*REAL_NODES)
-    assert not rendered.kind("StatefulSet") and not rendered.kind("Service") and not rendered.kind("Pod")
+    assert not rendered.kind("StatefulSet") and not rendered.kind("Service")
+    # The one test pod is the verify, which reads no demo state.
+    [test] = rendered.kind("Pod")
+    assert test["metadata"]["name"].endswith("-test-verify")
+    assert "command" not in test["spec"]["containers"][0]
     assert "initContainers" not in rendered.job_spec()["template"]["spec"]
     assert rendered.env()["NODES"] == "http://n1:8080,http://n2:8080"
 
@@ -915,7 +966,7 @@ def values_keys(values, path=""):
     for key, value in values.items():
         keys.add(path + key)
         # Objects of Kubernetes' own shapes, which the schema leaves open.
-        if isinstance(value, dict) and value and key not in ("resources", "podSecurityContext", "containerSecurityContext", "reportVolume"):
+        if isinstance(value, dict) and value and key not in ("resources", "podSecurityContext", "containerSecurityContext", "reportVolume", "alertLabels"):
             keys |= values_keys(value, f"{path}{key}.")
     return keys
 
