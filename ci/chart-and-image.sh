@@ -9,7 +9,9 @@
 #      `helm template | kubernetes-validate --strict` for every Kubernetes minor
 #      from 1.29 to 1.37; the chart tests (ci/chart_tests, pytest), among them
 #      the values that the schema must reject; the PrometheusRule's rules under
-#      `promtool test rules` (promtool from the Debian package prometheus);
+#      `promtool test rules` (promtool from the Debian package prometheus),
+#      then end to end: a real Prometheus scraping a real Pushgateway fires
+#      the failed-run alert for a run of the release binary that exited 1;
 #   3. image: static binaries built on the host, the Dockerfile's runtime stage
 #      built by buildah around them, then run by podman: the job against
 #      node-sim (exit codes 0, 1 and 2, JSON logs, read-only and non-root), and
@@ -156,16 +158,19 @@ validate_chart() {
     rm -f "$rendered"
 }
 
-# promtool from the Debian package `prometheus`, unpacked into the cache (the
-# package's service is not wanted here, only its promtool binary).
+# promtool and prometheus from the Debian package `prometheus`, unpacked into
+# the cache (the package's service is not wanted here, only its binaries).
 install_promtool() {
-    [ -x "$bin/promtool" ] && return
+    [ -x "$bin/promtool" ] && [ -x "$bin/prometheus" ] && return
     local deb
     deb=$(mktemp -d)
     (cd "$deb" && { apt-get download prometheus >/dev/null 2>&1 ||
         { apt-get update -qq && apt-get download prometheus >/dev/null; }; })
     dpkg-deb -x "$deb"/prometheus_*.deb "$deb/x"
-    cp "$deb/x/usr/bin/promtool" "$bin/promtool"
+    # The Pushgateway of the end-to-end run (.ci/run installs it for the tests).
+    command -v prometheus-pushgateway >/dev/null 2>&1 ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-pushgateway >/dev/null
+    cp "$deb/x/usr/bin/promtool" "$deb/x/usr/bin/prometheus" "$bin/"
     rm -rf "$deb"
 }
 
@@ -183,6 +188,8 @@ yaml.safe_dump({"groups": rule["spec"]["groups"]}, open(sys.argv[2], "w"), sort_
 ' "$work/prometheusrule.yaml" ci/alerts/rules.yaml
     local status=0
     "$bin/promtool" check rules ci/alerts/rules.yaml && "$bin/promtool" test rules ci/alerts/rules-test.yaml || status=$?
+    # Kept for the end-to-end run once the release binary is built.
+    cp ci/alerts/rules.yaml "$work/alert-rules.yaml"
     rm -f ci/alerts/rules.yaml
     return "$status"
 }
@@ -569,6 +576,9 @@ phase "chart: alert rules (promtool test rules)"
 test_alert_rules
 phase "image: static release build"
 build_binaries
+phase "alerts: Prometheus, Pushgateway and the job end to end"
+ci/alerts/end-to-end.sh "$work/alert-rules.yaml" "$bin/prometheus" prometheus-pushgateway \
+    "target/$target/release/api-consumer" "$venv/bin/python"
 phase "image: buildah"
 check_build_context
 build_image
