@@ -204,6 +204,62 @@ chart_tests() {
     return "$status"
 }
 
+# checkov's Kubernetes checks on the chart rendered with the value sets an
+# operator starts from. A check that does not apply to a workload as configured
+# is skipped in the chart itself (checkov.io/skip<n> annotations rendered by
+# api-consumer.checkovSkips, each with its reason), so any finding fails here.
+checkov_sets=(
+    "demo defaults|"
+    "shards|--set job.shards=4"
+    "cronjob|-f manifests/ci/cronjob-values.yaml"
+    "metrics|--set metrics.pushgateway.url=http://prometheus-pushgateway.monitoring.svc:9091 --set metrics.prometheusRule.enabled=true"
+    "real nodes|-f manifests/ci/real-nodes-values.yaml"
+    "sharded real nodes|-f manifests/ci/sharded-values.yaml"
+    "demo faults|-f manifests/ci/demo-faults-values.yaml"
+    "pinned|-f manifests/ci/real-nodes-values.yaml --set image.digest=sha256:$(printf '%064d' 0) --set image.pullPolicy=Always --set auth.asFile=true"
+)
+check_chart_with_checkov() {
+    local checkov_venv=$cache/checkov stamp want
+    stamp=$checkov_venv/requirements.sha256
+    want=$(sha256sum ci/checkov-requirements.txt | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        rm -rf "$checkov_venv"
+        python3 -m venv "$checkov_venv"
+        "$checkov_venv/bin/pip" install --quiet --disable-pip-version-check -r ci/checkov-requirements.txt
+        echo "$want" >"$stamp"
+    fi
+    local dir=$work/checkov entry name args
+    mkdir -p "$dir"
+    for entry in "${checkov_sets[@]}"; do
+        name=${entry%%|*}
+        args=${entry#*|}
+        # A namespace, as an install has: rendered without one, every
+        # resource would be in "default" (CKV_K8S_21).
+        # shellcheck disable=SC2086 # the set's arguments are words
+        "$bin/helm4" template api-consumer manifests --namespace batch $args >"$dir/${name// /-}.yaml"
+    done
+    "$checkov_venv/bin/checkov" --version
+    # --skip-download: no guidelines from the vendor's API (not reachable).
+    local status=0
+    "$checkov_venv/bin/checkov" -d "$dir" --framework kubernetes --compact --skip-download \
+        -o json >"$work/checkov.json" 2>"$work/checkov.err" || status=$?
+    "$venv/bin/python" - "$work/checkov.json" <<'EOF'
+import collections, json, sys
+report = json.load(open(sys.argv[1]))
+summary = report["summary"]
+results = report.get("results", {})
+print(f"checkov: {summary['passed']} passed, {summary['failed']} failed, {summary['skipped']} skipped (annotated), "
+      f"{summary['resource_count']} resources, parsing errors {summary['parsing_errors']}")
+skipped = collections.Counter((c["check_id"], c.get("check_result", {}).get("suppress_comment", "")) for c in results.get("skipped_checks", []))
+for (check, reason), count in sorted(skipped.items()):
+    print(f"  skipped {check} x{count}: {reason}")
+for check in results.get("failed_checks", []):
+    print(f"FAIL: {check['check_id']} {check['check_name']} on {check['resource']} ({check['file_path']})", file=sys.stderr)
+sys.exit(1 if summary["failed"] or summary["parsing_errors"] or not summary["passed"] else 0)
+EOF
+    [ "$status" -eq 0 ] || { cat "$work/checkov.err" >&2; echo "FAIL: checkov exited $status" >&2; return 1; }
+}
+
 # --------------------------------------------------------------------- image
 
 work=$(mktemp -d)
@@ -572,6 +628,8 @@ phase "chart: kubernetes-validate 1.29-1.37"
 validate_chart
 phase "chart: tests (pytest)"
 chart_tests
+phase "chart: checkov"
+check_chart_with_checkov
 phase "chart: alert rules (promtool test rules)"
 test_alert_rules
 phase "image: static release build"

@@ -340,6 +340,9 @@ def test_extra_env_volumes_and_mounts_reach_the_job_container(render):
         ("--set", "config.reportPath=relative/report.json"),
         ("--set", "config.reportPath=/reports/"),
         ("--set", "demo.networkPolicy.enabled=yes"),
+        ("--set", "networkPolicy.enabled=yes"),
+        ("--set", "networkPolicy.egress=true"),
+        ("--set", "demo.toolsImage.digest=1.37.0"),
     ],
     ids=lambda value: " ".join(value),
 )
@@ -376,9 +379,8 @@ def test_report_path_lands_on_a_volume(render):
 
 
 def test_a_network_policy_admits_only_the_job_and_test_pods_to_the_demo_nodes(render):
-    assert not render().kind("NetworkPolicy")
-    rendered = render("--set", "demo.networkPolicy.enabled=true")
-    policy = rendered.one("NetworkPolicy")["spec"]
+    rendered = render()
+    policy = rendered.named("NetworkPolicy", "api-consumer-nodes")["spec"]
     nodes = rendered.one("StatefulSet")["spec"]["template"]["metadata"]["labels"]
     assert all(nodes[k] == v for k, v in policy["podSelector"]["matchLabels"].items())
     [rule] = policy["ingress"]
@@ -388,8 +390,99 @@ def test_a_network_policy_admits_only_the_job_and_test_pods_to_the_demo_nodes(re
     job_labels = rendered.job_spec()["template"]["metadata"]["labels"]
     assert job_labels["app.kubernetes.io/component"] in expressions["app.kubernetes.io/component"]
     assert job_labels["app.kubernetes.io/instance"] in expressions["app.kubernetes.io/instance"]
+    assert "api-consumer-nodes" not in {p["metadata"]["name"] for p in render("--set", "demo.networkPolicy.enabled=false").kind("NetworkPolicy")}
     # Without the demo there is nothing to protect.
-    assert not render(*REAL_NODES, "--set", "demo.networkPolicy.enabled=true").kind("NetworkPolicy")
+    assert [p["metadata"]["name"] for p in render(*REAL_NODES).kind("NetworkPolicy")] == ["api-consumer"]
+
+
+def matches(selector, labels):
+    """Whether a label selector (matchLabels and In expressions) selects labels."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    return all(e["operator"] == "In" and labels.get(e["key"]) in e["values"] for e in selector.get("matchExpressions", []))
+
+
+@pytest.mark.parametrize("values", [(), REAL_NODES, ("--set", "cronJob.enabled=true")], ids=["demo", "real", "cron"])
+def test_the_job_and_test_pods_admit_no_connection(render, values):
+    rendered = render(*values)
+    policy = rendered.named("NetworkPolicy", "api-consumer")["spec"]
+    assert policy["policyTypes"] == ["Ingress"] and "ingress" not in policy and "egress" not in policy
+    selected = [rendered.job_spec()["template"]["metadata"]["labels"]]
+    selected += [p["metadata"]["labels"] for p in rendered.kind("Pod")]
+    assert all(matches(policy["podSelector"], labels) for labels in selected)
+    # Not the demo nodes (their own policy admits the job), nor another release.
+    for sts in rendered.kind("StatefulSet"):
+        assert not matches(policy["podSelector"], sts["spec"]["template"]["metadata"]["labels"])
+    other = render(*values, release="other").job_spec()["template"]["metadata"]["labels"]
+    assert not matches(policy["podSelector"], other)
+    assert not [p for p in render(*values, "--set", "networkPolicy.enabled=false").kind("NetworkPolicy") if p["metadata"]["name"] == "api-consumer"]
+
+
+def test_every_namespaced_resource_is_in_the_release_namespace(render):
+    for values in ((), REAL_NODES + ("--set", "auth.token=t", "--set", "metrics.prometheusRule.enabled=true"), ("--set", "cronJob.enabled=true")):
+        for doc in render(*values, namespace="batch").docs:
+            assert doc["metadata"]["namespace"] == "batch", (doc["kind"], doc["metadata"]["name"])
+
+
+# ------------------------------------------------------------- checkov skips
+
+
+def checkov_skips(doc):
+    annotations = doc["metadata"].get("annotations") or {}
+    skips = {}
+    for key, value in annotations.items():
+        if key.startswith("checkov.io/skip"):
+            # checkov splits on "=": exactly one, between the check and its reason.
+            check, reason = value.split("=")
+            assert re.fullmatch(r"CKV2?_K8S_\d+", check) and len(reason) > 20, value
+            skips[check] = reason
+    return skips
+
+
+WORKLOADS = ("Job", "CronJob", "StatefulSet", "Pod")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [(), ("--set", "job.shards=4"), ("--set", "cronJob.enabled=true"), REAL_NODES + ("--set", "auth.token=t")],
+    ids=["demo", "shards", "cron", "real-with-token"],
+)
+def test_checkov_skips_are_annotated_with_their_reasons(render, values):
+    rendered = render(*values)
+    for doc in rendered.docs:
+        if doc["kind"] in WORKLOADS:
+            skips = checkov_skips(doc)
+            # A tag and IfNotPresent on the defaults: the digest check and the
+            # pull policy check are skipped, saying which value to set.
+            assert "image.digest" in skips["CKV_K8S_43"] or "demo.toolsImage.digest" in skips["CKV_K8S_43"]
+            assert "CKV_K8S_15" in skips
+            # Probes are skipped on the test pods only; the demo nodes have them.
+            assert ("CKV_K8S_8" in skips) == (doc["kind"] == "Pod")
+            # Both NetworkPolicies are on by default: no CKV2_K8S_6 skip.
+            assert "CKV2_K8S_6" not in skips
+        else:
+            assert not checkov_skips(doc), doc["kind"]
+    token_in_env = [d for d in rendered.docs if "CKV_K8S_35" in checkov_skips(d)]
+    assert bool(token_in_env) == ("auth.token=t" in values)
+
+
+def test_checkov_skips_go_when_their_reason_does(render):
+    digest = "sha256:" + "0" * 64
+    pinned = render(
+        *REAL_NODES, "--set", "auth.token=t", "--set", "auth.asFile=true",
+        "--set", f"image.digest={digest}", "--set", "image.pullPolicy=Always",
+    )
+    for doc in pinned.docs:
+        skips = checkov_skips(doc)
+        assert not {"CKV_K8S_43", "CKV_K8S_15", "CKV_K8S_35", "CKV2_K8S_6"} & set(skips), (doc["kind"], skips)
+    tools = render("--set", f"demo.toolsImage.digest={digest}", "--set", "demo.toolsImage.pullPolicy=Always")
+    test_pod = tools.named("Pod", "api-consumer-test-groups")
+    assert test_pod["spec"]["containers"][0]["image"] == f"docker.io/library/busybox@{digest}"
+    assert set(checkov_skips(test_pod)) == {"CKV_K8S_8", "CKV_K8S_9"}
+    open_pods = render("--set", "networkPolicy.enabled=false")
+    assert "networkPolicy.enabled is false" in checkov_skips(open_pods.kind("Job")[0])["CKV2_K8S_6"]
+    open_nodes = render("--set", "demo.networkPolicy.enabled=false")
+    assert "demo.networkPolicy.enabled is false" in checkov_skips(open_nodes.one("StatefulSet"))["CKV2_K8S_6"]
 
 
 # ------------------------------------------------------------- alert rules
@@ -426,17 +519,46 @@ def test_helm_test_against_real_nodes_is_a_read_only_verify_with_the_jobs_image(
     [container] = pod["spec"]["containers"]
     job = job_container(rendered)
     assert container["image"] == job["image"]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert (env["OPERATION"], env["DRY_RUN"], env["PRUNE"], env["SHARD_COUNT"]) == ("verify", "false", "false", "1")
-    assert env["AUTH_TOKEN_FILE"].endswith("/token")
-    assert container["envFrom"] == job["envFrom"][:1]
+    names = [e["name"] for e in container["env"]]
+    env = {e["name"]: e for e in container["env"]}
+    # Nothing the job does beyond reading reaches the test pod: no envFrom of
+    # the job's ConfigMap (some runtimes let envFrom override env), so no
+    # operation, dry run, pruning, shard, journal, report or push setting.
+    assert "envFrom" not in container
+    assert env["OPERATION"]["value"] == "verify" and names[-1] == "OPERATION"
+    for key in ("DRY_RUN", "PRUNE", "SHARD_COUNT", "JOURNAL_PATH", "REPORT_PATH", "METRICS_PUSHGATEWAY_URL"):
+        assert key not in env
+    config_map = rendered.named("ConfigMap", "api-consumer-env")["data"]
+    for key in ("NODES", "GROUP_IDS_FILE", "REQUEST_TIMEOUT_MS", "NODE_PROTOCOL", "LOG_FORMAT"):
+        ref = env[key]["valueFrom"]["configMapKeyRef"]
+        assert ref == {"name": "api-consumer-env", "key": key} and key in config_map
+    assert env["AUTH_TOKEN_FILE"]["value"].endswith("/token")
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
-    # The journal's directory exists (a verify never opens the journal).
-    assert "/var/lib/api-consumer" in mounts
+    assert "/var/lib/api-consumer" not in mounts
+    assert pod["spec"]["volumes"] == [v for v in pod["spec"]["volumes"] if "persistentVolumeClaim" not in v and "emptyDir" not in v]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     # With the demo, the demo check runs instead; and it can be turned off.
     assert not [p for p in render().kind("Pod") if p["metadata"]["name"].endswith("-test-verify")]
     assert not [p for p in render(*REAL_NODES, "--set", "verifyTest.enabled=false").kind("Pod") if p["metadata"]["name"].endswith("-test-verify")]
+
+
+def test_the_verify_pod_gets_the_extension_points_but_stays_a_verify(render):
+    rendered = render(
+        *REAL_NODES,
+        "--set-json", 'extraEnv=[{"name":"OPERATION","value":"delete"},{"name":"HTTPS_PROXY","value":"http://proxy:3128"}]',
+        "--set-json", 'extraEnvFrom=[{"secretRef":{"name":"more-settings"}}]',
+        "--set-json", 'extraVolumes=[{"name":"vault","emptyDir":{}}]',
+        "--set-json", 'extraVolumeMounts=[{"name":"vault","mountPath":"/vault/secrets"}]',
+    )
+    pod = rendered.named("Pod", "api-consumer-test-verify")
+    [container] = pod["spec"]["containers"]
+    assert container["envFrom"] == [{"secretRef": {"name": "more-settings"}}]
+    env = [(e["name"], e.get("value")) for e in container["env"]]
+    assert ("HTTPS_PROXY", "http://proxy:3128") in env
+    # The last OPERATION wins in a container's env: the verify's own.
+    assert env[-1] == ("OPERATION", "verify")
+    assert {"name": "vault", "mountPath": "/vault/secrets"} in container["volumeMounts"]
+    assert {"name": "vault", "emptyDir": {}} in pod["spec"]["volumes"]
 
 
 # ------------------------------------------------------------- subchart

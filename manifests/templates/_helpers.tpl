@@ -102,7 +102,50 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "api-consumer.toolsImage" -}}
+{{- if .Values.demo.toolsImage.digest }}
+{{- printf "%s@%s" .Values.demo.toolsImage.repository .Values.demo.toolsImage.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.demo.toolsImage.repository .Values.demo.toolsImage.tag }}
+{{- end }}
+{{- end }}
+
+{{/*
+checkov's skip annotations (checkov.io/skip<n>: <check>=<reason>) on a
+workload, for the checks that do not apply to it as configured, each with its
+reason. A skip is rendered only while the setting that makes its check not
+apply is in force: with image.digest set, CKV_K8S_43 runs on the workload (and
+passes). Called with (dict "ctx" $ "image" "job"|"tools" "kind" "job"|"test"|"node").
+*/}}
+{{- define "api-consumer.checkovSkips" -}}
+{{- $v := .ctx.Values }}
+{{- $tools := eq .image "tools" }}
+{{- $image := ternary $v.demo.toolsImage $v.image $tools }}
+{{- $key := ternary "demo.toolsImage" "image" $tools }}
+{{- $skips := list }}
+{{- if not $image.digest }}
+{{- $skips = append $skips (printf "CKV_K8S_43=the image is named by its tag until %s.digest pins it" $key) }}
+{{- end }}
+{{- if and $tools (ne $image.pullPolicy "Always") }}
+{{- $skips = append $skips (printf "CKV_K8S_15=demo.toolsImage.pullPolicy is %s: the demo's busybox is pinned by tag (or demo.toolsImage.digest) and pulled once per node" $image.pullPolicy) }}
+{{- else if ne $image.pullPolicy "Always" }}
+{{- $skips = append $skips (printf "CKV_K8S_15=image.pullPolicy is %s so that an image loaded into the cluster (minikube image load) runs; image.digest pins what runs" $image.pullPolicy) }}
+{{- end }}
+{{- if eq .kind "test" }}
+{{- $skips = append $skips "CKV_K8S_8=a helm test pod runs once and exits: no liveness to probe" }}
+{{- $skips = append $skips "CKV_K8S_9=a helm test pod serves nothing: no readiness to probe" }}
+{{- end }}
+{{- if and (ne .kind "node") (not $v.networkPolicy.enabled) }}
+{{- $skips = append $skips "CKV2_K8S_6=networkPolicy.enabled is false; the pod listens on no port and only connects out" }}
+{{- end }}
+{{- if and (eq .kind "node") (not $v.demo.networkPolicy.enabled) }}
+{{- $skips = append $skips "CKV2_K8S_6=demo.networkPolicy.enabled is false (demo nodes only)" }}
+{{- end }}
+{{- if and (ne .image "tools") (ne .kind "node") (or $v.auth.token $v.auth.existingSecret) (not $v.auth.asFile) }}
+{{- $skips = append $skips "CKV_K8S_35=auth.asFile is false: the token is in AUTH_TOKEN; with auth.asFile true it is mounted as a file instead" }}
+{{- end }}
+{{- range $i, $skip := $skips }}
+checkov.io/skip{{ add1 $i }}: {{ $skip | quote }}
+{{- end }}
 {{- end }}
 
 {{/*
