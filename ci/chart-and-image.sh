@@ -6,6 +6,8 @@
 #      kubernetes-validate and pytest (PyPI), buildah and podman (Debian);
 #      cached in .cache/ci-tools, so a rerun installs nothing;
 #   2. chart: `helm lint --strict` with both helms and every values file;
+#      checkov (PyPI) on eight rendered value sets, every skip annotated in the
+#      chart with its reason;
 #      `helm template | kubernetes-validate --strict` for every Kubernetes minor
 #      from 1.29 to 1.37; the chart tests (ci/chart_tests, pytest), among them
 #      the values that the schema must reject; the PrometheusRule's rules under
@@ -20,7 +22,12 @@
 #      claim, then the `helm test` verify pod against the same nodes; the
 #      sharded Job's four indexed pods at once, which together must
 #      create every group once on every node; and the demo cluster (node pods,
-#      the job with its init container, the `helm test` pod).
+#      the job with its init container, the `helm test` pod);
+#   4. the guides (README.md, manifests/README.md, docs/METRICS.md): every
+#      command that needs no cluster run as written by ci/doc_commands.py (the
+#      image built and run with podman, node-sim and the job with their exit
+#      codes, each `helm upgrade` rendered and validated, each `kubectl create`
+#      of a Secret or ConfigMap as a client-side dry run).
 #
 # Run from anywhere; .ci/run calls it after the Rust checks.
 set -euo pipefail
@@ -646,6 +653,9 @@ phase "image: podman kube play"
 play_real_nodes_job
 play_sharded_job
 play_demo
+phase "guides: every command that needs no cluster"
+"$venv/bin/python" ci/doc_commands.py --helm "$bin/helm4" --kubectl "$bin/kubectl" \
+    --validate "$venv/bin/kubernetes-validate" --image "$image"
 finish_phase
 
 echo

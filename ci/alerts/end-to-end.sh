@@ -61,6 +61,17 @@ if [ "$code" != 1 ]; then
     exit 1
 fi
 
+# The check manifests/README.md gives ("Metrics and alerts"): the push is on
+# the gateway under the job's default job label.
+pushed=$("$python" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+    "http://127.0.0.1:$gw_port/metrics" | grep '^api_consumer_exit_code' || true)
+if [ "$pushed" != 'api_consumer_exit_code{instance="",job="api-consumer"} 1' ]; then
+    echo "FAIL: the gateway shows '$pushed' for api_consumer_exit_code" >&2
+    show_logs
+    exit 1
+fi
+echo "the gateway holds the push: $pushed"
+
 if ! firing=$("$python" - "$prom_port" <<'PROBE'
 import json, sys, time, urllib.request
 url = f"http://127.0.0.1:{sys.argv[1]}/api/v1/alerts"

@@ -1194,14 +1194,59 @@ def test_readme_walkthrough_matches_the_chart(render):
     # Every --set and -f in the walkthrough is accepted by the chart.
     for path in re.findall(r"-f (manifests/ci/[\w.-]+\.yaml)", section):
         assert (ROOT / path).is_file(), path
-    for key in re.findall(r"--set(?:-string)? ([\w.]+)=", section):
+    for key in re.findall(r"--set(?:-string|-json)? '?([\w.]+)=", section):
         node = yaml.safe_load((CHART / "values.yaml").read_text())
         for part in key.split("."):
+            if node == {}:
+                break  # a free-form map (labels, annotations): any key
             assert part in node, key
             node = node[part]
-    # The image name the walkthrough builds is the one the chart runs.
+    # The image name the walkthrough builds and loads is the one the chart runs.
     image = job_container(rendered)["image"]
+    assert f"docker build -t {image} .\nminikube image load {image}\n" in section
     assert f"minikube image build -t {image} ." in section
+
+
+def test_the_monitoring_walkthrough_fits_together():
+    section = readme_section()
+    # The Pushgateway's release and namespace, as the guide installs it...
+    [(release, namespace)] = re.findall(
+        r"helm upgrade --install (\S+) prometheus-community/prometheus-pushgateway --namespace (\S+) --create-namespace", section
+    )
+    # ...are what the job pushes to and what the port-forward reaches...
+    urls = set(re.findall(r"metrics\.pushgateway\.url=(\S+)", section))
+    assert urls == {f"http://{release}.{namespace}.svc:9091"}
+    assert f"kubectl --namespace {namespace} port-forward svc/{release} 9091:9091 &" in section
+    # ...and what the ServiceMonitor selects, with honorLabels.
+    path = re.search(r"kubectl apply -f (docs/examples/\S+\.yaml)", section).group(1)
+    monitor = yaml.safe_load((ROOT / path).read_text())
+    assert monitor["kind"] == "ServiceMonitor" and monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == namespace
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [namespace]}
+    # The labels the prometheus-pushgateway chart puts on its Service, port "http".
+    assert monitor["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "prometheus-pushgateway",
+        "app.kubernetes.io/instance": release,
+    }
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint == {"port": "http", "path": "/metrics", "honorLabels": True}
+    # The stack's Prometheus selects it, and the chart's rule, by the same label.
+    stack = monitor["metadata"]["labels"]["release"]
+    assert f"metrics.prometheusRule.labels.release={stack}" in section
+    # The metric the guide greps for is one the job pushes, under its job label.
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert f'api_consumer_exit_code{{instance="",job="{values["metrics"]["job"]}"}} 0' in section
+    assert "`api_consumer_exit_code`" in (ROOT / "docs" / "METRICS.md").read_text()
+
+
+def test_the_cronjob_example_needs_only_what_the_guide_creates():
+    section = readme_section()
+    cron = yaml.safe_load((CHART / "ci" / "cronjob-values.yaml").read_text())
+    secret, key = cron["auth"]["existingSecret"], cron["auth"]["existingSecretKey"]
+    assert f"kubectl create secret generic {secret} --from-literal={key}=" in section
+    config_map, ca_key = cron["tls"]["existingConfigMap"], cron["tls"]["existingConfigMapKey"]
+    assert f"kubectl create configmap {config_map} --from-file={ca_key}=" in section
+    assert "cp manifests/ci/cronjob-values.yaml my-cron-values.yaml" in section
 
 
 def test_ci_builds_the_binaries_as_the_dockerfile_does():
