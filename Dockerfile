@@ -1,8 +1,8 @@
 # The api-consumer image: the job (the entrypoint) and node-sim, both fully
 # static, on an empty base with CA certificates and a non-root user.
 #
-#   docker build -t api-consumer:0.1.0 .
-#   minikube image build -t api-consumer:0.1.0 .
+#   docker build -t api-consumer:0.1.0 . && minikube image load api-consumer:0.1.0
+#   minikube image build -t api-consumer:0.1.0 .     (or built inside minikube)
 #
 # The runtime stage takes everything from the builder stage's /rootfs, laid out
 # by ci/image-rootfs.sh. CI builds the binaries on the host and swaps in that
@@ -11,6 +11,8 @@
 # Pinned toolchain (the one CI and rust-version in Cargo.toml are checked with)
 # on Debian bookworm, whose glibc is linked into the binaries.
 FROM docker.io/library/rust:1.95.0-bookworm AS builder
+# A failing command anywhere in a pipe fails the build.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /src
 COPY . .
 # crt-static links glibc into the binary, so nothing is needed at run time. It

@@ -6,8 +6,9 @@
 #      kubernetes-validate and pytest (PyPI), buildah and podman (Debian);
 #      cached in .cache/ci-tools, so a rerun installs nothing;
 #   2. chart: `helm lint --strict` with both helms and every values file;
-#      checkov (PyPI) on eight rendered value sets, every skip annotated in the
-#      chart with its reason;
+#      hadolint, shellcheck and yamllint (PyPI) on the Dockerfile, the shell
+#      scripts and the YAML; checkov (PyPI) on eight rendered value sets, every
+#      skip annotated in the chart with its reason;
 #      `helm template | kubernetes-validate --strict` for every Kubernetes minor
 #      from 1.29 to 1.37; the chart tests (ci/chart_tests, pytest), among them
 #      the values that the schema must reject; the PrometheusRule's rules under
@@ -225,16 +226,37 @@ checkov_sets=(
     "demo faults|-f manifests/ci/demo-faults-values.yaml"
     "pinned|-f manifests/ci/real-nodes-values.yaml --set image.digest=sha256:$(printf '%064d' 0) --set image.pullPolicy=Always --set auth.asFile=true"
 )
-check_chart_with_checkov() {
-    local checkov_venv=$cache/checkov stamp want
-    stamp=$checkov_venv/requirements.sha256
-    want=$(sha256sum ci/checkov-requirements.txt | cut -d' ' -f1)
+checkers=$cache/checkers
+install_checkers() {
+    local stamp=$checkers/requirements.sha256 want
+    want=$(sha256sum ci/checkers-requirements.txt | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        rm -rf "$checkov_venv"
-        python3 -m venv "$checkov_venv"
-        "$checkov_venv/bin/pip" install --quiet --disable-pip-version-check -r ci/checkov-requirements.txt
+        rm -rf "$checkers"
+        python3 -m venv "$checkers"
+        "$checkers/bin/pip" install --quiet --disable-pip-version-check -r ci/checkers-requirements.txt
         echo "$want" >"$stamp"
     fi
+}
+
+# hadolint on the Dockerfile, shellcheck on every shell script (the chart's
+# busybox scripts included), yamllint on the YAML that is not a template.
+lint_files() {
+    install_checkers
+    "$checkers/bin/hadolint" --version
+    "$checkers/bin/hadolint" Dockerfile
+    local scripts
+    mapfile -t scripts < <(git ls-files '*.sh' .ci/run)
+    "$checkers/bin/shellcheck" --version | sed -n 2p
+    "$checkers/bin/shellcheck" "${scripts[@]}"
+    local yaml
+    mapfile -t yaml < <(git ls-files '*.yaml' '*.yml' | grep -v '^manifests/templates/')
+    "$checkers/bin/yamllint" --version
+    "$checkers/bin/yamllint" --strict -c ci/yamllint.yaml "${yaml[@]}"
+    echo "hadolint: Dockerfile; shellcheck: ${#scripts[@]} scripts; yamllint: ${#yaml[@]} files"
+}
+
+check_chart_with_checkov() {
+    install_checkers
     local dir=$work/checkov entry name args
     mkdir -p "$dir"
     for entry in "${checkov_sets[@]}"; do
@@ -245,10 +267,10 @@ check_chart_with_checkov() {
         # shellcheck disable=SC2086 # the set's arguments are words
         "$bin/helm4" template api-consumer manifests --namespace batch $args >"$dir/${name// /-}.yaml"
     done
-    "$checkov_venv/bin/checkov" --version
+    "$checkers/bin/checkov" --version
     # --skip-download: no guidelines from the vendor's API (not reachable).
     local status=0
-    "$checkov_venv/bin/checkov" -d "$dir" --framework kubernetes --compact --skip-download \
+    "$checkers/bin/checkov" -d "$dir" --framework kubernetes --compact --skip-download \
         -o json >"$work/checkov.json" 2>"$work/checkov.err" || status=$?
     "$venv/bin/python" - "$work/checkov.json" <<'EOF'
 import collections, json, sys
@@ -635,6 +657,8 @@ phase "chart: kubernetes-validate 1.29-1.37"
 validate_chart
 phase "chart: tests (pytest)"
 chart_tests
+phase "lint: hadolint, shellcheck, yamllint"
+lint_files
 phase "chart: checkov"
 check_chart_with_checkov
 phase "chart: alert rules (promtool test rules)"

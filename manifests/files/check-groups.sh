@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # `helm test` pod of the demo cluster, run by busybox sh: checks that every
 # node in NODES is at the goal of OPERATION for every id in GROUP_IDS_FILE
 # (create and reconcile: holds it, delete: does not), reading GET /_sim/state, which the

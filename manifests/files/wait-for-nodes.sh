@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Init container of the job's pod (demo cluster only), run by busybox sh:
 # waits until every node in NODES answers GET /healthz. A demo node's DNS name
 # exists only once its pod is ready, and the job would otherwise spend its
