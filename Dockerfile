@@ -2,7 +2,7 @@
 # static, on an empty base with CA certificates and a non-root user.
 #
 #   docker build -t api-consumer:0.1.0 . && minikube image load api-consumer:0.1.0
-#   minikube image build -t api-consumer:0.1.0 .     (or built inside minikube)
+#   minikube image build -t api-consumer:0.1.0 .    # or built inside minikube
 #
 # The runtime stage takes everything from the builder stage's /rootfs, laid out
 # by ci/image-rootfs.sh. CI builds the binaries on the host and swaps in that
