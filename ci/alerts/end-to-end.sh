@@ -47,6 +47,25 @@ CONFIG
     --web.listen-address="127.0.0.1:$prom_port" >"$dir/prometheus.log" 2>&1 &
 pids+=($!)
 
+# The gateway must be up before the job pushes: a push that fails is only a
+# WARN line in the job's log.
+if ! "$python" - "$gw_port" <<'READY'
+import sys, time, urllib.request
+deadline = time.time() + 30
+while time.time() < deadline:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/-/ready", timeout=2)
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.2)
+sys.exit(1)
+READY
+then
+    echo "FAIL: the Pushgateway was not ready within 30 s" >&2
+    tail -n 20 "$dir/pushgateway.log" >&2 || true
+    exit 1
+fi
+
 show_logs() {
     tail -n 20 "$dir/job.log" "$dir/prometheus.log" "$dir/pushgateway.log" >&2 || true
 }

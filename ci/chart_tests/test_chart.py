@@ -444,6 +444,18 @@ def checkov_skips(doc):
 WORKLOADS = ("Job", "CronJob", "StatefulSet", "Pod")
 
 
+def pod_images(doc):
+    """The values keys of the images a workload's containers run."""
+    spec = doc["spec"]
+    if doc["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    if doc["kind"] != "Pod":
+        spec = spec["template"]["spec"]
+    images = [c["image"] for c in spec.get("initContainers", []) + spec["containers"]]
+    keys = ["image" if "api-consumer" in i else "demo.toolsImage" for i in images]
+    return sorted(set(keys), key=["image", "demo.toolsImage"].index)
+
+
 @pytest.mark.parametrize(
     "values",
     [(), ("--set", "job.shards=4"), ("--set", "cronJob.enabled=true"), REAL_NODES + ("--set", "auth.token=t")],
@@ -455,9 +467,10 @@ def test_checkov_skips_are_annotated_with_their_reasons(render, values):
         if doc["kind"] in WORKLOADS:
             skips = checkov_skips(doc)
             # A tag and IfNotPresent on the defaults: the digest check and the
-            # pull policy check are skipped, saying which value to set.
-            assert "image.digest" in skips["CKV_K8S_43"] or "demo.toolsImage.digest" in skips["CKV_K8S_43"]
-            assert "CKV_K8S_15" in skips
+            # pull policy check are skipped, naming every image of the pod.
+            images = pod_images(doc)
+            assert skips["CKV_K8S_43"] == "by tag, no digest: " + ", ".join(images)
+            assert skips["CKV_K8S_15"] == "pullPolicy not Always: " + ", ".join(images)
             # Probes are skipped on the test pods only; the demo nodes have them.
             assert ("CKV_K8S_8" in skips) == (doc["kind"] == "Pod")
             # Both NetworkPolicies are on by default: no CKV2_K8S_6 skip.
@@ -481,6 +494,17 @@ def test_checkov_skips_go_when_their_reason_does(render):
     test_pod = tools.named("Pod", "api-consumer-test-groups")
     assert test_pod["spec"]["containers"][0]["image"] == f"docker.io/library/busybox@{digest}"
     assert set(checkov_skips(test_pod)) == {"CKV_K8S_8", "CKV_K8S_9"}
+    # The demo's job pod runs both images (the init container is the tools
+    # image): a skip stays while either is taken by tag.
+    assert checkov_skips(tools.kind("Job")[0])["CKV_K8S_43"] == "by tag, no digest: image"
+    job_only = render("--set", f"image.digest={digest}", "--set", "image.pullPolicy=Always")
+    assert checkov_skips(job_only.kind("Job")[0])["CKV_K8S_43"] == "by tag, no digest: demo.toolsImage"
+    both = render(
+        "--set", f"image.digest={digest}", "--set", "image.pullPolicy=Always",
+        "--set", f"demo.toolsImage.digest={digest}", "--set", "demo.toolsImage.pullPolicy=Always",
+    )
+    for doc in both.docs:
+        assert not {"CKV_K8S_43", "CKV_K8S_15"} & set(checkov_skips(doc)), doc["kind"]
     open_pods = render("--set", "networkPolicy.enabled=false")
     assert "networkPolicy.enabled false" in checkov_skips(open_pods.kind("Job")[0])["CKV2_K8S_6"]
     open_nodes = render("--set", "demo.networkPolicy.enabled=false")
@@ -496,7 +520,7 @@ def test_the_prometheus_rule_alerts_per_job_and_shard_with_its_thresholds_and_la
         "--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.job=nightly",
         "--set", "metrics.prometheusRule.noRecentSuccessSecs=7200",
         "--set", "metrics.prometheusRule.labels.release=kube-prometheus-stack",
-        "--set", "metrics.prometheusRule.alertLabels.team=storage",
+        "--set", "metrics.prometheusRule.alertLabels.team=storage", "--set", "cronJob.enabled=true",
     )
     rule = rendered.one("PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
@@ -509,6 +533,9 @@ def test_the_prometheus_rule_alerts_per_job_and_shard_with_its_thresholds_and_la
         assert 'job="nightly"' in alert["expr"]
         assert "by (job, shard)" in alert["expr"]
         assert alert["labels"] == {"severity": "warning", "team": "storage"}
+    # A one-off Job's last success only ages: no "no recent success" alert.
+    [one_off] = render("--set", "metrics.prometheusRule.enabled=true").one("PrometheusRule")["spec"]["groups"]
+    assert {r["alert"] for r in one_off["rules"]} == {"ApiConsumerInconsistent", "ApiConsumerLastRunFailed"}
 
 
 # ------------------------------------------------------------- helm test
@@ -547,18 +574,34 @@ def test_helm_test_against_real_nodes_is_a_read_only_verify_with_the_jobs_image(
 def test_the_verify_pod_gets_the_extension_points_but_stays_a_verify(render):
     rendered = render(
         *REAL_NODES,
-        "--set-json", 'extraEnv=[{"name":"OPERATION","value":"delete"},{"name":"HTTPS_PROXY","value":"http://proxy:3128"}]',
+        "--set-json", 'extraEnv=[{"name":"OPERATION","value":"delete"},{"name":"HTTPS_PROXY","value":"http://proxy:3128"},'
+        '{"name":"METRICS_PUSHGATEWAY_URL","value":"http://gw:9091"},{"name":"TOKEN_DIR","valueFrom":{"fieldRef":{"fieldPath":"metadata.name"}}}]',
         "--set-json", 'extraEnvFrom=[{"secretRef":{"name":"more-settings"}}]',
         "--set-json", 'extraVolumes=[{"name":"vault","emptyDir":{}}]',
         "--set-json", 'extraVolumeMounts=[{"name":"vault","mountPath":"/vault/secrets"}]',
+        "--set-json", 'podLabels={"team":"storage"}',
+        "--set-json", 'podAnnotations={"sidecar.istio.io/inject":"false"}',
+        "--set", "serviceAccountName=batch",
+        "--set-json", 'nodeSelector={"pool":"batch"}',
+        "--set-json", 'tolerations=[{"key":"batch","operator":"Exists"}]',
     )
     pod = rendered.named("Pod", "api-consumer-test-verify")
     [container] = pod["spec"]["containers"]
     assert container["envFrom"] == [{"secretRef": {"name": "more-settings"}}]
     env = [(e["name"], e.get("value")) for e in container["env"]]
     assert ("HTTPS_PROXY", "http://proxy:3128") in env
-    # The last OPERATION wins in a container's env: the verify's own.
-    assert env[-1] == ("OPERATION", "verify")
+    assert {"name": "TOKEN_DIR", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+    # The job's own variables in extraEnv stay the job's: one OPERATION, the
+    # verify's, and no push.
+    assert [value for name, value in env if name == "OPERATION"] == ["verify"]
+    assert "METRICS_PUSHGATEWAY_URL" not in dict(env)
+    # Placed, labelled and annotated as the job's pods are.
+    assert pod["metadata"]["labels"]["team"] == "storage"
+    assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["serviceAccountName"] == "batch"
+    assert pod["spec"]["nodeSelector"] == {"pool": "batch"}
+    assert pod["spec"]["tolerations"] == [{"key": "batch", "operator": "Exists"}]
     assert {"name": "vault", "mountPath": "/vault/secrets"} in container["volumeMounts"]
     assert {"name": "vault", "emptyDir": {}} in pod["spec"]["volumes"]
 
@@ -1145,11 +1188,21 @@ def test_notes_name_what_was_installed(render, notes, values):
     else:
         cron = rendered.one("CronJob")["metadata"]["name"]
         assert f"--from=cronjob/{cron}" in text
+    # helm test: the demo check, or the verify against real nodes.
+    assert "helm test api-consumer" in text
     if rendered.kind("StatefulSet"):
-        assert "helm test api-consumer" in text
         assert f"pod/{rendered.one('StatefulSet')['metadata']['name']}-0" in text
     else:
-        assert "helm test" not in text
+        assert "Once the job is complete" in text
+
+
+def test_notes_offer_the_verify_test_against_real_nodes(notes):
+    real = " ".join(notes("--set", "demo.enabled=false", "--set-json", 'config.nodes=["http://n1:8080"]').split())
+    assert "Once the job is complete, check that every group is on every node or on none" in real
+    assert "helm test api-consumer -n default --logs" in real
+    off = notes("--set", "demo.enabled=false", "--set-json", 'config.nodes=["http://n1:8080"]', "--set", "verifyTest.enabled=false")
+    assert "helm test" not in off
+    assert "Once the job is complete" not in notes()
 
 
 def test_notes_say_what_the_termination_message_holds(notes):

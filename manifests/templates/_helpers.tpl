@@ -110,36 +110,55 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
+The values keys of the images a job pod runs, as a JSON list: the job's, and
+the demo's tools image for the init container that waits for the demo nodes.
+*/}}
+{{- define "api-consumer.jobImages" -}}
+{{- if .Values.demo.enabled }}["image","demo.toolsImage"]{{ else }}["image"]{{ end }}
+{{- end }}
+
+{{/*
 checkov's skip annotations (checkov.io/skip<n>: <check>=<reason>) on a
 workload, for the checks that do not apply to it as configured. A skip is
 rendered only while the setting that makes its check not apply is in force:
-with image.digest set, CKV_K8S_43 runs on the workload (and passes). Each value
-stays within 63 characters, which `podman kube play` requires of annotations.
-Called with (dict "ctx" $ "image" "job"|"tools" "kind" "job"|"test"|"node").
+with image.digest set (and demo.toolsImage.digest, for a pod that also runs
+the demo's init container), CKV_K8S_43 runs on the workload and passes. Each
+value stays within 63 characters, which `podman kube play` requires of
+annotations, so the reasons are short; in full:
 
-- CKV_K8S_43 (image by digest): the operator builds or loads the image, so the
-  chart cannot know its digest; image.digest (demo.toolsImage.digest) sets it.
+- CKV_K8S_43 (images by digest): the operator builds or loads the image, so
+  the chart cannot know its digest; image.digest and demo.toolsImage.digest
+  set it. The reason names the images still taken by tag.
 - CKV_K8S_15 (pullPolicy Always): IfNotPresent is what runs an image loaded
   into the cluster (minikube image load) without a registry; a digest pins
-  what runs either way.
+  what runs either way. The reason names the images not pulled Always.
 - CKV_K8S_8, CKV_K8S_9 (probes) on the helm test pods: they run once and exit.
 - CKV2_K8S_6 (a NetworkPolicy) only when networkPolicy.enabled (job and test
   pods) or demo.networkPolicy.enabled (demo nodes) is turned off.
 - CKV_K8S_35 (a Secret as a file) only while auth.asFile is false.
+
+Called with (dict "ctx" $ "images" (list "image" "demo.toolsImage" ...)
+"kind" "job"|"test"|"node"): the values keys of the images the pod runs.
 */}}
 {{- define "api-consumer.checkovSkips" -}}
 {{- $v := .ctx.Values }}
-{{- $tools := eq .image "tools" }}
-{{- $image := ternary $v.demo.toolsImage $v.image $tools }}
-{{- $key := ternary "demo.toolsImage" "image" $tools }}
-{{- $skips := list }}
+{{- $byTag := list }}
+{{- $notAlways := list }}
+{{- range .images }}
+{{- $image := ternary $v.demo.toolsImage $v.image (eq . "demo.toolsImage") }}
 {{- if not $image.digest }}
-{{- $skips = append $skips (printf "CKV_K8S_43=tag until %s.digest pins the image" $key) }}
+{{- $byTag = append $byTag . }}
 {{- end }}
-{{- if and $tools (ne $image.pullPolicy "Always") }}
-{{- $skips = append $skips "CKV_K8S_15=demo.toolsImage.pullPolicy: busybox pinned by tag" }}
-{{- else if ne $image.pullPolicy "Always" }}
-{{- $skips = append $skips (printf "CKV_K8S_15=image.pullPolicy %s runs a loaded image" $image.pullPolicy) }}
+{{- if ne $image.pullPolicy "Always" }}
+{{- $notAlways = append $notAlways . }}
+{{- end }}
+{{- end }}
+{{- $skips := list }}
+{{- with $byTag }}
+{{- $skips = append $skips (printf "CKV_K8S_43=by tag, no digest: %s" (join ", " .)) }}
+{{- end }}
+{{- with $notAlways }}
+{{- $skips = append $skips (printf "CKV_K8S_15=pullPolicy not Always: %s" (join ", " .)) }}
 {{- end }}
 {{- if eq .kind "test" }}
 {{- $skips = append $skips "CKV_K8S_8=a helm test pod runs once: no liveness to probe" }}
@@ -151,7 +170,7 @@ Called with (dict "ctx" $ "image" "job"|"tools" "kind" "job"|"test"|"node").
 {{- if and (eq .kind "node") (not $v.demo.networkPolicy.enabled) }}
 {{- $skips = append $skips "CKV2_K8S_6=demo.networkPolicy.enabled false (demo nodes only)" }}
 {{- end }}
-{{- if and (ne .image "tools") (ne .kind "node") (or $v.auth.token $v.auth.existingSecret) (not $v.auth.asFile) }}
+{{- if and (has "image" .images) (ne .kind "node") (or $v.auth.token $v.auth.existingSecret) (not $v.auth.asFile) }}
 {{- $skips = append $skips "CKV_K8S_35=auth.asFile false: the token is in AUTH_TOKEN" }}
 {{- end }}
 {{- range $i, $skip := $skips }}
