@@ -108,10 +108,10 @@ def without_comment(command):
 def classify(command, block_commands, ci_script):
     """(kind, why) for one command; kind None when it fits no rule."""
     plain = without_comment(command)
+    if re.match(r"^kubectl create (secret|configmap)\b", plain):
+        return "client", "client-side dry run"
     for pattern, why in CLUSTER:
         if re.search(pattern, plain):
-            if pattern == r"^kubectl\b" and re.match(r"^kubectl create (secret|configmap)\b", plain):
-                return "client", "client-side dry run"
             return "cluster", why
     if re.match(r"^helm upgrade --install \S+ manifests/?(\s|$)", plain):
         return "render", "helm template"

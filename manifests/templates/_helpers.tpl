@@ -110,14 +110,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-The values keys of the images a job pod runs, as a JSON list: the job's, and
-the demo's tools image for the init container that waits for the demo nodes.
-*/}}
-{{- define "api-consumer.jobImages" -}}
-{{- if .Values.demo.enabled }}["image","demo.toolsImage"]{{ else }}["image"]{{ end }}
-{{- end }}
-
-{{/*
 checkov's skip annotations (checkov.io/skip<n>: <check>=<reason>) on a
 workload, for the checks that do not apply to it as configured. A skip is
 rendered only while the setting that makes its check not apply is in force:
@@ -137,14 +129,16 @@ annotations, so the reasons are short; in full:
   pods) or demo.networkPolicy.enabled (demo nodes) is turned off.
 - CKV_K8S_35 (a Secret as a file) only while auth.asFile is false.
 
-Called with (dict "ctx" $ "images" (list "image" "demo.toolsImage" ...)
-"kind" "job"|"test"|"node"): the values keys of the images the pod runs.
+Called with (dict "ctx" $ "kind" "job"|"test"|"node" "images" (list ...)):
+"images" names the values keys of the images the pod runs; a job pod's are
+derived (the job's image, and the tools image of the demo's init container).
 */}}
 {{- define "api-consumer.checkovSkips" -}}
 {{- $v := .ctx.Values }}
 {{- $byTag := list }}
 {{- $notAlways := list }}
-{{- range .images }}
+{{- $images := .images | default (ternary (list "image" "demo.toolsImage") (list "image") $v.demo.enabled) }}
+{{- range $images }}
 {{- $image := ternary $v.demo.toolsImage $v.image (eq . "demo.toolsImage") }}
 {{- if not $image.digest }}
 {{- $byTag = append $byTag . }}
@@ -170,7 +164,7 @@ Called with (dict "ctx" $ "images" (list "image" "demo.toolsImage" ...)
 {{- if and (eq .kind "node") (not $v.demo.networkPolicy.enabled) }}
 {{- $skips = append $skips "CKV2_K8S_6=demo.networkPolicy.enabled false (demo nodes only)" }}
 {{- end }}
-{{- if and (has "image" .images) (ne .kind "node") (or $v.auth.token $v.auth.existingSecret) (not $v.auth.asFile) }}
+{{- if and (has "image" $images) (ne .kind "node") (or $v.auth.token $v.auth.existingSecret) (not $v.auth.asFile) }}
 {{- $skips = append $skips "CKV_K8S_35=auth.asFile false: the token is in AUTH_TOKEN" }}
 {{- end }}
 {{- range $i, $skip := $skips }}

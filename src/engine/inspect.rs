@@ -3,13 +3,13 @@
 //! transaction write? the dry run). Both read every node once, as a
 //! transaction's first step does, under the run's abort and kill.
 
-use crate::output::telemetry::json_field;
 use std::time::Instant;
 
 use super::control::Control;
 use super::fan_out::read_nodes;
 use crate::domain::{Change, GroupId, GroupReport, NodeDetail, NodeState, Outcome, Task};
 use crate::node_api::{NodeClient, ReadAnswer};
+use crate::output::telemetry::json_field;
 
 /// The target these log lines carry, which `LOG_LEVEL` directives name
 /// (`api_consumer::inspect=debug`).

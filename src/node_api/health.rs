@@ -171,6 +171,16 @@ impl Status {
     fn clear_window(&mut self) {
         self.buckets = [(u64::MAX, 0, 0); BUCKETS];
     }
+
+    /// When the node went down, while it is down.
+    fn down_now(&self) -> Option<Instant> {
+        self.down_since.filter(|_| self.state != NodeState::Up)
+    }
+
+    /// When the run stops waiting for the node, if it is down.
+    fn deadline(&self, wait: Duration) -> Option<Instant> {
+        self.down_now().map(|since| since + wait)
+    }
 }
 
 /// Why a request was not sent to its node.
@@ -348,11 +358,7 @@ impl NodeHealth {
 
     /// When the run stops waiting for the node, if it is down.
     pub fn deadline(&self) -> Option<Instant> {
-        let s = self.lock();
-        match (s.state, s.down_since) {
-            (NodeState::Up, _) | (_, None) => None,
-            (_, Some(since)) => Some(since + self.settings.down_wait),
-        }
+        self.lock().deadline(self.settings.down_wait)
     }
 
     /// The run stops waiting for the down node: requests to it fail from now
@@ -443,7 +449,7 @@ impl NodeHealth {
                 if s.given_up {
                     return Err(Unusable::Down(self.down_text(&s)));
                 }
-                s.down_since.map(|at| at + self.settings.down_wait)
+                s.deadline(self.settings.down_wait)
             };
             let deadline = deadline.unwrap_or_else(Instant::now);
             tokio::select! {
@@ -471,10 +477,7 @@ impl NodeHealth {
     pub fn snapshot(&self) -> HealthSnapshot {
         let s = self.lock();
         let now = Instant::now();
-        let current = match (s.state, s.down_since) {
-            (NodeState::Up, _) | (_, None) => Duration::ZERO,
-            (_, Some(at)) => now - at,
-        };
+        let current = s.down_now().map_or(Duration::ZERO, |at| now - at);
         HealthSnapshot {
             times_down: s.times_down,
             down_ms: (s.down_total + current).as_millis() as u64,

@@ -180,14 +180,18 @@ pub fn encode(sample: &Sample<'_>, last_success: Option<f64>) -> prometheus::Res
             .with_label_values(&[name, "transport_error"])
             .set(node.transport_errors as f64);
         retries.with_label_values(&[name]).set(node.retries as f64);
-        let health = node.health.clone().unwrap_or_default();
-        let is_up = if health.down_at_end { 0.0 } else { 1.0 };
+        // A node never down has no health record: up, 0 s, 0 times.
+        let health = node.health.as_ref();
+        let is_up = if health.is_some_and(|h| h.down_at_end) {
+            0.0
+        } else {
+            1.0
+        };
         up.with_label_values(&[name]).set(is_up);
-        let seconds = health.down_ms as f64 / 1000.0;
+        let seconds = health.map_or(0, |h| h.down_ms) as f64 / 1000.0;
         down_seconds.with_label_values(&[name]).set(seconds);
-        downs
-            .with_label_values(&[name])
-            .set(health.times_down.into());
+        let times = health.map_or(0, |h| h.times_down);
+        downs.with_label_values(&[name]).set(times.into());
     }
     let gauge = |name: &str, help: &str, value: f64| -> prometheus::Result<()> {
         let gauge = Gauge::with_opts(Opts::new(name, help))?;

@@ -1,10 +1,8 @@
 //! The log's end: one `node summary` line per node, then the run summary.
 
-use std::collections::BTreeMap;
-
 use super::nonzero;
 use super::report::RunReport;
-use super::telemetry::SUMMARY_TARGET;
+use super::telemetry::{json_field, SUMMARY_TARGET};
 use crate::domain::{Operation, OutcomeCounts};
 
 /// Logs one `node summary` line per node (requests, retries, transport
@@ -20,7 +18,7 @@ pub fn log_summary(report: &RunReport) {
             node = node.node.as_str(),
             requests = node.requests, retries = node.retries,
             transport_errors = node.transport_errors,
-            statuses = statuses_text(&node.statuses),
+            statuses = json_field(&node.statuses),
             latency_p50_ms = node.latency.p50_ms, latency_p99_ms = node.latency.p99_ms,
             latency_max_ms = node.latency.max_ms,
             prior_state = node.prior_state.as_deref(),
@@ -49,7 +47,7 @@ pub fn log_summary(report: &RunReport) {
         not_attempted_from = not_attempted_from.map(|from| from.to_string()),
         requests = requests.requests, retries = requests.retries,
         transport_errors = requests.transport_errors,
-        statuses = statuses_text(&requests.statuses),
+        statuses = json_field(&requests.statuses),
         latency_p50_ms = requests.latency.p50_ms, latency_p99_ms = requests.latency.p99_ms,
         stop_reason = report.stop_reason.map(|r| r.as_str()),
         exit_code = u8::from(report.exit_code),
@@ -105,10 +103,4 @@ fn log_findings(report: &RunReport) {
             "reconcile: {} groups found on the nodes are not listed", unlisted.groups
         );
     }
-}
-
-/// Answers per status, a JSON object in the log line
-/// (`{"201":3000,"429":2}`).
-fn statuses_text(statuses: &BTreeMap<String, u64>) -> String {
-    super::telemetry::json_field(statuses)
 }

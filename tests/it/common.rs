@@ -220,6 +220,11 @@ pub fn ids_of(list: &[GroupId]) -> Vec<&str> {
     list.iter().map(GroupId::as_str).collect()
 }
 
+/// The ids as the `&str`s a config takes.
+pub fn refs(ids: &[String]) -> Vec<&str> {
+    ids.iter().map(String::as_str).collect()
+}
+
 /// Polls `probe` every 2 ms until it holds (at most `limit`).
 pub async fn wait_for(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;

@@ -138,7 +138,7 @@ async fn a_refusing_node_goes_down_and_the_run_stops_at_once() {
     let mut urls = cluster.urls();
     urls.push(dead.clone());
     let ids = ids(200, "refused");
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let refs = refs(&ids);
     let report = run_bounded(&config(&urls, "create", &refs, &breaker("0"))).await;
     assert_eq!(report.stop_reason, Some(StopReason::NodeDown));
     assert_eq!(u8::from(report.exit_code), 1);
@@ -185,7 +185,7 @@ async fn a_node_that_never_answers_goes_down_on_timeouts() {
     let mut urls = cluster.urls();
     urls.push(silent.clone());
     let ids = ids(100, "silent");
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let refs = refs(&ids);
     let mut extra = breaker("0");
     extra.extend([
         ("REQUEST_TIMEOUT_MS", "200"),
@@ -220,7 +220,7 @@ async fn a_node_that_never_answers_goes_down_on_timeouts() {
 async fn a_probe_brings_a_node_back_and_the_run_goes_on() {
     let cluster = slow_cluster(3, Protocol::Standard).await;
     let ids = ids(300, "back");
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let refs = refs(&ids);
     let config = config(&cluster.urls(), "create", &refs, &breaker("30"));
     let outage = failing_spell(
         &cluster,
@@ -248,7 +248,7 @@ async fn a_killed_node_restarted_with_its_data_costs_only_its_outage() {
     let data = tempfile::tempdir().unwrap();
     let cluster = restartable_cluster(&data).await;
     let ids = ids(400, "restart");
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let refs = refs(&ids);
     let config = config(&cluster.urls(), "create", &refs, &breaker("30"));
     let outage = killed_spell(
         &cluster,
@@ -270,7 +270,7 @@ async fn the_wait_for_a_down_node_runs_out() {
     let cluster = cluster(3).await;
     fault(&cluster, 1, failing(ALL_OPS));
     let ids = ids(50, "wait");
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let refs = refs(&ids);
     let started = std::time::Instant::now();
     let report = run_bounded(&config(&cluster.urls(), "create", &refs, &breaker("1"))).await;
     let took = started.elapsed();
@@ -295,7 +295,7 @@ async fn two_nodes_down_are_each_named() {
     let mut urls = cluster.urls();
     urls.extend([a.clone(), b.clone()]);
     let ids = ids(100, "two");
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let refs = refs(&ids);
     let report = run_bounded(&config(&urls, "create", &refs, &breaker("0"))).await;
     assert_eq!(report.stop_reason, Some(StopReason::NodeDown));
     for url in [&a, &b] {
@@ -314,7 +314,7 @@ async fn two_nodes_down_are_each_named() {
 async fn a_node_that_flaps_goes_down_and_up_each_time() {
     let cluster = slow_cluster(3, Protocol::Standard).await;
     let ids = ids(1500, "flap");
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let refs = refs(&ids);
     let mut extra = breaker("30");
     extra.extend([("NODE_CONCURRENCY", "1"), ("CONCURRENCY", "2")]);
     let config = config(&cluster.urls(), "create", &refs, &extra);
@@ -353,7 +353,7 @@ async fn verify_and_dry_runs_stop_for_a_down_node() {
     let mut urls = cluster.urls();
     urls.push(dead.clone());
     let ids = ids(100, "read");
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let refs = refs(&ids);
     for (operation, dry_run) in [("verify", "false"), ("create", "true")] {
         let mut extra = breaker("0");
         extra.push(("DRY_RUN", dry_run));
@@ -377,7 +377,7 @@ async fn verify_and_dry_runs_stop_for_a_down_node() {
 async fn two_phase_nodes_wait_for_a_down_node_or_stop() {
     let cluster = slow_cluster(3, Protocol::TwoPhase).await;
     let ids = ids(200, "session");
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let refs = refs(&ids);
     let mut extra = breaker("30");
     extra.push(("NODE_PROTOCOL", "two-phase"));
     let config_back = config(&cluster.urls(), "create", &refs, &extra);
@@ -393,7 +393,7 @@ async fn two_phase_nodes_wait_for_a_down_node_or_stop() {
     assert_everywhere(&cluster, &ids, true).await;
 
     let ids = self::ids(200, "session-stop");
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let refs = crate::common::refs(&ids);
     fault(&cluster, 1, failing(ALL_OPS));
     extra[1] = ("NODE_DOWN_WAIT_SECS", "0");
     let report = run_bounded(&config(&cluster.urls(), "create", &refs, &extra)).await;
@@ -413,7 +413,7 @@ async fn groups_left_in_doubt_by_a_down_node_are_resolved_by_the_next_run() {
     let journal = journal.to_str().unwrap();
     silent_creates(&cluster, 2);
     let ids = ids(40, "doubt");
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let refs = refs(&ids);
     let extra = in_doubt_settings(journal, "4");
     let first = run_bounded(&config(&cluster.urls(), "create", &refs, &extra)).await;
     assert_eq!(first.stop_reason, Some(StopReason::NodeDown));
@@ -544,7 +544,7 @@ async fn shards_each_wait_for_a_node_killed_under_both() {
     let data = tempfile::tempdir().unwrap();
     let cluster = restartable_cluster(&data).await;
     let ids = ids(400, "shard");
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let refs = refs(&ids);
     let shard = |index: &'static str| {
         let mut extra = breaker("30");
         extra.extend([("SHARD_COUNT", "2"), ("SHARD_INDEX", index)]);
@@ -577,7 +577,7 @@ async fn a_journal_recovery_waits_for_a_down_node_once() {
     let journal = journal.to_str().unwrap();
     silent_creates(&cluster, 2);
     let ids = ids(64, "once");
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let refs = refs(&ids);
     let mut extra = in_doubt_settings(journal, "16");
     let first = run_bounded(&config(&cluster.urls(), "create", &refs, &extra)).await;
     let in_doubt = first.totals.inconsistent;

@@ -36,10 +36,6 @@ fn ids(count: u64) -> Vec<String> {
     (0..count).map(|i| format!("g{i:03}")).collect()
 }
 
-fn refs(ids: &[String]) -> Vec<&str> {
-    ids.iter().map(String::as_str).collect()
-}
-
 /// Runs `operation` of `ids` over `nodes` with `PRIOR_STATE=prior_state`
 /// and the `extra` settings, failing past [`HANG_BOUND`].
 async fn batch_with(

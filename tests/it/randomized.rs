@@ -391,9 +391,22 @@ async fn kill_and_restart(
     }
 }
 
+/// Every hazard off: each series names the ones it turns on.
+const CALM: Chaos = Chaos {
+    seed: 0,
+    rounds: 0,
+    every_knob: false,
+    restarts: false,
+    two_phase: false,
+    late_writes: false,
+    outages: false,
+};
+
 impl Chaos {
     /// Runs every round and checks every group; returns the outcome totals.
     async fn run(&self) -> BTreeMap<Outcome, u64> {
+        // An outage kills a node that restarts from its data file.
+        assert!(!self.outages || self.restarts, "outages need restarts");
         let mut rng = SmallRng::seed_from_u64(self.seed);
         let data = tempfile::tempdir().expect("temp dir");
         let options = SimOptions {
@@ -715,11 +728,7 @@ async fn randomized_transactions_keep_every_invariant() {
     let chaos = Chaos {
         seed: env_number("RANDOMIZED_SEED", 20_261_123),
         rounds: env_number("RANDOMIZED_ROUNDS", 48),
-        every_knob: false,
-        restarts: false,
-        two_phase: false,
-        late_writes: false,
-        outages: false,
+        ..CALM
     };
     let totals = chaos.run().await;
     assert_eq!(
@@ -739,9 +748,7 @@ async fn chaos_with_every_knob_and_node_restarts_keeps_every_invariant() {
         rounds: env_number("CHAOS_ROUNDS", 12),
         every_knob: true,
         restarts: true,
-        two_phase: false,
-        late_writes: false,
-        outages: false,
+        ..CALM
     };
     let totals = chaos.run().await;
     assert_every_path("chaos", &totals);
@@ -753,11 +760,8 @@ async fn randomized_two_phase_transactions_keep_every_invariant() {
     let chaos = Chaos {
         seed: env_number("RANDOMIZED_SEED", 20_261_201),
         rounds: env_number("RANDOMIZED_ROUNDS", 48),
-        every_knob: false,
-        restarts: false,
         two_phase: true,
-        late_writes: false,
-        outages: false,
+        ..CALM
     };
     let totals = chaos.run().await;
     assert_every_path("randomized two-phase", &totals);
@@ -773,8 +777,7 @@ async fn chaos_two_phase_with_every_knob_and_node_restarts_keeps_every_invariant
         every_knob: true,
         restarts: true,
         two_phase: true,
-        late_writes: false,
-        outages: false,
+        ..CALM
     };
     let totals = chaos.run().await;
     assert_every_path("chaos two-phase", &totals);
@@ -790,9 +793,8 @@ async fn node_outages_keep_every_invariant() {
         rounds: env_number("OUTAGE_ROUNDS", 24),
         every_knob: true,
         restarts: true,
-        two_phase: false,
-        late_writes: false,
         outages: true,
+        ..CALM
     };
     let totals = chaos.run().await;
     assert_every_path("node outages", &totals);
@@ -807,8 +809,8 @@ async fn node_outages_two_phase_keep_every_invariant() {
         every_knob: true,
         restarts: true,
         two_phase: true,
-        late_writes: false,
         outages: true,
+        ..CALM
     };
     let totals = chaos.run().await;
     assert_every_path("node outages two-phase", &totals);
@@ -823,11 +825,8 @@ async fn late_writes_randomized_transactions_keep_every_invariant() {
     let chaos = Chaos {
         seed: env_number("LATE_WRITES_SEED", 20_261_202),
         rounds: env_number("LATE_WRITES_ROUNDS", 80),
-        every_knob: false,
-        restarts: false,
-        two_phase: false,
         late_writes: true,
-        outages: false,
+        ..CALM
     };
     let totals = chaos.run().await;
     assert_eq!(
@@ -843,11 +842,9 @@ async fn late_writes_randomized_two_phase_transactions_keep_every_invariant() {
     let chaos = Chaos {
         seed: env_number("LATE_WRITES_SEED", 20_261_203),
         rounds: env_number("LATE_WRITES_ROUNDS", 80),
-        every_knob: false,
-        restarts: false,
         two_phase: true,
         late_writes: true,
-        outages: false,
+        ..CALM
     };
     let totals = chaos.run().await;
     assert_every_path("late writes two-phase", &totals);
